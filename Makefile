@@ -1,0 +1,44 @@
+# Two entry points for people; CMake does the building.
+#   make run    install what is missing, build, run ntpgated in the foreground on the
+#               shipped default config (loopback only, never touches the system clock)
+#   make check  install what is missing, build, run every test (plain and ASan+UBSan builds)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps deps-build run check test test-plain test-asan clean
+
+all: $(BUILD)/ntpgated
+
+deps-build:
+	scripts/deps.sh build
+
+deps:
+	scripts/deps.sh test
+
+$(BUILD)/ntpgated: FORCE
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: deps-build $(BUILD)/ntpgated
+	setpriv --bounding-set -sys_time -- $(BUILD)/ntpgated -n -x -c etc/ntpgate.conf
+
+test-plain: $(BUILD)/ntpgated
+	cd $(BUILD) && ctest --output-on-failure
+
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -DNTPG_SANITIZE=ON -DCMAKE_C_COMPILER=clang >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
+
+check: deps
+	$(MAKE) test-plain
+	$(MAKE) test-asan
+
+test: check
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
+
+FORCE:

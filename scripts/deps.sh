@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what ntpgate's build and tests need on Debian 12, and nothing the machine already has.
+# Peers that conflict as system packages (chrony, ntpsec's ntpd/ntpq) are unpacked side by side
+# into .peers/ (git-ignored) and run from there; they are never installed as services.
+# Usage: scripts/deps.sh [build|test]   (default: test = everything)
+set -eu
+cd "$(dirname "$0")/.."
+what=${1:-test}
+
+build_pkgs="cmake make gcc clang pkg-config libssl-dev libcap-dev libseccomp-dev libclang-rt-14-dev util-linux"
+test_pkgs="python3 ntpsec-ntpdig python3-ntp python3-ntplib tshark iproute2 openssl
+           libcap2 libedit2 libgnutls30 libnettle8 libseccomp2 libbsd0 libssl3 valgrind"
+pkgs=$build_pkgs
+[ "$what" = test ] && pkgs="$build_pkgs $test_pkgs"
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+if [ -n "$missing" ]; then
+  echo "deps: installing:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  $SUDO apt-get update -qq
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+[ "$what" = test ] || exit 0
+
+# Side-by-side peers: chrony (chronyd) and ntpsec (ntpd, ntpq), unpacked, never installed.
+peers=.peers
+if [ ! -x "$peers/root/usr/sbin/chronyd" ] || [ ! -x "$peers/root/usr/sbin/ntpd" ]; then
+  mkdir -p "$peers/debs" "$peers/root"
+  (cd "$peers/debs" && apt-get download chrony ntpsec >/dev/null 2>&1) || {
+    $SUDO apt-get update -qq
+    (cd "$peers/debs" && apt-get download chrony ntpsec >/dev/null)
+  }
+  for d in "$peers"/debs/*.deb; do dpkg-deb -x "$d" "$peers/root"; done
+fi
+echo "deps: ok"
