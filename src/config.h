@@ -1,0 +1,257 @@
+/* config: the ntp.conf parser. It reads an ntpd-compatible configuration (plus a few
+ * ntpgate extensions) into a CNF_Config and does nothing else: no DNS, no sockets, no
+ * logging, no global state. Host names are recorded unresolved; what a directive *does* is
+ * decided by the module that reads the recorded value (restrict, monitor, assoc, keys, ...).
+ *
+ * Errors travel as data. Parsing keeps going after a bad line and reports every error and
+ * every warning as {file, line, text}; CNF_FormatMessage renders one in the compiler style
+ * "FILE:LINE: reason". A parse call returns true only if it found no error; the caller
+ * decides whether a config with errors is fatal (boot) or discarded (reload).
+ *
+ * Lifetime: a CNF_Config owns everything it points to (strings, arrays) until CNF_Destroy.
+ * Readers get it as `const CNF_Config *` and must not keep pointers into it past that. */
+#ifndef NTPG_CONFIG_H
+#define NTPG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netaddr.h"
+#include "restrict.h"
+
+/* ------------------------------------------------------------------------------------ */
+/* Errors and warnings                                                                   */
+
+typedef struct {
+  char *file; /* the file name as given (top level) or as opened (includes) */
+  int line;   /* 1-based line number; 0 when the message is about a whole file */
+  char *text; /* the reason, without the "FILE:LINE: " prefix and without a newline */
+} CNF_Message;
+
+typedef struct {
+  CNF_Message *items;
+  size_t count;
+  size_t capacity; /* internal */
+  size_t lost;     /* messages that could not be stored for lack of memory */
+} CNF_MessageList;
+
+/* Zero-initialise (CNF_InitErrors or `= {0}`), pass to any number of parse calls (messages
+ * accumulate), then CNF_ClearErrors. */
+typedef struct {
+  CNF_MessageList errors;
+  CNF_MessageList warnings;
+} CNF_Errors;
+
+void CNF_InitErrors(CNF_Errors *errs);
+/* Free every message and return the lists to empty. */
+void CNF_ClearErrors(CNF_Errors *errs);
+/* Write "FILE:LINE: text" ("FILE: text" when line is 0) into buf, always terminated when
+ * size > 0. Returns the length the full text needs, as snprintf does. */
+size_t CNF_FormatMessage(const CNF_Message *m, char *buf, size_t size);
+
+/* ------------------------------------------------------------------------------------ */
+/* Associations: server / pool / peer                                                    */
+
+typedef enum { CNF_SERVER = 0, CNF_POOL, CNF_PEER } CNF_AssocType;
+
+/* Option flags of an association. */
+enum {
+  CNF_AO_IBURST = 1u << 0,   /* burst of packets while unreachable */
+  CNF_AO_BURST = 1u << 1,    /* burst of packets every poll while reachable */
+  CNF_AO_PREFER = 1u << 2,   /* preferred source */
+  CNF_AO_NOSELECT = 1u << 3, /* poll and show, never select */
+  CNF_AO_TRUE = 1u << 4,     /* always a truechimer */
+};
+
+#define CNF_DEFAULT_MINPOLL 6  /* log2 s (64 s) */
+#define CNF_DEFAULT_MAXPOLL 10 /* log2 s (1024 s) */
+#define CNF_MAX_POLL 17
+#define CNF_NTP_PORT 123
+
+typedef struct {
+  CNF_AssocType type;
+  char *host;       /* as written: a numeric address or a host name (never resolved here) */
+  bool numeric;     /* host is a numeric address, parsed into addr */
+  NetAddr addr;     /* valid when numeric; addr.port == port */
+  int family;       /* forced family for name resolution: ADR_INET4, ADR_INET6, or ADR_NONE */
+  uint16_t port;    /* UDP port of the server (our extension `port N`), default 123 */
+  int minpoll;      /* log2 s, 0..17, default 6 */
+  int maxpoll;      /* log2 s, minpoll..17, default 10 */
+  uint32_t key;     /* symmetric key id 1..65535; 0 = no authentication */
+  int version;      /* NTP version we send, 1..4, default 4 */
+  unsigned options; /* CNF_AO_* */
+  int line;         /* where it was configured (for the association's own messages) */
+} CNF_Assoc;
+
+/* The LOCAL reference clock driver, `server 127.127.1.u` plus `fudge 127.127.1.u ...`. */
+#define CNF_LOCAL_DEFAULT_STRATUM 5 /* ntpd refclock_local.c STRATUM */
+#define CNF_LOCAL_DEFAULT_REFID "LOCL"
+
+typedef struct {
+  bool configured; /* a `server 127.127.1.u` line was seen */
+  int unit;        /* u in 127.127.1.u, 0..3 */
+  int minpoll;     /* log2 s, as for servers */
+  int maxpoll;
+  unsigned options; /* CNF_AO_PREFER / NOSELECT / TRUE */
+  bool fudged;      /* a fudge line was seen (even without the server line) */
+  int stratum;      /* 0..15, default 5 */
+  char refid[5];    /* 1..4 printable ASCII characters, default "LOCL" */
+} CNF_LocalClock;
+
+/* ------------------------------------------------------------------------------------ */
+/* Access control: restrict / delrestrict / unrestrict, discard, mru                     */
+
+typedef enum {
+  CNF_RST_ADD = 0, /* restrict: OR flags into the entry (created if new) */
+  CNF_RST_DELETE,  /* delrestrict, or unrestrict without flags: remove the entry */
+  CNF_RST_CLEAR,   /* unrestrict with flags: clear those flags from the entry */
+} CNF_RestrictOp;
+
+typedef enum {
+  CNF_RST_DEFAULT = 0, /* the default entry of one family (address/mask all zero) */
+  CNF_RST_ADDR,        /* a numeric address and mask */
+  CNF_RST_HOST,        /* a host name, unresolved; host entry (mask all ones) per address */
+  CNF_RST_SOURCE,      /* `restrict source`: the template for association peers */
+} CNF_RestrictKind;
+
+typedef struct {
+  CNF_RestrictOp op;
+  CNF_RestrictKind kind;
+  int family;      /* ADR_INET4 / ADR_INET6; for HOST also ADR_NONE (any); SOURCE: NONE */
+  NetAddr addr;    /* ADDR: stored masked; DEFAULT: all zero of `family` */
+  NetAddr mask;    /* ADDR: contiguous mask; DEFAULT: all zero */
+  int prefix;      /* ADDR/DEFAULT: length of mask; HOST: -1 */
+  char *host;      /* HOST only */
+  uint32_t flags;  /* RST_* (restrict.h) */
+  uint32_t match;  /* RST_M_NTPPORT; RST_M_SOURCE for SOURCE and `delrestrict source` */
+  int ippeerlimit; /* -1 (unlimited, default) .. 100 */
+  int line;
+} CNF_Restrict;
+
+typedef struct {
+  /* ntpd 4.2.8 `discard` */
+  int average; /* log2 s of the minimum average spacing, 0..17, default 3 */
+  int minimum; /* s, minimum spacing (guard time), 0..3600, default 2 */
+  int monitor; /* full-MRU replacement probability denominator, 1..1e9, default 3000 */
+  /* ntpgate extensions on the same line */
+  int leak;       /* 1 in 2^leak over-limit requests is answered anyway; 0 = never; 0..16, 4 */
+  int kodlimit;   /* most KoDs sent per second in total; 0 = send none; 0..10000, default 1 */
+  int netprefix4; /* aggregate IPv4 sources per /netprefix4 network; 0 = off (default) */
+  int netprefix6; /* aggregate IPv6 sources per /netprefix6 network; 0 = off (default) */
+  int netaverage; /* log2 s between packets allowed from one whole network, -16..17, -3 */
+} CNF_Discard;
+
+/* One of ntpd's "count or memory" pairs: the last of the pair on the line wins. */
+typedef struct {
+  bool
+      in_kib; /* true: value is KiB of memory (ntpd ...mem); false: entries (...depth/alloc) */
+  uint32_t value;
+} CNF_MruSize;
+
+typedef struct {
+  CNF_MruSize max;   /* maxdepth N | maxmem KiB; default maxmem 1024 */
+  CNF_MruSize init;  /* initalloc N | initmem KiB; default initmem 4 */
+  CNF_MruSize inc;   /* incalloc N | incmem KiB; default incmem 4 */
+  uint32_t mindepth; /* entries always allowed before recycling, default 600 */
+  uint32_t maxage;   /* s: an oldest entry older than this is recycled, default 64 */
+} CNF_Mru;
+
+/* ------------------------------------------------------------------------------------ */
+/* Network, files, keys, tos, enable/disable                                             */
+
+typedef enum { CNF_IF_LISTEN = 0, CNF_IF_IGNORE, CNF_IF_DROP } CNF_IfAction;
+typedef enum {
+  CNF_IFM_ALL = 0,
+  CNF_IFM_IPV4,
+  CNF_IFM_IPV6,
+  CNF_IFM_WILDCARD,
+  CNF_IFM_ADDR, /* addr, with prefix (-1 = exactly this address) */
+  CNF_IFM_NAME, /* name */
+} CNF_IfMatch;
+
+typedef struct {
+  CNF_IfAction action;
+  CNF_IfMatch match;
+  NetAddr addr;
+  int prefix;
+  char *name;
+  int line;
+} CNF_Interface;
+
+/* Inclusive range of trusted key ids (a single key is lo == hi). */
+typedef struct {
+  uint16_t lo, hi;
+} CNF_KeyRange;
+
+typedef struct {
+  int orphan;     /* orphan stratum 1..16; 0 = orphan mode off (default) */
+  int orphanwait; /* s before orphan mode takes over, default 300 */
+  int minclock;   /* default 3 */
+  int minsane;    /* default 1 */
+  int maxclock;   /* default 10 */
+  double maxdist; /* s, selection threshold, default 1.5 */
+  double mindist; /* s, minimum distance, default 0.001 */
+  int floor;      /* lowest stratum we accept, default 1 */
+  int ceiling;    /* strata >= ceiling are refused, default 15 */
+} CNF_Tos;
+
+/* `enable` / `disable` switches, with ntpd's defaults. */
+typedef struct {
+  bool auth;      /* true */
+  bool bclient;   /* false */
+  bool calibrate; /* false */
+  bool kernel;    /* true */
+  bool monitor;   /* true */
+  bool ntp;       /* true */
+  bool stats;     /* false */
+  bool mode7;     /* false */
+} CNF_Switches;
+
+#define CNF_MAX_THREADS 64
+#define CNF_MAX_KEYID 65535
+
+typedef struct {
+  CNF_Assoc *assocs; /* in configuration order */
+  size_t n_assocs;
+  CNF_LocalClock local_clock;
+
+  CNF_Restrict *restricts; /* in configuration order; `restrict default` gives two (4 and 6) */
+  size_t n_restricts;
+  CNF_Discard discard;
+  CNF_Mru mru;
+
+  CNF_Interface *interfaces; /* in configuration order */
+  size_t n_interfaces;
+  uint16_t port; /* our UDP server port (extension `port N`), default 123 */
+  int threads;   /* worker threads (extension), 0 = one per core (default), max 64 */
+
+  char *driftfile; /* NULL when not configured; paths as written */
+  char *logfile;
+  char *pidfile;
+  char *keysfile;
+
+  CNF_KeyRange *trusted_keys; /* every trustedkey line, in order */
+  size_t n_trusted_keys;
+  uint32_t control_key; /* 0 = none */
+  uint32_t request_key; /* 0 = none */
+
+  CNF_Tos tos;
+  CNF_Switches sw;
+} CNF_Config;
+
+/* A config holding the defaults; NULL if memory is short. */
+CNF_Config *CNF_Create(void);
+void CNF_Destroy(CNF_Config *cfg);
+
+/* Parse a file into cfg (adding to what is there). `includefile` paths are relative to the
+ * including file's directory. Every problem goes to errs (may be NULL). True iff no error. */
+bool CNF_ParseFile(CNF_Config *cfg, const char *path, CNF_Errors *errs);
+/* Same for text held in memory; `name` labels the messages, and relative includes are taken
+ * from the directory part of name (the current directory if it has none). */
+bool CNF_ParseText(CNF_Config *cfg, const char *name, const char *text, CNF_Errors *errs);
+
+/* True if key id is listed by a trustedkey line. */
+bool CNF_IsTrustedKey(const CNF_Config *cfg, uint32_t key);
+
+#endif

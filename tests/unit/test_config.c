@@ -1,0 +1,1207 @@
+/* Unit tests for the ntp.conf parser (config.c). */
+#include "config.h"
+
+#include "harness.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+/* Parse text as "t.conf" into a fresh config; *ok gets the return value. */
+static CNF_Config *
+parse(const char *text, CNF_Errors *e, bool *ok)
+{
+  CNF_Config *cfg = CNF_Create();
+  CNF_InitErrors(e);
+  bool r = CNF_ParseText(cfg, "t.conf", text, e);
+  if (ok)
+    *ok = r;
+  return cfg;
+}
+
+static const char *
+fmt_msg(const CNF_MessageList *l, size_t i)
+{
+  static char buf[512];
+  if (i >= l->count)
+    return "(no such message)";
+  CNF_FormatMessage(&l->items[i], buf, sizeof(buf));
+  return buf;
+}
+
+static const char *
+err(const CNF_Errors *e, size_t i)
+{
+  return fmt_msg(&e->errors, i);
+}
+
+static const char *
+wrn(const CNF_Errors *e, size_t i)
+{
+  return fmt_msg(&e->warnings, i);
+}
+
+/* The one error a one-line text produces. */
+static const char *
+only_error(const char *text)
+{
+  static char buf[1024];
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *cfg = parse(text, &e, &ok);
+  if (ok || e.errors.count != 1)
+    snprintf(buf, sizeof(buf), "(ok=%d, %zu errors) %s", ok, e.errors.count, err(&e, 0));
+  else
+    snprintf(buf, sizeof(buf), "%s", err(&e, 0));
+  CNF_ClearErrors(&e);
+  CNF_Destroy(cfg);
+  return buf;
+}
+
+static bool
+clean_parse(const char *text, CNF_Config **out)
+{
+  CNF_Errors e;
+  bool ok;
+  *out = parse(text, &e, &ok);
+  for (size_t i = 0; i < e.errors.count; i++)
+    fprintf(stderr, "  unexpected error: %s\n", err(&e, i));
+  ok = ok && e.errors.count == 0 && e.warnings.count == 0;
+  for (size_t i = 0; i < e.warnings.count; i++)
+    fprintf(stderr, "  unexpected warning: %s\n", wrn(&e, i));
+  CNF_ClearErrors(&e);
+  return ok;
+}
+
+static const char *
+addr_str(const NetAddr *a)
+{
+  static char buf[ADR_STRLEN];
+  return ADR_Format(a, buf, sizeof(buf));
+}
+
+/* ---- defaults and lexical rules ---- */
+
+static void
+test_defaults(void)
+{
+  CNF_Config *c = CNF_Create();
+  TEST_CHECK(c != NULL);
+  TEST_EQ_INT(c->n_assocs, 0);
+  TEST_EQ_INT(c->n_restricts, 0);
+  TEST_EQ_INT(c->port, 123);
+  TEST_EQ_INT(c->threads, 0);
+  TEST_EQ_INT(c->discard.average, 3);
+  TEST_EQ_INT(c->discard.minimum, 2);
+  TEST_EQ_INT(c->discard.monitor, 3000);
+  TEST_EQ_INT(c->discard.leak, 4);
+  TEST_EQ_INT(c->discard.kodlimit, 1);
+  TEST_EQ_INT(c->discard.netprefix4, 0);
+  TEST_EQ_INT(c->discard.netprefix6, 0);
+  TEST_EQ_INT(c->discard.netaverage, -3);
+  TEST_CHECK(c->mru.max.in_kib && c->mru.max.value == 1024);
+  TEST_CHECK(c->mru.init.in_kib && c->mru.init.value == 4);
+  TEST_CHECK(c->mru.inc.in_kib && c->mru.inc.value == 4);
+  TEST_EQ_INT(c->mru.mindepth, 600);
+  TEST_EQ_INT(c->mru.maxage, 64);
+  TEST_EQ_INT(c->tos.orphan, 0);
+  TEST_EQ_INT(c->tos.orphanwait, 300);
+  TEST_EQ_INT(c->tos.minclock, 3);
+  TEST_EQ_INT(c->tos.minsane, 1);
+  TEST_EQ_INT(c->tos.maxclock, 10);
+  TEST_NEAR(c->tos.maxdist, 1.5, 1e-12);
+  TEST_NEAR(c->tos.mindist, 0.001, 1e-12);
+  TEST_EQ_INT(c->tos.floor, 1);
+  TEST_EQ_INT(c->tos.ceiling, 15);
+  TEST_CHECK(c->sw.auth && c->sw.kernel && c->sw.monitor && c->sw.ntp);
+  TEST_CHECK(!c->sw.bclient && !c->sw.calibrate && !c->sw.stats && !c->sw.mode7);
+  TEST_CHECK(!c->local_clock.configured);
+  TEST_EQ_INT(c->local_clock.stratum, 5);
+  TEST_EQ_STR(c->local_clock.refid, "LOCL");
+  TEST_CHECK(c->driftfile == NULL && c->keysfile == NULL);
+  TEST_EQ_INT(c->control_key, 0);
+  CNF_Destroy(c);
+  CNF_Destroy(NULL);
+}
+
+static void
+test_comments_blanks_quotes_crlf(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("# comment\n"
+                         "\n"
+                         "   \t  \n"
+                         "  # indented comment\n"
+                         "driftfile \"/var/lib/my dir/drift\"  # trailing comment\n"
+                         "logfile /var/log/ntp#1.log\r\n"
+                         "port 1123",
+                         &c));
+  TEST_EQ_STR(c->driftfile, "/var/lib/my dir/drift");
+  TEST_EQ_STR(c->logfile, "/var/log/ntp#1.log");
+  TEST_EQ_INT(c->port, 1123);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("\n\nlogfile \"/x y\n"), "t.conf:3: unterminated quoted string");
+  TEST_EQ_STR(only_error("logfile \"/x\"y\n"), "t.conf:1: missing space after quoted string");
+}
+
+/* ---- associations ---- */
+
+static void
+test_server_pool_peer(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("server 192.0.2.1 iburst\n"
+                         "pool pool.ntp.org iburst burst prefer noselect true\n"
+                         "peer -6 peer.example.net key 42 version 3 minpoll 4 maxpoll 8\n"
+                         "server ::1 port 12345 minpoll 0 maxpoll 17\n"
+                         "server -4 time.example.com\n",
+                         &c));
+  TEST_EQ_INT(c->n_assocs, 5);
+  const CNF_Assoc *s = &c->assocs[0];
+  TEST_EQ_INT(s->type, CNF_SERVER);
+  TEST_EQ_STR(s->host, "192.0.2.1");
+  TEST_CHECK(s->numeric && s->addr.family == ADR_INET4);
+  TEST_EQ_INT(s->port, 123);
+  TEST_EQ_INT(s->addr.port, 123);
+  TEST_EQ_INT(s->options, CNF_AO_IBURST);
+  TEST_EQ_INT(s->minpoll, 6);
+  TEST_EQ_INT(s->maxpoll, 10);
+  TEST_EQ_INT(s->version, 4);
+  TEST_EQ_INT(s->key, 0);
+  TEST_EQ_INT(s->line, 1);
+  s = &c->assocs[1];
+  TEST_EQ_INT(s->type, CNF_POOL);
+  TEST_CHECK(!s->numeric);
+  TEST_EQ_STR(s->host, "pool.ntp.org");
+  TEST_EQ_INT(s->options,
+              CNF_AO_IBURST | CNF_AO_BURST | CNF_AO_PREFER | CNF_AO_NOSELECT | CNF_AO_TRUE);
+  s = &c->assocs[2];
+  TEST_EQ_INT(s->type, CNF_PEER);
+  TEST_EQ_INT(s->family, ADR_INET6);
+  TEST_EQ_INT(s->key, 42);
+  TEST_EQ_INT(s->version, 3);
+  TEST_EQ_INT(s->minpoll, 4);
+  TEST_EQ_INT(s->maxpoll, 8);
+  s = &c->assocs[3];
+  TEST_CHECK(s->numeric && s->addr.family == ADR_INET6);
+  TEST_EQ_INT(s->port, 12345);
+  TEST_EQ_INT(s->addr.port, 12345);
+  TEST_EQ_INT(s->minpoll, 0);
+  TEST_EQ_INT(s->maxpoll, 17);
+  TEST_EQ_INT(c->assocs[4].family, ADR_INET4);
+  TEST_EQ_STR(c->assocs[4].host, "time.example.com");
+  CNF_Destroy(c);
+}
+
+static void
+test_server_poll_rules(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("server a.example minpoll 12\nserver b.example maxpoll 4\n", &c));
+  TEST_EQ_INT(c->assocs[0].minpoll, 12);
+  TEST_EQ_INT(c->assocs[0].maxpoll, 12);
+  TEST_EQ_INT(c->assocs[1].minpoll, 4);
+  TEST_EQ_INT(c->assocs[1].maxpoll, 4);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("server a.example minpoll 9 maxpoll 8"),
+              "t.conf:1: server: minpoll 9 is greater than maxpoll 8");
+  TEST_EQ_STR(only_error("server a.example minpoll 18"),
+              "t.conf:1: server: minpoll 18 is out of range 0..17");
+  TEST_EQ_STR(only_error("server a.example maxpoll -1"),
+              "t.conf:1: server: maxpoll -1 is out of range 0..17");
+  TEST_EQ_STR(only_error("server a.example key 0"),
+              "t.conf:1: server: key 0 is out of range 1..65535");
+  TEST_EQ_STR(only_error("server a.example key 65536"),
+              "t.conf:1: server: key 65536 is out of range 1..65535");
+  TEST_EQ_STR(only_error("server a.example version 5"),
+              "t.conf:1: server: version 5 is out of range 1..4");
+  TEST_EQ_STR(only_error("server a.example port 0"),
+              "t.conf:1: server: port 0 is out of range 1..65535");
+  TEST_EQ_STR(only_error("server a.example minpoll"),
+              "t.conf:1: server: missing value for minpoll");
+  TEST_EQ_STR(only_error("server a.example minpoll six"),
+              "t.conf:1: server: minpoll 'six' is not a number");
+  TEST_EQ_STR(only_error("server a.example minpoll 99999999999999999999999"),
+              "t.conf:1: server: minpoll 99999999999999999999999 is out of range 0..17");
+  TEST_EQ_STR(only_error("server a.example xleave"),
+              "t.conf:1: server: unknown option 'xleave'");
+  TEST_EQ_STR(only_error("server"), "t.conf:1: server: missing address or host name");
+  TEST_EQ_STR(only_error("server -4"), "t.conf:1: server: missing address or host name");
+  TEST_EQ_STR(only_error("server 10.0.0.256"),
+              "t.conf:1: server: bad address or host name '10.0.0.256'");
+  TEST_EQ_STR(only_error("server bad!name"),
+              "t.conf:1: server: bad address or host name 'bad!name'");
+  TEST_EQ_STR(only_error("server -6 192.0.2.1"),
+              "t.conf:1: server: '192.0.2.1' is not an IPv6 address");
+  TEST_EQ_STR(
+      only_error("server 224.0.1.1"),
+      "t.conf:1: server: multicast address '224.0.1.1': broadcast and manycast are not "
+      "supported");
+}
+
+static void
+test_local_clock(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("server 127.127.1.0 prefer minpoll 4 maxpoll 4\n"
+                         "fudge 127.127.1.0 stratum 10 refid XLOC\n",
+                         &c));
+  TEST_EQ_INT(c->n_assocs, 0);
+  TEST_CHECK(c->local_clock.configured);
+  TEST_CHECK(c->local_clock.fudged);
+  TEST_EQ_INT(c->local_clock.unit, 0);
+  TEST_EQ_INT(c->local_clock.minpoll, 4);
+  TEST_EQ_INT(c->local_clock.options, CNF_AO_PREFER);
+  TEST_EQ_INT(c->local_clock.stratum, 10);
+  TEST_EQ_STR(c->local_clock.refid, "XLOC");
+  CNF_Destroy(c);
+
+  TEST_CHECK(clean_parse("server 127.127.1.2\n", &c));
+  TEST_EQ_INT(c->local_clock.unit, 2);
+  TEST_EQ_INT(c->local_clock.stratum, 5);
+  TEST_EQ_STR(c->local_clock.refid, "LOCL");
+  CNF_Destroy(c);
+
+  TEST_EQ_STR(only_error("fudge 127.127.1.0 stratum 16"),
+              "t.conf:1: fudge: stratum 16 is out of range 0..15");
+  TEST_EQ_STR(only_error("fudge 127.127.1.0 refid TOOLONG"),
+              "t.conf:1: fudge: refid 'TOOLONG' must be 1 to 4 printable ASCII characters");
+  TEST_EQ_STR(only_error("fudge 192.0.2.1 stratum 3"),
+              "t.conf:1: fudge: '192.0.2.1' is not a reference clock address (127.127.t.u)");
+  TEST_EQ_STR(only_error("server 127.127.20.0"),
+              "t.conf:1: server: reference clock type 20 is not supported (only the LOCAL "
+              "driver, 127.127.1.u)");
+  TEST_EQ_STR(only_error("server 127.127.1.4"),
+              "t.conf:1: server: local clock unit 4 is out of range 0..3");
+  TEST_EQ_STR(only_error("pool 127.127.1.0"),
+              "t.conf:1: pool: a reference clock address is only valid with 'server'");
+  TEST_EQ_STR(only_error("server 127.127.1.0\nserver 127.127.1.1"),
+              "t.conf:2: server: the local clock is already configured");
+
+  CNF_Errors e;
+  bool ok;
+  c = parse("fudge 127.127.1.0 stratum 8\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.warnings.count, 1);
+  TEST_EQ_STR(wrn(&e, 0),
+              "t.conf: fudge 127.127.1.0 has no effect: no 'server 127.127.1.0' line");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+
+  c = parse("server 127.127.1.0 iburst\nfudge 127.127.1.0 time1 0.5\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.warnings.count, 2);
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:1: server: iburst, burst, key, version and port have no "
+                          "effect on the local clock");
+  TEST_EQ_STR(wrn(&e, 1), "t.conf:2: fudge: 'time1' has no effect on the local clock");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+}
+
+/* ---- restrict ---- */
+
+static void
+test_restrict_default_forms(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("restrict default kod limited nomodify\n"
+                         "restrict -4 default noquery\n"
+                         "restrict -6 default ignore\n",
+                         &c));
+  TEST_EQ_INT(c->n_restricts, 4);
+  const CNF_Restrict *r = c->restricts;
+  TEST_EQ_INT(r[0].kind, CNF_RST_DEFAULT);
+  TEST_EQ_INT(r[0].op, CNF_RST_ADD);
+  TEST_EQ_INT(r[0].family, ADR_INET4);
+  TEST_EQ_INT(r[1].family, ADR_INET6);
+  TEST_EQ_INT(r[0].flags, RST_KOD | RST_LIMITED | RST_NOMODIFY);
+  TEST_EQ_INT(r[1].flags, RST_KOD | RST_LIMITED | RST_NOMODIFY);
+  TEST_EQ_INT(r[0].prefix, 0);
+  TEST_EQ_INT(r[0].mask.family, ADR_INET4);
+  TEST_EQ_INT(r[1].addr.family, ADR_INET6);
+  TEST_EQ_INT(r[0].ippeerlimit, -1);
+  TEST_EQ_INT(r[0].line, 1);
+  TEST_EQ_INT(r[1].line, 1);
+  TEST_EQ_INT(r[2].family, ADR_INET4);
+  TEST_EQ_INT(r[2].flags, RST_NOQUERY);
+  TEST_EQ_INT(r[3].family, ADR_INET6);
+  TEST_EQ_INT(r[3].flags, RST_IGNORE);
+  CNF_Destroy(c);
+}
+
+static void
+test_restrict_addresses(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("restrict 192.0.2.7\n"
+                         "restrict 10.0.0.0 mask 255.0.0.0 nomodify\n"
+                         "restrict 172.16.0.0/12 noquery\n"
+                         "restrict 2001:db8:: mask ffff:ffff:: notrust\n"
+                         "restrict 2001:db8:1::/48 ntpport\n"
+                         "restrict ::1\n"
+                         "restrict -6 fe80::/10\n",
+                         &c));
+  TEST_EQ_INT(c->n_restricts, 7);
+  const CNF_Restrict *r = c->restricts;
+  TEST_EQ_INT(r[0].kind, CNF_RST_ADDR);
+  TEST_EQ_STR(addr_str(&r[0].addr), "192.0.2.7");
+  TEST_EQ_STR(addr_str(&r[0].mask), "255.255.255.255");
+  TEST_EQ_INT(r[0].prefix, 32);
+  TEST_EQ_INT(r[0].flags, 0);
+  TEST_EQ_STR(addr_str(&r[1].mask), "255.0.0.0");
+  TEST_EQ_INT(r[1].prefix, 8);
+  TEST_EQ_INT(r[1].flags, RST_NOMODIFY);
+  TEST_EQ_STR(addr_str(&r[2].addr), "172.16.0.0");
+  TEST_EQ_STR(addr_str(&r[2].mask), "255.240.0.0");
+  TEST_EQ_INT(r[2].prefix, 12);
+  TEST_EQ_INT(r[3].family, ADR_INET6);
+  TEST_EQ_INT(r[3].prefix, 32);
+  TEST_EQ_INT(r[3].flags, RST_NOTRUST);
+  TEST_EQ_INT(r[4].prefix, 48);
+  TEST_EQ_INT(r[4].flags, 0);
+  TEST_EQ_INT(r[4].match, RST_M_NTPPORT);
+  TEST_EQ_STR(addr_str(&r[4].mask), "ffff:ffff:ffff::");
+  TEST_EQ_INT(r[5].prefix, 128);
+  TEST_EQ_STR(addr_str(&r[5].addr), "::1");
+  TEST_EQ_INT(r[6].prefix, 10);
+  CNF_Destroy(c);
+}
+
+static void
+test_restrict_masks_bits_outside(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *c =
+      parse("restrict 10.1.2.3 mask 255.255.0.0\nrestrict 2001:db8::1/32\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(c->n_restricts, 2);
+  TEST_EQ_STR(addr_str(&c->restricts[0].addr), "10.1.0.0");
+  TEST_EQ_STR(addr_str(&c->restricts[1].addr), "2001:db8::");
+  TEST_EQ_INT(e.warnings.count, 2);
+  TEST_EQ_STR(
+      wrn(&e, 0),
+      "t.conf:1: restrict: address 10.1.2.3 has bits outside its /16 mask; using 10.1.0.0");
+  TEST_EQ_STR(wrn(&e, 1), "t.conf:2: restrict: address 2001:db8::1 has bits outside its /32 "
+                          "mask; using 2001:db8::");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+
+  TEST_EQ_STR(only_error("restrict 10.0.0.0 mask 255.0.255.0"),
+              "t.conf:1: restrict: mask 255.0.255.0 has holes");
+  TEST_EQ_STR(only_error("restrict 2001:db8:: mask ffff:0:ffff::"),
+              "t.conf:1: restrict: mask ffff:0:ffff:: has holes");
+  TEST_EQ_STR(only_error("restrict 10.0.0.0 mask ffff::"),
+              "t.conf:1: restrict: mask ffff:: is not an IPv4 mask");
+  TEST_EQ_STR(only_error("restrict 10.0.0.0 mask 255.0.0.300"),
+              "t.conf:1: restrict: bad mask '255.0.0.300'");
+  TEST_EQ_STR(only_error("restrict 10.0.0.0 mask"),
+              "t.conf:1: restrict: missing value for mask");
+  TEST_EQ_STR(only_error("restrict 10.0.0.0/33"),
+              "t.conf:1: restrict: bad prefix length in '10.0.0.0/33'");
+  TEST_EQ_STR(only_error("restrict 2001:db8::/129"),
+              "t.conf:1: restrict: bad prefix length in '2001:db8::/129'");
+  TEST_EQ_STR(only_error("restrict 10.0.0.0/x"),
+              "t.conf:1: restrict: bad prefix length in '10.0.0.0/x'");
+  TEST_EQ_STR(only_error("restrict 10.0.0.0/8 mask 255.0.0.0"),
+              "t.conf:1: restrict: give either /prefix or mask, not both");
+  TEST_EQ_STR(only_error("restrict 10.0.0.999"),
+              "t.conf:1: restrict: bad address '10.0.0.999'");
+  TEST_EQ_STR(only_error("restrict 2001:db8:::1"),
+              "t.conf:1: restrict: bad address '2001:db8:::1'");
+  TEST_EQ_STR(only_error("restrict -4 ::1"),
+              "t.conf:1: restrict: '::1' is not an IPv4 address");
+  TEST_EQ_STR(only_error("restrict default mask 255.0.0.0"),
+              "t.conf:1: restrict: mask is only valid after an address");
+}
+
+static void
+test_restrict_host_and_source(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("restrict -4 ntp.example.org nomodify\n"
+                         "restrict -6 ntp.example.org\n"
+                         "restrict any.example.org\n"
+                         "restrict source ippeerlimit 3 nomodify noquery\n",
+                         &c));
+  TEST_EQ_INT(c->n_restricts, 4);
+  const CNF_Restrict *r = c->restricts;
+  TEST_EQ_INT(r[0].kind, CNF_RST_HOST);
+  TEST_EQ_STR(r[0].host, "ntp.example.org");
+  TEST_EQ_INT(r[0].family, ADR_INET4);
+  TEST_EQ_INT(r[0].prefix, -1);
+  TEST_EQ_INT(r[1].family, ADR_INET6);
+  TEST_EQ_INT(r[2].family, ADR_NONE);
+  TEST_EQ_INT(r[3].kind, CNF_RST_SOURCE);
+  TEST_EQ_INT(r[3].match, RST_M_SOURCE);
+  TEST_EQ_INT(r[3].ippeerlimit, 3);
+  TEST_EQ_INT(r[3].flags, RST_NOMODIFY | RST_NOQUERY);
+  TEST_CHECK(r[3].host == NULL);
+  CNF_Destroy(c);
+
+  CNF_Errors e;
+  bool ok;
+  c = parse("restrict -4 host.example mask 255.255.255.0\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:1: restrict: mask ignored for host name 'host.example'");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("restrict -6 source"),
+              "t.conf:1: restrict: -4/-6 cannot be used with 'source'");
+  TEST_EQ_STR(only_error("restrict bad_host!"), "t.conf:1: restrict: bad address 'bad_host!'");
+}
+
+static void
+test_restrict_every_flag(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(
+      clean_parse("restrict 192.0.2.1 ignore kod limited lowpriotrap nomodify noquery "
+                  "nopeer noserve notrap notrust ntpport version nomrulist noepeer flake "
+                  "serverresponse fuzz\n",
+                  &c));
+  uint32_t all = RST_IGNORE | RST_KOD | RST_LIMITED | RST_LOWPRIOTRAP | RST_NOMODIFY |
+                 RST_NOQUERY | RST_NOPEER | RST_NOSERVE | RST_NOTRAP | RST_NOTRUST |
+                 RST_VERSION | RST_NOMRULIST | RST_NOEPEER | RST_FLAKE | RST_FUZZ;
+  TEST_EQ_INT(c->restricts[0].flags, all);
+  TEST_EQ_INT(c->restricts[0].match, RST_M_NTPPORT);
+  CNF_Destroy(c);
+
+  CNF_Errors e;
+  bool ok;
+  c = parse("restrict default mssntp\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(c->restricts[0].flags, RST_MSSNTP);
+  TEST_EQ_STR(wrn(&e, 0),
+              "t.conf:1: restrict: 'mssntp' is accepted for compatibility and has no effect");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("restrict default nosuchflag"),
+              "t.conf:1: restrict: unknown flag 'nosuchflag'");
+  TEST_EQ_STR(only_error("restrict default serverresponse"),
+              "t.conf:1: restrict: serverresponse must be followed by 'fuzz'");
+  TEST_EQ_STR(only_error("restrict"), "t.conf:1: restrict: missing address");
+}
+
+static void
+test_restrict_kod_without_limited_warns(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *c = parse("restrict default kod nomodify\nrestrict ::1 kod limited\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.errors.count, 0);
+  TEST_EQ_INT(e.warnings.count, 1);
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:1: restrict: 'kod' has no effect without 'limited'");
+  TEST_EQ_INT(c->n_restricts, 3);
+  TEST_EQ_INT(c->restricts[0].flags, RST_KOD | RST_NOMODIFY);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+}
+
+static void
+test_restrict_ippeerlimit(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *c = parse("restrict default ippeerlimit -1\n"
+                        "restrict 192.0.2.1 ippeerlimit 100\n"
+                        "restrict 192.0.2.2 ippeerlimit 101\n"
+                        "restrict 192.0.2.3 ippeerlimit -2 nopeer\n",
+                        &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(c->n_restricts, 5);
+  TEST_EQ_INT(c->restricts[0].ippeerlimit, -1);
+  TEST_EQ_INT(c->restricts[2].ippeerlimit, 100);
+  TEST_EQ_INT(c->restricts[3].ippeerlimit, 0);
+  TEST_EQ_INT(c->restricts[4].ippeerlimit, 0);
+  TEST_EQ_INT(c->restricts[4].flags, RST_NOPEER);
+  TEST_EQ_INT(e.warnings.count, 2);
+  TEST_EQ_STR(wrn(&e, 0),
+              "t.conf:3: restrict: ippeerlimit 101 is out of range -1..100; using 0");
+  TEST_EQ_STR(wrn(&e, 1),
+              "t.conf:4: restrict: ippeerlimit -2 is out of range -1..100; using 0");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("restrict default ippeerlimit x"),
+              "t.conf:1: restrict: ippeerlimit 'x' is not a number");
+}
+
+static void
+test_restrict_removals(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("delrestrict 192.0.2.1\n"
+                         "delrestrict 10.0.0.0 mask 255.0.0.0 ntpport\n"
+                         "delrestrict source 192.0.2.9\n"
+                         "unrestrict 2001:db8::/32\n"
+                         "unrestrict 10.0.0.0 mask 255.0.0.0 noquery limited\n"
+                         "unrestrict -4 default limited\n"
+                         "unrestrict 192.0.2.0/24 ntpport\n",
+                         &c));
+  TEST_EQ_INT(c->n_restricts, 7);
+  const CNF_Restrict *r = c->restricts;
+  TEST_EQ_INT(r[0].op, CNF_RST_DELETE);
+  TEST_EQ_INT(r[0].prefix, 32);
+  TEST_EQ_INT(r[1].op, CNF_RST_DELETE);
+  TEST_EQ_INT(r[1].prefix, 8);
+  TEST_EQ_INT(r[1].match, RST_M_NTPPORT);
+  TEST_EQ_INT(r[2].op, CNF_RST_DELETE);
+  TEST_EQ_INT(r[2].match, RST_M_SOURCE);
+  TEST_EQ_STR(addr_str(&r[2].addr), "192.0.2.9");
+  TEST_EQ_INT(r[3].op, CNF_RST_DELETE);
+  TEST_EQ_INT(r[3].prefix, 32);
+  TEST_EQ_INT(r[4].op, CNF_RST_CLEAR);
+  TEST_EQ_INT(r[4].flags, RST_NOQUERY | RST_LIMITED);
+  TEST_EQ_INT(r[5].op, CNF_RST_CLEAR);
+  TEST_EQ_INT(r[5].kind, CNF_RST_DEFAULT);
+  TEST_EQ_INT(r[5].family, ADR_INET4);
+  TEST_EQ_INT(r[6].op, CNF_RST_DELETE);
+  TEST_EQ_INT(r[6].match, RST_M_NTPPORT);
+  TEST_EQ_INT(r[6].prefix, 24);
+  CNF_Destroy(c);
+
+  TEST_EQ_STR(only_error("delrestrict default"),
+              "t.conf:1: delrestrict: the default entries cannot be removed");
+  TEST_EQ_STR(only_error("delrestrict source 192.0.2.1 mask 255.0.0.0"),
+              "t.conf:1: delrestrict: mask cannot be used here");
+  TEST_EQ_STR(only_error("delrestrict 192.0.2.1 noquery"),
+              "t.conf:1: delrestrict: unexpected 'noquery'");
+  TEST_EQ_STR(only_error("unrestrict source"),
+              "t.conf:1: unrestrict: 'source' cannot be used here");
+  TEST_EQ_STR(only_error("unrestrict 192.0.2.1 ippeerlimit 3"),
+              "t.conf:1: unrestrict: unknown flag 'ippeerlimit'");
+
+  CNF_Errors e;
+  bool ok;
+  c = parse("unrestrict default\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(c->n_restricts, 0);
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:1: unrestrict: the default entries cannot be removed; this "
+                          "line has no effect");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+}
+
+/* ---- discard, mru, tos ---- */
+
+static void
+test_discard(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("discard average 4 minimum 1 monitor 1000\n"
+                         "discard leak 0 kodlimit 0 netprefix 24/56 netaverage -4\n",
+                         &c));
+  TEST_EQ_INT(c->discard.average, 4);
+  TEST_EQ_INT(c->discard.minimum, 1);
+  TEST_EQ_INT(c->discard.monitor, 1000);
+  TEST_EQ_INT(c->discard.leak, 0);
+  TEST_EQ_INT(c->discard.kodlimit, 0);
+  TEST_EQ_INT(c->discard.netprefix4, 24);
+  TEST_EQ_INT(c->discard.netprefix6, 56);
+  TEST_EQ_INT(c->discard.netaverage, -4);
+  CNF_Destroy(c);
+
+  CNF_Errors e;
+  bool ok;
+  c = parse("discard average 30\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(c->discard.average, 17);
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:1: discard: average 30 is above 17; using 17");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+
+  TEST_EQ_STR(only_error("discard average 256"),
+              "t.conf:1: discard: average 256 is out of range 0..255");
+  TEST_EQ_STR(only_error("discard leak 17"),
+              "t.conf:1: discard: leak 17 is out of range 0..16");
+  TEST_EQ_STR(only_error("discard monitor 0"),
+              "t.conf:1: discard: monitor 0 is out of range 1..1000000000");
+  TEST_EQ_STR(only_error("discard netprefix 24"),
+              "t.conf:1: discard: netprefix '24' is not of the form N/M");
+  TEST_EQ_STR(only_error("discard netprefix 33/64"),
+              "t.conf:1: discard: netprefix 33/64 is out of range (0..32/0..128)");
+  TEST_EQ_STR(only_error("discard"), "t.conf:1: discard: missing argument");
+  TEST_EQ_STR(only_error("discard average 4 minimum"),
+              "t.conf:1: discard: missing value for minimum");
+  /* A bad line changes nothing, even the options before the error. */
+  c = parse("discard average 5 bogus 1\n", &e, &ok);
+  TEST_CHECK(!ok);
+  TEST_EQ_INT(c->discard.average, 3);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+}
+
+static void
+test_mru(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(
+      clean_parse("mru maxmem 2048 mindepth 100 maxage 30 initalloc 50 incmem 8\n", &c));
+  TEST_CHECK(c->mru.max.in_kib && c->mru.max.value == 2048);
+  TEST_CHECK(!c->mru.init.in_kib && c->mru.init.value == 50);
+  TEST_CHECK(c->mru.inc.in_kib && c->mru.inc.value == 8);
+  TEST_EQ_INT(c->mru.mindepth, 100);
+  TEST_EQ_INT(c->mru.maxage, 30);
+  CNF_Destroy(c);
+  /* The last of a pair wins. */
+  TEST_CHECK(clean_parse("mru maxmem 64 maxdepth 5000 initmem 16 incalloc 10\n", &c));
+  TEST_CHECK(!c->mru.max.in_kib && c->mru.max.value == 5000);
+  TEST_CHECK(c->mru.init.in_kib && c->mru.init.value == 16);
+  TEST_CHECK(!c->mru.inc.in_kib && c->mru.inc.value == 10);
+  CNF_Destroy(c);
+  TEST_CHECK(clean_parse("mru maxdepth 5000\nmru maxmem 64\n", &c));
+  TEST_CHECK(c->mru.max.in_kib && c->mru.max.value == 64);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("mru maxdepth -1"),
+              "t.conf:1: mru: maxdepth -1 is out of range 0..2147483647");
+  TEST_EQ_STR(only_error("mru minage 5"), "t.conf:1: mru: unknown option 'minage'");
+}
+
+static void
+test_tos(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("tos orphan 10 orphanwait 60 minclock 4 minsane 2 maxclock 12\n"
+                         "tos maxdist 0.5 mindist 0.002 floor 2 ceiling 10\n",
+                         &c));
+  TEST_EQ_INT(c->tos.orphan, 10);
+  TEST_EQ_INT(c->tos.orphanwait, 60);
+  TEST_EQ_INT(c->tos.minclock, 4);
+  TEST_EQ_INT(c->tos.minsane, 2);
+  TEST_EQ_INT(c->tos.maxclock, 12);
+  TEST_NEAR(c->tos.maxdist, 0.5, 1e-12);
+  TEST_NEAR(c->tos.mindist, 0.002, 1e-12);
+  TEST_EQ_INT(c->tos.floor, 2);
+  TEST_EQ_INT(c->tos.ceiling, 10);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("tos orphan 17"), "t.conf:1: tos: orphan 17 is out of range 1..16");
+  TEST_EQ_STR(only_error("tos orphan 0"), "t.conf:1: tos: orphan 0 is out of range 1..16");
+  TEST_EQ_STR(only_error("tos maxdist 20"),
+              "t.conf:1: tos: maxdist 20 is out of range 0.001..16");
+  TEST_EQ_STR(only_error("tos maxdist 1.5x"), "t.conf:1: tos: maxdist '1.5x' is not a number");
+  TEST_EQ_STR(only_error("tos floor 5 ceiling 5"),
+              "t.conf:1: tos: floor 5 must be below ceiling 5");
+  TEST_EQ_STR(only_error("tos minclock 20"),
+              "t.conf:1: tos: minclock 20 is greater than maxclock 10");
+  TEST_EQ_STR(only_error("tos cohort 1"), "t.conf:1: tos: unknown option 'cohort'");
+}
+
+/* ---- network, files, keys, switches, compatibility ---- */
+
+static void
+test_interface_port_threads(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("interface ignore wildcard\n"
+                         "interface listen 127.0.0.1\n"
+                         "interface listen ::1\n"
+                         "interface drop 10.0.0.0/8\n"
+                         "interface ignore eth0\n"
+                         "nic listen ipv4\n"
+                         "interface drop ipv6\n"
+                         "interface listen all\n"
+                         "port 10123\n"
+                         "threads 4\n",
+                         &c));
+  TEST_EQ_INT(c->n_interfaces, 8);
+  const CNF_Interface *in = c->interfaces;
+  TEST_EQ_INT(in[0].action, CNF_IF_IGNORE);
+  TEST_EQ_INT(in[0].match, CNF_IFM_WILDCARD);
+  TEST_EQ_INT(in[1].action, CNF_IF_LISTEN);
+  TEST_EQ_INT(in[1].match, CNF_IFM_ADDR);
+  TEST_EQ_STR(addr_str(&in[1].addr), "127.0.0.1");
+  TEST_EQ_INT(in[1].prefix, -1);
+  TEST_EQ_INT(in[2].addr.family, ADR_INET6);
+  TEST_EQ_INT(in[3].action, CNF_IF_DROP);
+  TEST_EQ_INT(in[3].prefix, 8);
+  TEST_EQ_INT(in[4].match, CNF_IFM_NAME);
+  TEST_EQ_STR(in[4].name, "eth0");
+  TEST_EQ_INT(in[5].match, CNF_IFM_IPV4);
+  TEST_EQ_INT(in[6].match, CNF_IFM_IPV6);
+  TEST_EQ_INT(in[7].match, CNF_IFM_ALL);
+  TEST_EQ_INT(c->port, 10123);
+  TEST_EQ_INT(c->threads, 4);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("interface listen"), "t.conf:1: interface: missing interface");
+  TEST_EQ_STR(only_error("interface allow eth0"),
+              "t.conf:1: interface: 'allow' is not listen, ignore or drop");
+  TEST_EQ_STR(only_error("interface listen 10.0.0.0/40"),
+              "t.conf:1: interface: bad prefix length in '10.0.0.0/40'");
+  TEST_EQ_STR(only_error("interface listen averyveryverylongifname"),
+              "t.conf:1: interface: bad interface name 'averyveryverylongifname'");
+  TEST_EQ_STR(only_error("port 0"), "t.conf:1: port: 0 is out of range 1..65535");
+  TEST_EQ_STR(only_error("port 65536"), "t.conf:1: port: 65536 is out of range 1..65535");
+  TEST_EQ_STR(only_error("port"), "t.conf:1: port: missing argument");
+  TEST_EQ_STR(only_error("port 123 456"), "t.conf:1: port: unexpected '456'");
+  TEST_EQ_STR(only_error("threads 65"), "t.conf:1: threads: 65 is out of range 0..64");
+  TEST_EQ_STR(only_error("threads many"), "t.conf:1: threads: 'many' is not a number");
+}
+
+static void
+test_files_and_keys(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("driftfile /var/lib/ntp/drift\n"
+                         "logfile /var/log/ntp.log\n"
+                         "pidfile /run/ntpgate.pid\n"
+                         "keys /etc/ntp.keys\n"
+                         "trustedkey 1 2 (5 ... 9)\n"
+                         "trustedkey ( 20 ... 22 ) 30\n"
+                         "controlkey 7\n"
+                         "requestkey 8\n",
+                         &c));
+  TEST_EQ_STR(c->driftfile, "/var/lib/ntp/drift");
+  TEST_EQ_STR(c->logfile, "/var/log/ntp.log");
+  TEST_EQ_STR(c->pidfile, "/run/ntpgate.pid");
+  TEST_EQ_STR(c->keysfile, "/etc/ntp.keys");
+  TEST_EQ_INT(c->n_trusted_keys, 5);
+  TEST_EQ_INT(c->trusted_keys[2].lo, 5);
+  TEST_EQ_INT(c->trusted_keys[2].hi, 9);
+  TEST_CHECK(CNF_IsTrustedKey(c, 1) && CNF_IsTrustedKey(c, 2));
+  TEST_CHECK(!CNF_IsTrustedKey(c, 3) && !CNF_IsTrustedKey(c, 4));
+  TEST_CHECK(CNF_IsTrustedKey(c, 5) && CNF_IsTrustedKey(c, 7) && CNF_IsTrustedKey(c, 9));
+  TEST_CHECK(!CNF_IsTrustedKey(c, 10) && CNF_IsTrustedKey(c, 21) && CNF_IsTrustedKey(c, 30));
+  TEST_EQ_INT(c->control_key, 7);
+  TEST_EQ_INT(c->request_key, 8);
+  CNF_Destroy(c);
+
+  /* Last path wins; the driftfile wander threshold is accepted with a warning. */
+  CNF_Errors e;
+  bool ok;
+  c = parse("driftfile /a\ndriftfile /b 1e-7\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_STR(c->driftfile, "/b");
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:2: driftfile: the wander threshold is accepted for "
+                          "compatibility and has no effect");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+
+  TEST_EQ_STR(only_error("keys"), "t.conf:1: keys: missing file name");
+  TEST_EQ_STR(only_error("pidfile \"\""), "t.conf:1: pidfile: empty file name");
+  TEST_EQ_STR(only_error("logfile /a /b"), "t.conf:1: logfile: unexpected '/b'");
+  TEST_EQ_STR(only_error("trustedkey"), "t.conf:1: trustedkey: missing argument");
+  TEST_EQ_STR(only_error("trustedkey 0"),
+              "t.conf:1: trustedkey: key 0 is out of range 1..65535");
+  TEST_EQ_STR(only_error("trustedkey 1 (9 ... 5)"),
+              "t.conf:1: trustedkey: key range 9 ... 5 is backwards");
+  TEST_EQ_STR(only_error("trustedkey (5 9)"),
+              "t.conf:1: trustedkey: a key range is written ( LOW ... HIGH )");
+  TEST_EQ_STR(only_error("trustedkey (5 ... 9"),
+              "t.conf:1: trustedkey: a key range is written ( LOW ... HIGH )");
+  TEST_EQ_STR(only_error("trustedkey (5 ..."), "t.conf:1: trustedkey: incomplete key range");
+  TEST_EQ_STR(only_error("trustedkey x"), "t.conf:1: trustedkey: 'x' is not a key number");
+  TEST_EQ_STR(only_error("controlkey 70000"),
+              "t.conf:1: controlkey: 70000 is out of range 1..65535");
+  /* A bad trustedkey line adds none of its keys. */
+  c = parse("trustedkey 3 4 x\n", &e, &ok);
+  TEST_EQ_INT(c->n_trusted_keys, 0);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+}
+
+static void
+test_enable_disable(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("enable bclient calibrate stats mode7\n"
+                         "disable auth kernel monitor ntp\n",
+                         &c));
+  TEST_CHECK(c->sw.bclient && c->sw.calibrate && c->sw.stats && c->sw.mode7);
+  TEST_CHECK(!c->sw.auth && !c->sw.kernel && !c->sw.monitor && !c->sw.ntp);
+  CNF_Destroy(c);
+  TEST_CHECK(clean_parse("disable monitor\nenable monitor\n", &c));
+  TEST_CHECK(c->sw.monitor);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("enable pps"), "t.conf:1: enable: unknown flag 'pps'");
+  TEST_EQ_STR(only_error("disable"), "t.conf:1: disable: missing argument");
+}
+
+static void
+test_compat_no_effect(void)
+{
+  static const char *const names[] = {"statistics loopstats peerstats",
+                                      "statsdir /var/log/ntpstats/",
+                                      "filegen loopstats file loopstats type day enable",
+                                      "leapfile /usr/share/zoneinfo/leap-seconds.list",
+                                      "leapsmearinterval 86400",
+                                      "broadcastdelay 0.008",
+                                      "tinker panic 0",
+                                      "logconfig =syncall +clockall",
+                                      "nonvolatile 0.000001"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    CNF_Errors e;
+    bool ok;
+    CNF_Config *c = parse(names[i], &e, &ok);
+    TEST_CHECK(ok);
+    TEST_EQ_INT(e.warnings.count, 1);
+    char want[128], dir[32];
+    sscanf(names[i], "%31s", dir);
+    snprintf(want, sizeof(want),
+             "t.conf:1: %s: accepted for compatibility; it has no effect here", dir);
+    TEST_EQ_STR(wrn(&e, 0), want);
+    CNF_ClearErrors(&e);
+    CNF_Destroy(c);
+  }
+}
+
+/* ---- error reporting ---- */
+
+static void
+test_unknown_directive(void)
+{
+  TEST_EQ_STR(only_error("frobnicate 1 2 3"), "t.conf:1: unknown directive 'frobnicate'");
+  TEST_EQ_STR(only_error("Server 192.0.2.1"), "t.conf:1: unknown directive 'Server'");
+}
+
+static void
+test_every_error_reported_with_lines(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *c = parse("server 192.0.2.1\n"                   /* 1 ok */
+                        "bogus\n"                              /* 2 */
+                        "# comment\n"                          /* 3 */
+                        "server a.example minpoll 99\n"        /* 4 */
+                        "restrict 10.0.0.0 mask 255.0.255.0\n" /* 5 */
+                        "restrict default kod\n"               /* 6 warning only */
+                        "port 0\n"                             /* 7 */
+                        "\n"                                   /* 8 */
+                        "tos orphan x\n"                       /* 9 */
+                        "restrict ::1\n"                       /* 10 ok */
+                        "threads 99",                          /* 11, no final newline */
+                        &e, &ok);
+  TEST_CHECK(!ok);
+  TEST_EQ_INT(e.errors.count, 6);
+  TEST_EQ_STR(err(&e, 0), "t.conf:2: unknown directive 'bogus'");
+  TEST_EQ_STR(err(&e, 1), "t.conf:4: server: minpoll 99 is out of range 0..17");
+  TEST_EQ_STR(err(&e, 2), "t.conf:5: restrict: mask 255.0.255.0 has holes");
+  TEST_EQ_STR(err(&e, 3), "t.conf:7: port: 0 is out of range 1..65535");
+  TEST_EQ_STR(err(&e, 4), "t.conf:9: tos: orphan 'x' is not a number");
+  TEST_EQ_STR(err(&e, 5), "t.conf:11: threads: 99 is out of range 0..64");
+  TEST_EQ_INT(e.warnings.count, 1);
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:6: restrict: 'kod' has no effect without 'limited'");
+  /* The good lines still recorded; the bad ones did not. */
+  TEST_EQ_INT(c->n_assocs, 1);
+  TEST_EQ_INT(c->n_restricts, 3);
+  TEST_EQ_INT(c->port, 123);
+  CNF_Destroy(c);
+
+  /* A second parse call appends to the same lists and reports only its own result. */
+  c = CNF_Create();
+  TEST_CHECK(CNF_ParseText(c, "second.conf", "port 4123\n", &e));
+  TEST_EQ_INT(e.errors.count, 6);
+  TEST_CHECK(!CNF_ParseText(c, "third.conf", "\nport x\n", &e));
+  TEST_EQ_INT(e.errors.count, 7);
+  TEST_EQ_STR(err(&e, 6), "third.conf:2: port: 'x' is not a number");
+  CNF_ClearErrors(&e);
+  TEST_EQ_INT(e.errors.count, 0);
+  TEST_EQ_INT(e.warnings.count, 0);
+  CNF_Destroy(c);
+}
+
+static void
+test_null_errs_and_format(void)
+{
+  CNF_Config *c = CNF_Create();
+  TEST_CHECK(!CNF_ParseText(c, NULL, "bogus\n", NULL));
+  TEST_CHECK(CNF_ParseText(c, NULL, "restrict default kod\n", NULL));
+  TEST_CHECK(CNF_ParseText(c, "x", NULL, NULL));
+  CNF_Destroy(c);
+
+  CNF_Message m = {.file = (char[]){"f.conf"}, .line = 12, .text = (char[]){"boom"}};
+  char buf[64];
+  TEST_EQ_INT(CNF_FormatMessage(&m, buf, sizeof(buf)), 15);
+  TEST_EQ_STR(buf, "f.conf:12: boom");
+  m.line = 0;
+  CNF_FormatMessage(&m, buf, sizeof(buf));
+  TEST_EQ_STR(buf, "f.conf: boom");
+  char small[5];
+  m.line = 3;
+  TEST_EQ_INT(CNF_FormatMessage(&m, small, sizeof(small)), 14);
+  TEST_EQ_STR(small, "f.co");
+}
+
+static void
+test_control_characters_sanitized(void)
+{
+  TEST_EQ_STR(only_error("bo\033[2Jgus"), "t.conf:1: unknown directive 'bo?[2Jgus'");
+}
+
+static void
+test_long_lines(void)
+{
+  size_t n = 200000;
+  char *text = malloc(n + 64);
+  TEST_CHECK(text != NULL);
+  if (!text)
+    return;
+  /* A very long comment, then a very long host name argument (an error), then a long list. */
+  memset(text, '#', n);
+  strcpy(text + n, "\nport 1234\n");
+  CNF_Config *c;
+  TEST_CHECK(clean_parse(text, &c));
+  TEST_EQ_INT(c->port, 1234);
+  CNF_Destroy(c);
+
+  strcpy(text, "server ");
+  memset(text + 7, 'a', n);
+  strcpy(text + 7 + n, "\n");
+  char want[200];
+  snprintf(want, sizeof(want), "t.conf:1: server: bad address or host name '%.64s'", text + 7);
+  TEST_EQ_STR(only_error(text), want);
+
+  size_t len = 0;
+  len += (size_t)sprintf(text + len, "restrict default");
+  while (len < n - 16)
+    len += (size_t)sprintf(text + len, " nomodify");
+  TEST_CHECK(clean_parse(text, &c));
+  TEST_EQ_INT(c->restricts[0].flags, RST_NOMODIFY);
+  CNF_Destroy(c);
+  free(text);
+}
+
+static void
+test_typical_public_server(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("# /etc/ntp.conf for a public server\n"
+                         "driftfile /var/lib/ntp/ntp.drift\n"
+                         "pool 0.debian.pool.ntp.org iburst\n"
+                         "pool 1.debian.pool.ntp.org iburst\n"
+                         "server 192.0.2.10 iburst prefer\n"
+                         "restrict default kod limited nomodify nopeer noquery notrap\n"
+                         "restrict -6 default kod limited nomodify nopeer noquery notrap\n"
+                         "restrict 127.0.0.1\n"
+                         "restrict ::1\n"
+                         "restrict source notrap nomodify noquery\n"
+                         "discard average 3 minimum 2\n"
+                         "disable monitor\n",
+                         &c));
+  TEST_EQ_INT(c->n_assocs, 3);
+  TEST_EQ_INT(c->n_restricts, 6);
+  uint32_t bcp = RST_KOD | RST_LIMITED | RST_NOMODIFY | RST_NOPEER | RST_NOQUERY | RST_NOTRAP;
+  TEST_EQ_INT(c->restricts[0].family, ADR_INET4);
+  TEST_EQ_INT(c->restricts[0].flags, bcp);
+  TEST_EQ_INT(c->restricts[1].family, ADR_INET6);
+  TEST_EQ_INT(c->restricts[2].family, ADR_INET6);
+  TEST_EQ_INT(c->restricts[2].flags, bcp);
+  TEST_EQ_INT(c->restricts[3].flags, 0);
+  TEST_EQ_INT(c->restricts[3].prefix, 32);
+  TEST_EQ_INT(c->restricts[4].prefix, 128);
+  TEST_EQ_INT(c->restricts[5].kind, CNF_RST_SOURCE);
+  CNF_Destroy(c);
+}
+
+/* ---- files and includes ---- */
+
+static char tmpdir[64];
+
+static void
+write_file(const char *name, const char *text)
+{
+  char path[256];
+  snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+  FILE *f = fopen(path, "w");
+  TEST_CHECK(f != NULL);
+  if (f) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+static const char *
+tpath(const char *name)
+{
+  static char path[256];
+  snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+  return path;
+}
+
+static void
+remove_tmpdir(void)
+{
+  static const char *const files[] = {"main.conf",   "inc.conf",    "sub/deep.conf",
+                                      "loop_a.conf", "loop_b.conf", "self.conf",
+                                      "nul.conf"};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+    unlink(tpath(files[i]));
+  rmdir(tpath("sub"));
+  rmdir(tmpdir);
+}
+
+static bool
+make_tmpdir(void)
+{
+  snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_config.XXXXXX");
+  if (!mkdtemp(tmpdir))
+    return false;
+  mkdir(tpath("sub"), 0700);
+  return true;
+}
+
+static void
+test_parse_file_and_relative_include(void)
+{
+  TEST_CHECK(make_tmpdir());
+  write_file("main.conf", "port 2123\nincludefile inc.conf\nrestrict ::1\n");
+  write_file("inc.conf", "server 192.0.2.5\nincludefile sub/deep.conf\n");
+  write_file("sub/deep.conf", "threads 2\nbogus here\n");
+  CNF_Config *c = CNF_Create();
+  CNF_Errors e;
+  CNF_InitErrors(&e);
+  char main_path[256];
+  snprintf(main_path, sizeof(main_path), "%s", tpath("main.conf"));
+  TEST_CHECK(!CNF_ParseFile(c, main_path, &e));
+  TEST_EQ_INT(c->port, 2123);
+  TEST_EQ_INT(c->n_assocs, 1);
+  TEST_EQ_INT(c->threads, 2);
+  TEST_EQ_INT(c->n_restricts, 1);
+  TEST_EQ_INT(e.errors.count, 1);
+  char want[512];
+  snprintf(want, sizeof(want), "%s/sub/deep.conf:2: unknown directive 'bogus'", tmpdir);
+  TEST_EQ_STR(err(&e, 0), want);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+
+  /* ParseText takes relative includes from the directory of its name. */
+  c = CNF_Create();
+  char name[256];
+  snprintf(name, sizeof(name), "%s/virtual.conf", tmpdir);
+  write_file("sub/deep.conf", "threads 3\n");
+  TEST_CHECK(CNF_ParseText(c, name, "includefile sub/deep.conf\n", &e));
+  TEST_EQ_INT(c->threads, 3);
+  CNF_Destroy(c);
+  CNF_ClearErrors(&e);
+  remove_tmpdir();
+}
+
+static void
+test_include_errors(void)
+{
+  TEST_CHECK(make_tmpdir());
+  write_file("loop_a.conf", "port 1000\nincludefile loop_b.conf\n");
+  write_file("loop_b.conf", "\n\nincludefile loop_a.conf\nthreads 1\n");
+  write_file("self.conf", "includefile self.conf\n");
+  write_file("main.conf", "includefile nope.conf\nincludefile\nincludefile sub\n"
+                          "includefile loop_a.conf\nincludefile self.conf\nport 9\n");
+  CNF_Config *c = CNF_Create();
+  CNF_Errors e;
+  CNF_InitErrors(&e);
+  char main_path[256];
+  snprintf(main_path, sizeof(main_path), "%s", tpath("main.conf"));
+  TEST_CHECK(!CNF_ParseFile(c, main_path, &e));
+  TEST_EQ_INT(e.errors.count, 5);
+  char want[512];
+  snprintf(want, sizeof(want),
+           "%s:1: includefile: cannot open '%s/nope.conf': No such file or directory",
+           main_path, tmpdir);
+  TEST_EQ_STR(err(&e, 0), want);
+  snprintf(want, sizeof(want), "%s:2: includefile: missing file name", main_path);
+  TEST_EQ_STR(err(&e, 1), want);
+  snprintf(want, sizeof(want), "%s:3: includefile: cannot open '%s/sub': not a regular file",
+           main_path, tmpdir);
+  TEST_EQ_STR(err(&e, 2), want);
+  snprintf(
+      want, sizeof(want),
+      "%s/loop_b.conf:3: includefile: include loop: '%s/loop_a.conf' is already being read",
+      tmpdir, tmpdir);
+  TEST_EQ_STR(err(&e, 3), want);
+  snprintf(want, sizeof(want),
+           "%s/self.conf:1: includefile: include loop: '%s/self.conf' is already being read",
+           tmpdir, tmpdir);
+  TEST_EQ_STR(err(&e, 4), want);
+  /* Lines after the loop in each file were still read. */
+  TEST_EQ_INT(c->port, 9);
+  TEST_EQ_INT(c->threads, 1);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+
+  /* Top-level file missing: one error with no line number. */
+  c = CNF_Create();
+  TEST_CHECK(!CNF_ParseFile(c, tpath("missing.conf"), &e));
+  snprintf(want, sizeof(want), "%s/missing.conf: cannot open: No such file or directory",
+           tmpdir);
+  TEST_EQ_STR(err(&e, 0), want);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  remove_tmpdir();
+}
+
+static void
+test_include_depth_limit(void)
+{
+  TEST_CHECK(make_tmpdir());
+  /* d0 includes d1 includes ... d10: distinct files, so only the depth limit stops it. */
+  char name[64], text[128];
+  for (int i = 0; i < 10; i++) {
+    snprintf(name, sizeof(name), "sub/d%d.conf", i);
+    snprintf(text, sizeof(text), "includefile d%d.conf\n", i + 1);
+    write_file(name, text);
+  }
+  write_file("sub/d10.conf", "port 7\n");
+  CNF_Config *c = CNF_Create();
+  CNF_Errors e;
+  CNF_InitErrors(&e);
+  TEST_CHECK(!CNF_ParseFile(c, tpath("sub/d0.conf"), &e));
+  TEST_EQ_INT(e.errors.count, 1);
+  char want[512];
+  snprintf(want, sizeof(want),
+           "%s/sub/d7.conf:1: includefile: includes nested deeper than 8 levels", tmpdir);
+  TEST_EQ_STR(err(&e, 0), want);
+  TEST_EQ_INT(c->port, 123);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  for (int i = 0; i <= 10; i++) {
+    snprintf(name, sizeof(name), "sub/d%d.conf", i);
+    unlink(tpath(name));
+  }
+  remove_tmpdir();
+}
+
+static void
+test_file_with_nul_and_crlf(void)
+{
+  TEST_CHECK(make_tmpdir());
+  FILE *f = fopen(tpath("nul.conf"), "w");
+  TEST_CHECK(f != NULL);
+  if (f) {
+    static const char data[] = "port 1\r\nthreads \0 2\nthreads 3\r\n";
+    fwrite(data, 1, sizeof(data) - 1, f);
+    fclose(f);
+  }
+  CNF_Config *c = CNF_Create();
+  CNF_Errors e;
+  CNF_InitErrors(&e);
+  TEST_CHECK(!CNF_ParseFile(c, tpath("nul.conf"), &e));
+  TEST_EQ_INT(e.errors.count, 1);
+  char want[512];
+  snprintf(want, sizeof(want), "%s/nul.conf:2: line contains a NUL byte", tmpdir);
+  TEST_EQ_STR(err(&e, 0), want);
+  TEST_EQ_INT(c->port, 1);
+  TEST_EQ_INT(c->threads, 3);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  remove_tmpdir();
+}
+
+TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
+          TEST_CASE(test_server_pool_peer), TEST_CASE(test_server_poll_rules),
+          TEST_CASE(test_local_clock), TEST_CASE(test_restrict_default_forms),
+          TEST_CASE(test_restrict_addresses), TEST_CASE(test_restrict_masks_bits_outside),
+          TEST_CASE(test_restrict_host_and_source), TEST_CASE(test_restrict_every_flag),
+          TEST_CASE(test_restrict_kod_without_limited_warns),
+          TEST_CASE(test_restrict_ippeerlimit), TEST_CASE(test_restrict_removals),
+          TEST_CASE(test_discard), TEST_CASE(test_mru), TEST_CASE(test_tos),
+          TEST_CASE(test_interface_port_threads), TEST_CASE(test_files_and_keys),
+          TEST_CASE(test_enable_disable), TEST_CASE(test_compat_no_effect),
+          TEST_CASE(test_unknown_directive), TEST_CASE(test_every_error_reported_with_lines),
+          TEST_CASE(test_null_errs_and_format), TEST_CASE(test_control_characters_sanitized),
+          TEST_CASE(test_long_lines), TEST_CASE(test_typical_public_server),
+          TEST_CASE(test_parse_file_and_relative_include), TEST_CASE(test_include_errors),
+          TEST_CASE(test_include_depth_limit), TEST_CASE(test_file_with_nul_and_crlf))
