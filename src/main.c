@@ -1,0 +1,332 @@
+/* main: wiring only. Arguments, configuration, modules initialised in dependency order, the
+ * event loop, and shutdown in reverse. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "daemon.h"
+#include "log.h"
+#include "loop.h"
+#include "netio.h"
+#include "rng.h"
+#include "runtime.h"
+#include "worker.h"
+
+#define DEFAULT_CONFIG "/etc/ntpgate.conf"
+#define MAX_SOCKETS 64
+
+typedef struct {
+  const char *config_path;
+  const char *pidfile;
+  const char *logfile;
+  const char *user;
+  int port;            /* -1 = from config */
+  int debug;
+  bool foreground;
+  bool no_adjust;
+  bool check_only;
+} Options;
+
+typedef struct {
+  Options opt;
+  CLK_Clock *clk;
+  EVL_Loop *loop;
+  RUN_State *run;      /* configuration in force and the system state built from it */
+  WRK_Worker *worker;
+  NIO_Socket socks[MAX_SOCKETS];
+  size_t nsocks;
+  int sigfd;
+  int exit_code;
+} Daemon;
+
+static void
+usage(FILE *out)
+{
+  fprintf(out,
+          "usage: ntpgated [options]\n"
+          "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG ")\n"
+          "  -n, --foreground      do not detach\n"
+          "  -x, --no-adjust       never modify the system clock\n"
+          "  -t, --check-config    check the configuration, print every error, exit 0 or 2\n"
+          "  -p, --pidfile FILE    write the process id to FILE\n"
+          "  -l, --logfile FILE    log to FILE (\"syslog\" for syslog; default stderr)\n"
+          "  -d, --debug           more debug output (repeat for more)\n"
+          "  -u, --user USER       drop root for USER after binding the sockets\n"
+          "      --port N          serve on UDP port N (overrides the config's `port`)\n"
+          "      --version         print the version and exit\n"
+          "  -h, --help            this text\n");
+}
+
+static int
+parse_options(int argc, char **argv, Options *o)
+{
+  static const struct option longopts[] = {
+      {"config", required_argument, NULL, 'c'},  {"foreground", no_argument, NULL, 'n'},
+      {"no-adjust", no_argument, NULL, 'x'},     {"check-config", no_argument, NULL, 't'},
+      {"pidfile", required_argument, NULL, 'p'}, {"logfile", required_argument, NULL, 'l'},
+      {"debug", no_argument, NULL, 'd'},         {"user", required_argument, NULL, 'u'},
+      {"port", required_argument, NULL, 'P'},    {"version", no_argument, NULL, 'V'},
+      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+  *o = (Options){.config_path = DEFAULT_CONFIG, .port = -1};
+  int c;
+  while ((c = getopt_long(argc, argv, "c:nxtp:l:du:h", longopts, NULL)) != -1) {
+    switch (c) {
+      case 'c': o->config_path = optarg; break;
+      case 'n': o->foreground = true; break;
+      case 'x': o->no_adjust = true; break;
+      case 't': o->check_only = true; break;
+      case 'p': o->pidfile = optarg; break;
+      case 'l': o->logfile = optarg; break;
+      case 'd': o->debug++; break;
+      case 'u': o->user = optarg; break;
+      case 'P': {
+        char *end;
+        long p = strtol(optarg, &end, 10);
+        if (*end || p < 1 || p > 65535) {
+          fprintf(stderr, "ntpgated: --port: not a port number: %s\n", optarg);
+          return 2;
+        }
+        o->port = (int)p;
+        break;
+      }
+      case 'V': printf("ntpgated " NTPG_VERSION "\n"); return 0;
+      case 'h': usage(stdout); return 0;
+      default: usage(stderr); return 2;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "ntpgated: unexpected argument: %s\n", argv[optind]);
+    return 2;
+  }
+  return -1; /* go on */
+}
+
+static void
+dump_counters(const Daemon *d)
+{
+  WRK_Counters sum;
+  memset(&sum, 0, sizeof(sum));
+  WRK_SumCounters(d->worker, &sum);
+  LOG_Info("stats: received %llu", (unsigned long long)sum.received);
+  LOG_Info("stats: received_bytes %llu", (unsigned long long)sum.received_bytes);
+  LOG_Info("stats: replied %llu", (unsigned long long)sum.sent);
+  LOG_Info("stats: replied_bytes %llu", (unsigned long long)sum.sent_bytes);
+  LOG_Info("stats: send_errors %llu", (unsigned long long)sum.send_errors);
+  LOG_Info("stats: recv_errors %llu", (unsigned long long)sum.recv_errors);
+  LOG_Info("stats: dropped_oversize %llu", (unsigned long long)sum.oversize);
+  LOG_Info("stats: blocked_larger %llu", (unsigned long long)sum.blocked_larger);
+  for (int r = 0; r < SRV_R_COUNT; r++)
+    LOG_Info("stats: %s %llu", SRV_ReasonName((SRV_Reason)r),
+             (unsigned long long)sum.reasons[r]);
+}
+
+static void
+on_socket(void *arg, int fd, uint32_t events)
+{
+  Daemon *d = arg;
+  (void)events;
+  for (size_t i = 0; i < d->nsocks; i++)
+    if (d->socks[i].fd == fd)
+      WRK_Serve(d->worker, &d->socks[i]);
+}
+
+static void
+reload(Daemon *d)
+{
+  RUN_Errors errs;
+  LOG_Info("SIGHUP: reloading %s", d->opt.config_path);
+  LOG_Reopen();
+  NTT_Now now;
+  CLK_ReadNow(d->clk, &now);
+  if (!RUN_Reload(d->run, d->opt.config_path, &now, &errs)) {
+    for (size_t i = 0; i < errs.count; i++)
+      LOG_Warnx("%s", errs.msgs[i]);
+    LOG_Warnx("reload failed with %zu error(s); the previous configuration stays in force",
+              errs.count);
+  } else {
+    for (size_t i = 0; i < errs.count; i++)
+      LOG_Warnx("%s", errs.msgs[i]);
+    WRK_SetContext(d->worker, RUN_Context(d->run));
+    LOG_Info("configuration reloaded");
+  }
+  RUN_FreeErrors(&errs);
+}
+
+static void
+on_signal(void *arg, int fd, uint32_t events)
+{
+  Daemon *d = arg;
+  struct signalfd_siginfo si;
+  (void)events;
+  while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+    switch (si.ssi_signo) {
+      case SIGTERM:
+      case SIGINT:
+        LOG_Info("signal %u: exiting", si.ssi_signo);
+        EVL_Stop(d->loop);
+        break;
+      case SIGHUP: reload(d); break;
+      case SIGUSR1: dump_counters(d); break;
+      default: break;
+    }
+  }
+}
+
+static void
+on_tick(void *arg)
+{
+  Daemon *d = arg;
+  NTT_Now now;
+  CLK_ReadNow(d->clk, &now);
+  RUN_Tick(d->run, &now);
+  WRK_SetContext(d->worker, RUN_Context(d->run));
+}
+
+static int
+setup_signals(void)
+{
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static bool
+open_sockets(Daemon *d)
+{
+  NetAddr addrs[MAX_SOCKETS];
+  char err[256], name[ADR_STRLEN];
+  size_t n = RUN_ListenAddresses(d->run, addrs, MAX_SOCKETS);
+  for (size_t i = 0; i < n; i++) {
+    if (!NIO_Open(&addrs[i], false, &d->socks[d->nsocks], err, sizeof(err))) {
+      LOG_Warnx("cannot listen: %s", err);
+      return false;
+    }
+    if (!EVL_AddFd(d->loop, d->socks[d->nsocks].fd, on_socket, d)) {
+      LOG_Warnx("cannot watch socket for %s", ADR_FormatPort(&addrs[i], name, sizeof(name)));
+      return false;
+    }
+    LOG_Info("listening on %s", ADR_FormatPort(&addrs[i], name, sizeof(name)));
+    d->nsocks++;
+  }
+  return n > 0;
+}
+
+static int
+check_config(const Options *o)
+{
+  RUN_Errors errs;
+  bool ok = RUN_CheckFile(o->config_path, &errs);
+  for (size_t i = 0; i < errs.count; i++)
+    fprintf(stderr, "%s\n", errs.msgs[i]);
+  RUN_FreeErrors(&errs);
+  if (ok)
+    printf("%s: configuration OK\n", o->config_path);
+  return ok ? 0 : 2;
+}
+
+static int
+start(Daemon *d)
+{
+  RUN_Errors errs;
+  char err[256];
+  const Options *o = &d->opt;
+  if (o->logfile && !LOG_SetTarget(o->logfile)) {
+    fprintf(stderr, "ntpgated: cannot open log %s: %s\n", o->logfile, strerror(errno));
+    return 2;
+  }
+  LOG_SetLevel(o->debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+  d->clk = CLK_CreateSystem(o->no_adjust);
+  NTT_Now now;
+  CLK_ReadNow(d->clk, &now);
+  d->run = RUN_Create(o->config_path, o->port, CLK_PrecisionLog2(d->clk), &now, &errs);
+  for (size_t i = 0; i < errs.count; i++) {
+    LOG_Warnx("%s", errs.msgs[i]);
+    if (o->logfile) /* the operator at the terminal must see why we refuse to start */
+      fprintf(stderr, "%s\n", errs.msgs[i]);
+  }
+  RUN_FreeErrors(&errs);
+  if (!d->run) {
+    LOG_Warnx("configuration %s has errors; not starting", o->config_path);
+    return 2;
+  }
+  if (!o->logfile && RUN_LogFile(d->run) && !LOG_SetTarget(RUN_LogFile(d->run)))
+    LOG_Warn("cannot open log %s; logging to stderr", RUN_LogFile(d->run));
+  d->loop = EVL_Create(err, sizeof(err));
+  if (!d->loop)
+    LOG_Fatalx("%s", err);
+  if (!open_sockets(d))
+    return 1;
+  if (o->user && !DMN_DropPrivileges(o->user, err, sizeof(err)))
+    LOG_Fatalx("%s", err);
+  if (!o->foreground && !DMN_Detach(err, sizeof(err)))
+    LOG_Fatalx("%s", err);
+  const char *pidfile = o->pidfile ? o->pidfile : RUN_PidFile(d->run);
+  if (pidfile && !DMN_WritePidFile(pidfile, err, sizeof(err)))
+    LOG_Fatalx("%s", err);
+  return -1;
+}
+
+static int
+serve(Daemon *d)
+{
+  d->worker = WRK_Create(d->clk, RNG_Seed());
+  if (!d->worker)
+    LOG_Fatalx("out of memory");
+  WRK_SetContext(d->worker, RUN_Context(d->run));
+  d->sigfd = setup_signals();
+  if (d->sigfd < 0 || !EVL_AddFd(d->loop, d->sigfd, on_signal, d))
+    LOG_Fatal("signalfd");
+  EVL_AddTimer(d->loop, 1.0, on_tick, d);
+  LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s",
+           CLK_Name(d->clk), CLK_PrecisionLog2(d->clk));
+  if (!EVL_Run(d->loop))
+    LOG_Warn("event loop failed");
+  dump_counters(d);
+  return 0;
+}
+
+static void
+shutdown_daemon(Daemon *d)
+{
+  const char *pidfile = d->opt.pidfile ? d->opt.pidfile : (d->run ? RUN_PidFile(d->run) : NULL);
+  if (d->worker)
+    DMN_RemovePidFile(pidfile);
+  WRK_Destroy(d->worker);
+  for (size_t i = 0; i < d->nsocks; i++)
+    NIO_Close(&d->socks[i]);
+  if (d->sigfd > 0)
+    close(d->sigfd);
+  EVL_Destroy(d->loop);
+  RUN_Destroy(d->run);
+  CLK_Destroy(d->clk);
+  LOG_Info("stopped");
+  LOG_Close();
+}
+
+int
+main(int argc, char **argv)
+{
+  Daemon d = {.sigfd = -1};
+  int rc = parse_options(argc, argv, &d.opt);
+  if (rc >= 0)
+    return rc;
+  if (d.opt.check_only)
+    return check_config(&d.opt);
+  rc = start(&d);
+  if (rc < 0)
+    rc = serve(&d);
+  shutdown_daemon(&d);
+  return rc;
+}

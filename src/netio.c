@@ -1,0 +1,189 @@
+#include "netio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool
+is_unspecified(const NetAddr *a)
+{
+  static const uint8_t zero[16];
+  return memcmp(a->bytes, zero, 16) == 0;
+}
+
+static bool
+set_opt(int fd, int level, int name, int value, const char *what, char *err, size_t errlen)
+{
+  if (setsockopt(fd, level, name, &value, sizeof(value)) == 0)
+    return true;
+  snprintf(err, errlen, "setsockopt %s: %s", what, strerror(errno));
+  return false;
+}
+
+static bool
+configure_socket(int fd, const NetAddr *local, bool reuseport, char *err, size_t errlen)
+{
+  bool v6 = local->family == ADR_INET6;
+  if (!set_opt(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS", err, errlen))
+    return false;
+  if (reuseport && !set_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT", err, errlen))
+    return false;
+  if (v6) {
+    return set_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY", err, errlen) &&
+           set_opt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO", err, errlen);
+  }
+  return set_opt(fd, IPPROTO_IP, IP_PKTINFO, 1, "IP_PKTINFO", err, errlen);
+}
+
+bool
+NIO_Open(const NetAddr *local, bool reuseport, NIO_Socket *out, char *err, size_t errlen)
+{
+  char name[ADR_STRLEN];
+  int af = local->family == ADR_INET6 ? AF_INET6 : AF_INET;
+  int fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  out->fd = -1;
+  if (fd < 0) {
+    snprintf(err, errlen, "socket: %s", strerror(errno));
+    return false;
+  }
+  if (!configure_socket(fd, local, reuseport, err, errlen)) {
+    close(fd);
+    return false;
+  }
+  struct sockaddr_storage ss;
+  socklen_t sl = ADR_ToSockaddr(local, &ss);
+  if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+    snprintf(err, errlen, "bind %s: %s", ADR_FormatPort(local, name, sizeof(name)),
+             strerror(errno));
+    close(fd);
+    return false;
+  }
+  out->fd = fd;
+  out->local = *local;
+  return true;
+}
+
+void
+NIO_Close(NIO_Socket *s)
+{
+  if (s->fd >= 0)
+    close(s->fd);
+  s->fd = -1;
+}
+
+static void
+parse_control(struct msghdr *mh, NIO_Datagram *d)
+{
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+      memcpy(&d->rx, CMSG_DATA(c), sizeof(d->rx));
+    } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+      struct in_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+      d->dst.family = ADR_INET4;
+      memcpy(d->dst.bytes, &pi.ipi_addr, 4);
+      d->ifindex = pi.ipi_ifindex;
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+      struct in6_pktinfo pi6;
+      memcpy(&pi6, CMSG_DATA(c), sizeof(pi6));
+      d->dst.family = ADR_INET6;
+      memcpy(d->dst.bytes, &pi6.ipi6_addr, 16);
+      d->ifindex = (int)pi6.ipi6_ifindex;
+    }
+  }
+}
+
+int
+NIO_Receive(const NIO_Socket *s, NIO_Batch *b)
+{
+  for (int i = 0; i < NIO_BATCH; i++) {
+    b->riov[i] = (struct iovec){b->in[i].data, sizeof(b->in[i].data)};
+    b->rmsg[i].msg_hdr = (struct msghdr){
+        .msg_name = &b->rname[i],
+        .msg_namelen = sizeof(b->rname[i]),
+        .msg_iov = &b->riov[i],
+        .msg_iovlen = 1,
+        .msg_control = b->rctl[i],
+        .msg_controllen = sizeof(b->rctl[i]),
+    };
+    b->rmsg[i].msg_len = 0;
+  }
+  int n = recvmmsg(s->fd, b->rmsg, NIO_BATCH, MSG_DONTWAIT, NULL);
+  if (n < 0)
+    return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  for (int i = 0; i < n; i++) {
+    NIO_Datagram *d = &b->in[i];
+    struct msghdr *mh = &b->rmsg[i].msg_hdr;
+    d->len = b->rmsg[i].msg_len;
+    d->truncated = (mh->msg_flags & MSG_TRUNC) != 0;
+    d->rx = (struct timespec){0, 0};
+    d->dst = s->local;
+    d->ifindex = 0;
+    if (!ADR_FromSockaddr((struct sockaddr *)&b->rname[i], &d->src))
+      d->src.family = ADR_NONE;
+    ADR_Unmap(&d->src);
+    parse_control(mh, d);
+    d->dst.port = s->local.port;
+  }
+  return n;
+}
+
+/* Replies from a wildcard socket must leave from the address the request was sent to. */
+static size_t
+set_source(const NIO_Socket *s, const NIO_Reply *r, uint64_t *ctl, size_t ctlsize)
+{
+  if (!is_unspecified(&s->local) || r->src.family != s->local.family)
+    return 0;
+  struct msghdr mh = {.msg_control = ctl, .msg_controllen = ctlsize};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  memset(ctl, 0, ctlsize);
+  if (r->src.family == ADR_INET4) {
+    struct in_pktinfo pi = {0};
+    memcpy(&pi.ipi_spec_dst, r->src.bytes, 4);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(pi));
+    memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+    return CMSG_SPACE(sizeof(pi));
+  }
+  struct in6_pktinfo pi6 = {0};
+  memcpy(&pi6.ipi6_addr, r->src.bytes, 16);
+  pi6.ipi6_ifindex = (unsigned)r->ifindex;
+  c->cmsg_level = IPPROTO_IPV6;
+  c->cmsg_type = IPV6_PKTINFO;
+  c->cmsg_len = CMSG_LEN(sizeof(pi6));
+  memcpy(CMSG_DATA(c), &pi6, sizeof(pi6));
+  return CMSG_SPACE(sizeof(pi6));
+}
+
+int
+NIO_Send(const NIO_Socket *s, NIO_Batch *b, int n)
+{
+  for (int i = 0; i < n; i++) {
+    NIO_Reply *r = &b->out[i];
+    b->siov[i] = (struct iovec){r->data, r->len};
+    size_t ctl = set_source(s, r, b->sctl[i], sizeof(b->sctl[i]));
+    b->smsg[i].msg_hdr = (struct msghdr){
+        .msg_name = &b->sname[i],
+        .msg_namelen = ADR_ToSockaddr(&r->dst, &b->sname[i]),
+        .msg_iov = &b->siov[i],
+        .msg_iovlen = 1,
+        .msg_control = ctl ? b->sctl[i] : NULL,
+        .msg_controllen = ctl,
+    };
+  }
+  int sent = 0;
+  while (sent < n) {
+    int k = sendmmsg(s->fd, b->smsg + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+    if (k <= 0) {
+      if (k < 0 && errno == EINTR)
+        continue;
+      return sent > 0 ? sent : -1;
+    }
+    sent += k;
+  }
+  return sent;
+}

@@ -1,0 +1,67 @@
+/* netio: UDP sockets and batched datagram I/O. Opens one socket per listen address (or a
+ * wildcard socket per family), reads batches with recvmmsg together with the kernel receive
+ * timestamp (SO_TIMESTAMPNS) and the local destination address (IP_PKTINFO/IPV6_PKTINFO),
+ * and sends batches of replies with sendmmsg from the address the request arrived on.
+ * It decides nothing; errors are reported through a caller's buffer and never logged here. */
+#ifndef NTPG_NETIO_H
+#define NTPG_NETIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "netaddr.h"
+#include "packet.h"
+
+#define NIO_BATCH 32
+
+typedef struct {
+  int fd;
+  NetAddr local; /* bound address and port; the unspecified address for a wildcard socket */
+} NIO_Socket;
+
+/* Open and bind a UDP socket on `local` (port included). reuseport: allow several sockets on
+ * one address (one per thread). False with a reason in err. */
+bool NIO_Open(const NetAddr *local, bool reuseport, NIO_Socket *out, char *err, size_t errlen);
+void NIO_Close(NIO_Socket *s);
+
+/* One received datagram. */
+typedef struct {
+  uint8_t data[PKT_MAX_LEN];
+  size_t len;
+  NetAddr src;            /* with source port */
+  NetAddr dst;            /* local address it was sent to (port = socket's) */
+  int ifindex;            /* arrival interface, 0 if unknown */
+  struct timespec rx;     /* kernel receive time (CLOCK_REALTIME); zero if none */
+  bool truncated;         /* longer than PKT_MAX_LEN: data holds the first part */
+} NIO_Datagram;
+
+/* One reply to send. */
+typedef struct {
+  uint8_t data[PKT_MAX_LEN];
+  size_t len;
+  NetAddr dst;            /* the requester */
+  NetAddr src;            /* the local address to send from (the request's dst) */
+  int ifindex;
+} NIO_Reply;
+
+/* Buffers for one batch; owned by one thread. Large: allocate it, do not put it on a stack. */
+typedef struct {
+  NIO_Datagram in[NIO_BATCH];
+  NIO_Reply out[NIO_BATCH];
+  struct mmsghdr rmsg[NIO_BATCH], smsg[NIO_BATCH];
+  struct iovec riov[NIO_BATCH], siov[NIO_BATCH];
+  struct sockaddr_storage rname[NIO_BATCH], sname[NIO_BATCH];
+  uint64_t rctl[NIO_BATCH][16], sctl[NIO_BATCH][8]; /* control buffers, 8-aligned */
+} NIO_Batch;
+
+/* Receive up to NIO_BATCH datagrams without blocking. Returns the count (0 = nothing
+ * waiting), or -1 with errno on an error other than EAGAIN. */
+int NIO_Receive(const NIO_Socket *s, NIO_Batch *b);
+/* Send b->out[0..n-1] from socket s. Returns how many the kernel took (the rest are lost:
+ * UDP), or -1 with errno. */
+int NIO_Send(const NIO_Socket *s, NIO_Batch *b, int n);
+
+#endif

@@ -1,0 +1,298 @@
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "iface.h"
+#include "packet.h"
+
+#define LOCAL_REFRESH_NS (64LL * 1000000000) /* the LOCAL driver's poll: 2^6 s */
+#define ORPHAN_REFID 0x7f000001u              /* 127.0.0.1, as ntpd sends in orphan mode */
+
+struct RUN_State {
+  CNF_Config *cfg;
+  int port_override;
+  int precision;
+  int64_t start_mono_ns;
+  int64_t local_refresh_ns;
+  SRV_Policy policy;
+  SRV_System sys;
+  SRV_Ctx ctx;
+};
+
+static void
+add_msg(RUN_Errors *e, const char *text)
+{
+  char **m = realloc(e->msgs, (e->count + 1) * sizeof(*m));
+  if (!m)
+    return;
+  e->msgs = m;
+  e->msgs[e->count] = strdup(text);
+  if (e->msgs[e->count])
+    e->count++;
+}
+
+/* Errors read "FILE:LINE: reason" and warnings "FILE:LINE: warning: reason". */
+static void
+collect(const CNF_MessageList *l, bool warning, RUN_Errors *e)
+{
+  char buf[1100];
+  for (size_t i = 0; i < l->count; i++) {
+    CNF_Message m = l->items[i];
+    char text[1024];
+    if (warning) {
+      snprintf(text, sizeof(text), "warning: %s", m.text);
+      m.text = text;
+    }
+    CNF_FormatMessage(&m, buf, sizeof(buf));
+    add_msg(e, buf);
+  }
+  if (l->lost) {
+    snprintf(buf, sizeof(buf), "(%zu more messages lost: out of memory)", l->lost);
+    add_msg(e, buf);
+  }
+}
+
+void
+RUN_FreeErrors(RUN_Errors *e)
+{
+  for (size_t i = 0; i < e->count; i++)
+    free(e->msgs[i]);
+  free(e->msgs);
+  e->msgs = NULL;
+  e->count = 0;
+}
+
+/* Parse path into a fresh config; NULL (and messages in errs) if it has any error. */
+static CNF_Config *
+load(const char *path, RUN_Errors *errs)
+{
+  CNF_Errors ce;
+  CNF_InitErrors(&ce);
+  memset(errs, 0, sizeof(*errs));
+  CNF_Config *cfg = CNF_Create();
+  if (!cfg) {
+    add_msg(errs, "out of memory loading the configuration");
+    return NULL;
+  }
+  bool ok = CNF_ParseFile(cfg, path, &ce);
+  collect(&ce.errors, false, errs);
+  collect(&ce.warnings, true, errs);
+  CNF_ClearErrors(&ce);
+  if (!ok) {
+    CNF_Destroy(cfg);
+    return NULL;
+  }
+  return cfg;
+}
+
+bool
+RUN_CheckFile(const char *path, RUN_Errors *errs)
+{
+  CNF_Config *cfg = load(path, errs);
+  CNF_Destroy(cfg);
+  return cfg != NULL;
+}
+
+static bool
+orphan_due(const RUN_State *r, const NTT_Now *now)
+{
+  const CNF_Tos *t = &r->cfg->tos;
+  return t->orphan > 0 && now->mono_ns - r->start_mono_ns >= (int64_t)t->orphanwait * 1000000000;
+}
+
+/* The system variables follow from what we are synchronized to. With no client associations
+ * yet, that is the local clock, orphan mode, or nothing. */
+static void
+update_system(RUN_State *r, const NTT_Now *now)
+{
+  const CNF_LocalClock *lc = &r->cfg->local_clock;
+  if (lc->configured) {
+    SRV_SystemLocal(&r->sys, (int8_t)r->precision, (uint8_t)lc->stratum,
+                    PKT_RefidFromCode(lc->refid), now);
+  } else if (orphan_due(r, now)) {
+    int stratum = r->cfg->tos.orphan >= 16 ? 16 : r->cfg->tos.orphan;
+    SRV_SystemLocal(&r->sys, (int8_t)r->precision, (uint8_t)stratum,
+                    stratum <= 1 ? PKT_RefidFromCode("ORPH") : ORPHAN_REFID, now);
+  } else {
+    SRV_SystemUnsynchronized(&r->sys, (int8_t)r->precision);
+  }
+  r->local_refresh_ns = now->mono_ns + LOCAL_REFRESH_NS;
+}
+
+static void
+apply(RUN_State *r, CNF_Config *cfg, const NTT_Now *now)
+{
+  CNF_Destroy(r->cfg);
+  r->cfg = cfg;
+  int avg = cfg->discard.average;
+  r->policy.min_poll = (int8_t)(avg > 17 ? 17 : avg);
+  r->policy.max_poll = 17;
+  update_system(r, now);
+  r->ctx = (SRV_Ctx){.policy = &r->policy, .sys = &r->sys};
+}
+
+RUN_State *
+RUN_Create(const char *path, int port_override, int precision, const NTT_Now *now,
+           RUN_Errors *errs)
+{
+  CNF_Config *cfg = load(path, errs);
+  if (!cfg)
+    return NULL;
+  RUN_State *r = calloc(1, sizeof(*r));
+  if (!r) {
+    CNF_Destroy(cfg);
+    add_msg(errs, "out of memory");
+    return NULL;
+  }
+  r->port_override = port_override;
+  r->precision = precision;
+  r->start_mono_ns = now->mono_ns;
+  apply(r, cfg, now);
+  return r;
+}
+
+void
+RUN_Destroy(RUN_State *r)
+{
+  if (!r)
+    return;
+  CNF_Destroy(r->cfg);
+  free(r);
+}
+
+bool
+RUN_Reload(RUN_State *r, const char *path, const NTT_Now *now, RUN_Errors *errs)
+{
+  CNF_Config *cfg = load(path, errs);
+  if (!cfg)
+    return false;
+  apply(r, cfg, now);
+  return true;
+}
+
+void
+RUN_Tick(RUN_State *r, const NTT_Now *now)
+{
+  bool was_synced = r->sys.stratum < 16;
+  bool refresh = now->mono_ns >= r->local_refresh_ns;
+  if (refresh || (!was_synced && orphan_due(r, now)))
+    update_system(r, now);
+}
+
+const SRV_Ctx *
+RUN_Context(const RUN_State *r)
+{
+  return &r->ctx;
+}
+
+static uint16_t
+listen_port(const RUN_State *r)
+{
+  return (uint16_t)(r->port_override > 0 ? r->port_override : r->cfg->port);
+}
+
+static bool
+excluded(const CNF_Config *cfg, const IFC_Address *a)
+{
+  for (size_t i = 0; i < cfg->n_interfaces; i++) {
+    const CNF_Interface *in = &cfg->interfaces[i];
+    if (in->action == CNF_IF_LISTEN)
+      continue;
+    if (in->match == CNF_IFM_NAME && strcmp(in->name, a->name) == 0)
+      return true;
+    if (in->match == CNF_IFM_ADDR && ADR_Equal(&in->addr, &a->addr))
+      return true;
+  }
+  return false;
+}
+
+static bool
+matches(const CNF_Interface *in, const IFC_Address *a)
+{
+  switch (in->match) {
+    case CNF_IFM_NAME: return strcmp(in->name, a->name) == 0;
+    case CNF_IFM_IPV4: return a->addr.family == ADR_INET4;
+    case CNF_IFM_IPV6: return a->addr.family == ADR_INET6;
+    case CNF_IFM_ADDR: {
+      if (in->addr.family != a->addr.family)
+        return false;
+      NetAddr mask, x, y;
+      ADR_MaskFromPrefix(in->addr.family, in->prefix, &mask);
+      ADR_ApplyMask(&in->addr, &mask, &x);
+      ADR_ApplyMask(&a->addr, &mask, &y);
+      return ADR_Equal(&x, &y);
+    }
+    default: return false;
+  }
+}
+
+static size_t
+add_unique(NetAddr *out, size_t n, size_t max, const NetAddr *a)
+{
+  for (size_t i = 0; i < n; i++)
+    if (ADR_Equal(&out[i], a))
+      return n;
+  if (n < max)
+    out[n++] = *a;
+  return n;
+}
+
+static size_t
+add_wildcard(NetAddr *out, size_t n, size_t max, int family, uint16_t port)
+{
+  NetAddr any = {.family = (uint8_t)family, .port = port};
+  return add_unique(out, n, max, &any);
+}
+
+size_t
+RUN_ListenAddresses(const RUN_State *r, NetAddr *out, size_t max)
+{
+  const CNF_Config *cfg = r->cfg;
+  uint16_t port = listen_port(r);
+  IFC_Address local[256];
+  int nlocal = IFC_List(local, 256);
+  size_t n = 0;
+  bool any_listen = false;
+  for (size_t i = 0; i < cfg->n_interfaces; i++) {
+    const CNF_Interface *in = &cfg->interfaces[i];
+    if (in->action != CNF_IF_LISTEN)
+      continue;
+    any_listen = true;
+    if (in->match == CNF_IFM_WILDCARD || in->match == CNF_IFM_ALL) {
+      n = add_wildcard(out, n, max, ADR_INET4, port);
+      n = add_wildcard(out, n, max, ADR_INET6, port);
+    } else if (in->match == CNF_IFM_ADDR && in->prefix < 0) {
+      NetAddr a = in->addr; /* exactly this address, local or not: bind will tell */
+      a.port = port;
+      n = add_unique(out, n, max, &a);
+    } else {
+      for (int k = 0; k < nlocal && k < 256; k++) {
+        if (!matches(in, &local[k]) || excluded(cfg, &local[k]))
+          continue;
+        NetAddr a = local[k].addr;
+        a.port = port;
+        n = add_unique(out, n, max, &a);
+      }
+    }
+  }
+  if (!any_listen) {
+    n = add_wildcard(out, n, max, ADR_INET4, port);
+    n = add_wildcard(out, n, max, ADR_INET6, port);
+  }
+  return n;
+}
+
+const char *
+RUN_LogFile(const RUN_State *r)
+{
+  return r->cfg->logfile;
+}
+
+const char *
+RUN_PidFile(const RUN_State *r)
+{
+  return r->cfg->pidfile;
+}

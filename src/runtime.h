@@ -1,0 +1,45 @@
+/* runtime: the configuration in force and everything built from it -- the serving policy,
+ * the system variables replies carry, and (later) the restrict list and monitor table. It is
+ * the one place where a configuration becomes behaviour, so start-up, SIGHUP and runtime
+ * changes share one validated, all-or-nothing path: a new configuration replaces the old only
+ * when it loaded with zero errors. */
+#ifndef NTPG_RUNTIME_H
+#define NTPG_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "netaddr.h"
+#include "ntptime.h"
+#include "server.h"
+
+/* Messages for the operator, already formatted "FILE:LINE: reason". */
+typedef struct {
+  char **msgs;
+  size_t count;
+} RUN_Errors;
+void RUN_FreeErrors(RUN_Errors *e);
+
+typedef struct RUN_State RUN_State;
+
+/* Load path. port_override > 0 replaces the config's `port`. NULL if the config has errors
+ * (all of them in errs); warnings are in errs either way. */
+RUN_State *RUN_Create(const char *path, int port_override, int precision, const NTT_Now *now,
+                      RUN_Errors *errs);
+void RUN_Destroy(RUN_State *r);
+/* Parse and validate only (ntpgated -t). */
+bool RUN_CheckFile(const char *path, RUN_Errors *errs);
+/* Re-read path; on any error keep everything as it was and return false. */
+bool RUN_Reload(RUN_State *r, const char *path, const NTT_Now *now, RUN_Errors *errs);
+/* Once a second: local clock and orphan bookkeeping. */
+void RUN_Tick(RUN_State *r, const NTT_Now *now);
+
+/* What the workers decide with; valid until the next RUN_Reload or RUN_Tick. */
+const SRV_Ctx *RUN_Context(const RUN_State *r);
+/* Addresses (with port) to open sockets on, per the `interface` lines; wildcard addresses
+ * when there is no `interface listen` line. Returns the count (at most max). */
+size_t RUN_ListenAddresses(const RUN_State *r, NetAddr *out, size_t max);
+const char *RUN_LogFile(const RUN_State *r);
+const char *RUN_PidFile(const RUN_State *r);
+
+#endif

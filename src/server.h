@@ -1,0 +1,98 @@
+/* server: the decision "what do we do with this datagram", as a pure function of
+ * (policy, tables, packet, now, rng) that returns an action, a reason and, for a reply, the
+ * reply bytes. No I/O, no logging, no clock reads, no allocation. The I/O edge (netio) counts
+ * every reason and stamps the transmit time as late as possible (SRV_StampTransmit). */
+#ifndef NTPG_SERVER_H
+#define NTPG_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netaddr.h"
+#include "ntptime.h"
+#include "rng.h"
+
+/* Why a datagram got the answer it got. Every value is a counter; names in SRV_ReasonName. */
+#define SRV_REASONS(X)                                                                       \
+  X(SERVED, "served")                     /* mode 4 reply sent */                             \
+  X(CRYPTO_NAK, "crypto_nak")             /* MAC we cannot check: crypto-NAK sent */          \
+  X(KOD_RATE, "kod_rate")                 /* RATE KoD sent */                                 \
+  X(KOD_DENY, "kod_deny")                 /* DENY KoD sent */                                 \
+  X(KOD_RSTR, "kod_rstr")                 /* RSTR KoD sent */                                 \
+  X(KOD_CRYP, "kod_cryp")                 /* CRYP KoD sent */                                 \
+  X(DROP_EMPTY, "dropped_empty")          /* zero-length datagram */                          \
+  X(DROP_PORT0, "dropped_port0")          /* source port 0 */                                 \
+  X(DROP_MCAST_SRC, "dropped_mcast_src")  /* multicast source address */                      \
+  X(DROP_CTL_RESPONSE, "dropped_ctl_response") /* mode 6/7 response/error/fragment (bug 1331) */\
+  X(DROP_IGNORE, "dropped_ignore")        /* restrict ignore */                               \
+  X(DROP_NOQUERY, "dropped_noquery")      /* mode 6/7 from a noquery source */                \
+  X(DROP_MODE7, "dropped_mode7")          /* mode 7 request: never answered */                \
+  X(DROP_MODE6, "dropped_mode6")          /* mode 6 request: control not served */            \
+  X(DROP_SHORT, "dropped_short")          /* time packet shorter than 48 octets */            \
+  X(DROP_VERSION, "dropped_version")      /* version 0 or > 4, or not 4 under `version` */    \
+  X(DROP_MODE0, "dropped_mode0")          /* mode 0 (reserved) */                             \
+  X(DROP_RESPONSE, "dropped_response")    /* unsolicited mode 2/4/5: never answered */        \
+  X(DROP_SYMMETRIC, "dropped_symmetric")  /* mode 1: no symmetric service */                  \
+  X(DROP_TRAILER, "dropped_trailer")      /* malformed extension fields / MAC framing */      \
+  X(DROP_NOSERVE, "dropped_noserve")      /* restrict noserve */                              \
+  X(DROP_NOTRUST, "dropped_notrust")      /* restrict notrust without a good MAC */           \
+  X(DROP_LIMITED, "dropped_limited")      /* over the discard limits, no KoD due */           \
+  X(DROP_KOD_LIMIT, "dropped_kod_limit")  /* a KoD was due but the KoD limit refused it */    \
+  X(DROP_FLAKE, "dropped_flake")          /* restrict flake */
+
+typedef enum {
+#define SRV_ENUM(id, name) SRV_R_##id,
+  SRV_REASONS(SRV_ENUM)
+#undef SRV_ENUM
+      SRV_R_COUNT
+} SRV_Reason;
+
+typedef enum { SRV_DROP = 0, SRV_REPLY, SRV_KOD } SRV_Action;
+
+/* The system variables our replies carry. Published by the main thread as a whole value. */
+typedef struct {
+  uint8_t leap;          /* PKT_LEAP_*; PKT_LEAP_UNSYNC while not synchronized */
+  uint8_t stratum;       /* 1..15 synchronized; 16 = unsynchronized (sent as 0) */
+  int8_t precision;      /* log2 s */
+  uint32_t refid;
+  NTT_Stamp ref_ts;      /* when the clock was last set or corrected */
+  double root_delay;     /* s */
+  double root_disp;      /* s, at update_mono_ns; grows by PHI per second after it */
+  int64_t update_mono_ns;
+} SRV_System;
+
+/* What the decision needs from configuration (copied in; no pointer into CNF_Config). */
+typedef struct {
+  int8_t min_poll;       /* replies advertise max(request poll, this): discard average */
+  int8_t max_poll;
+} SRV_Policy;
+
+typedef struct {
+  const SRV_Policy *policy;
+  const SRV_System *sys;
+} SRV_Ctx;
+
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+  NetAddr src;          /* source address and port */
+  NTT_Now rx;           /* receive time (kernel timestamp when available) */
+} SRV_Request;
+
+/* Decide. On SRV_REPLY/SRV_KOD, out (at least PKT_MAX_LEN octets) holds *out_len octets,
+ * never more than rq->len; a reply's transmit timestamp is left for SRV_StampTransmit. */
+SRV_Action SRV_Decide(const SRV_Ctx *ctx, const SRV_Request *rq, RNG_State *rng, uint8_t *out,
+                      size_t *out_len, SRV_Reason *why);
+/* Write the transmit timestamp (with random bits below our precision) into a reply. */
+void SRV_StampTransmit(uint8_t *out, const struct timespec *now, int8_t precision,
+                       RNG_State *rng);
+const char *SRV_ReasonName(SRV_Reason r);
+
+/* The state of a server that has never synchronized: LI 3, stratum 16, refid INIT. */
+void SRV_SystemUnsynchronized(SRV_System *s, int8_t precision);
+/* Synchronized to a local reference (local clock / orphan): stratum, refid, reference time. */
+void SRV_SystemLocal(SRV_System *s, int8_t precision, uint8_t stratum, uint32_t refid,
+                     const NTT_Now *now);
+
+#endif

@@ -1,0 +1,124 @@
+#include "worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define WRK_MAX_BATCHES 16 /* per wakeup: 512 datagrams */
+
+struct WRK_Worker {
+  const CLK_Clock *clk;
+  const SRV_Ctx *ctx;
+  RNG_State rng;
+  WRK_Counters counters;
+  NIO_Batch batch;
+};
+
+WRK_Worker *
+WRK_Create(const CLK_Clock *clk, uint64_t seed)
+{
+  WRK_Worker *w = calloc(1, sizeof(*w));
+  if (!w)
+    return NULL;
+  w->clk = clk;
+  RNG_Init(&w->rng, seed);
+  return w;
+}
+
+void
+WRK_Destroy(WRK_Worker *w)
+{
+  free(w);
+}
+
+void
+WRK_SetContext(WRK_Worker *w, const SRV_Ctx *ctx)
+{
+  w->ctx = ctx;
+}
+
+/* Decide every datagram of the batch; returns how many replies were queued in b->out. */
+static int
+decide_batch(WRK_Worker *w, NIO_Batch *b, int n, const NTT_Now *now)
+{
+  int nout = 0;
+  for (int i = 0; i < n; i++) {
+    NIO_Datagram *d = &b->in[i];
+    w->counters.received_bytes += d->len;
+    if (d->truncated) {
+      w->counters.oversize++;
+      continue;
+    }
+    SRV_Request rq = {.data = d->data, .len = d->len, .src = d->src, .rx = *now};
+    if (d->rx.tv_sec != 0)
+      rq.rx.real = d->rx;
+    NIO_Reply *r = &b->out[nout];
+    SRV_Reason why;
+    SRV_Action act = SRV_Decide(w->ctx, &rq, &w->rng, r->data, &r->len, &why);
+    w->counters.reasons[why]++;
+    if (act == SRV_DROP)
+      continue;
+    if (r->len > d->len) { /* the core promises this never happens; the edge enforces it */
+      w->counters.blocked_larger++;
+      continue;
+    }
+    r->dst = d->src;
+    r->src = d->dst;
+    r->ifindex = d->ifindex;
+    nout++;
+  }
+  return nout;
+}
+
+static void
+send_batch(WRK_Worker *w, const NIO_Socket *s, NIO_Batch *b, int nout)
+{
+  NTT_Now tx;
+  CLK_ReadNow(w->clk, &tx); /* as late as possible: one reading just before the send */
+  for (int i = 0; i < nout; i++)
+    SRV_StampTransmit(b->out[i].data, &tx.real, w->ctx->sys->precision, &w->rng);
+  int sent = NIO_Send(s, b, nout);
+  if (sent < 0)
+    sent = 0;
+  for (int i = 0; i < sent; i++)
+    w->counters.sent_bytes += b->out[i].len;
+  w->counters.sent += (uint64_t)sent;
+  w->counters.send_errors += (uint64_t)(nout - sent);
+}
+
+void
+WRK_Serve(WRK_Worker *w, const NIO_Socket *s)
+{
+  NIO_Batch *b = &w->batch;
+  for (int round = 0; round < WRK_MAX_BATCHES; round++) {
+    int n = NIO_Receive(s, b);
+    if (n < 0) {
+      w->counters.recv_errors++;
+      return;
+    }
+    if (n == 0)
+      return;
+    w->counters.received += (uint64_t)n;
+    NTT_Now now;
+    CLK_ReadNow(w->clk, &now);
+    int nout = decide_batch(w, b, n, &now);
+    if (nout > 0)
+      send_batch(w, s, b, nout);
+    if (n < NIO_BATCH)
+      return;
+  }
+}
+
+const WRK_Counters *
+WRK_GetCounters(const WRK_Worker *w)
+{
+  return &w->counters;
+}
+
+void
+WRK_SumCounters(const WRK_Worker *w, WRK_Counters *sum)
+{
+  const uint64_t *src = (const uint64_t *)(const void *)&w->counters;
+  uint64_t *dst = (uint64_t *)(void *)sum;
+  for (size_t i = 0; i < sizeof(*sum) / sizeof(uint64_t); i++)
+    dst[i] += src[i];
+}

@@ -1,0 +1,38 @@
+/* worker: one serving thread's share of the work. It owns its batch buffers, its RNG and its
+ * counters, drains a socket in batches, asks the decision core (server) about each datagram,
+ * stamps and sends the replies. It reads shared state only through the SRV_Ctx it is given,
+ * so several workers can run on one port (SO_REUSEPORT) without sharing mutable state. */
+#ifndef NTPG_WORKER_H
+#define NTPG_WORKER_H
+
+#include <stdint.h>
+
+#include "clock.h"
+#include "netio.h"
+#include "server.h"
+
+typedef struct {
+  uint64_t received;        /* datagrams read */
+  uint64_t received_bytes;
+  uint64_t sent;            /* replies the kernel accepted */
+  uint64_t sent_bytes;
+  uint64_t send_errors;     /* replies lost to ENOBUFS/EAGAIN/... */
+  uint64_t recv_errors;
+  uint64_t oversize;        /* datagrams larger than we read: dropped */
+  uint64_t blocked_larger;  /* replies refused because larger than the request (never) */
+  uint64_t reasons[SRV_R_COUNT];
+} WRK_Counters;
+
+typedef struct WRK_Worker WRK_Worker;
+
+WRK_Worker *WRK_Create(const CLK_Clock *clk, uint64_t seed);
+void WRK_Destroy(WRK_Worker *w);
+/* The context to decide with; the caller keeps it alive until the next call. */
+void WRK_SetContext(WRK_Worker *w, const SRV_Ctx *ctx);
+/* Drain up to a bounded number of batches from s (so timers and signals are not starved). */
+void WRK_Serve(WRK_Worker *w, const NIO_Socket *s);
+const WRK_Counters *WRK_GetCounters(const WRK_Worker *w);
+/* Add w's counters into sum. */
+void WRK_SumCounters(const WRK_Worker *w, WRK_Counters *sum);
+
+#endif
