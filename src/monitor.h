@@ -1,0 +1,166 @@
+/* monitor: the MRU ("monitor") table of client sources and the `restrict limited` rate
+ * limiter of ntpd 4.2.8, plus an optional per-network limit and the global KoD limit.
+ *
+ * Owns: one fixed-size record per source address (most recently seen first), the per-source
+ * leak counter of ntpd's `discard average/minimum` algorithm, a bounded table of per-network
+ * token buckets, and the global KoD token bucket. Preallocated to its bounds at
+ * MON_Create/MON_Reconfigure; the per-packet path (MON_Check, MON_TakeKod) never allocates,
+ * never logs, never reads a clock and never does I/O. Time is the caller's monotonic clock
+ * in nanoseconds (one reading per wakeup is fine), so a step of the system clock neither
+ * refills nor drains any allowance. Randomness (leak, eviction) comes from generators inside
+ * the table seeded from the caller's seed, so tests are reproducible.
+ *
+ * Per-source algorithm (ntpd 4.2.8 ntp_monitor(), exact; times rounded to whole seconds):
+ *   iv = floor(now - last + 0.5 s); leak = max(0, leak - iv); head = 2^average;
+ *   limit = 8 * head; if iv + 1 >= minimum and leak + head < limit: leak += head - 2, serve;
+ *   else if leak < limit: leak = limit + head, violation with KoD; else violation, no KoD.
+ *   A source's first packet is always served. The counter runs for every packet; the verdict
+ *   applies only when the packet's restrict flags have RST_LIMITED.
+ *
+ * New sources (ntpd 4.2.8 policy; "entries" counts a shard's records in use):
+ *   entries < mindepth: take a free record; else if the least recently seen record is older
+ *   than maxage: recycle it; else if entries < maxdepth: take a free record; else recycle
+ *   the least recently seen record with probability age/monitor (always if age >= monitor),
+ *   otherwise do not track the newcomer, which is then served (counted as not_tracked).
+ *   Deviation: ntpd 4.2.8 draws its random number from [0, 0.25) (ntp_random() / 2^33), so
+ *   it actually recycles with probability 4*age/monitor; we use the documented age/monitor.
+ *
+ * Per-network limit (ours; off unless netprefix4/netprefix6 is set): packets that the
+ * per-source limiter would serve from sources in one network (address & prefix) share a
+ * token bucket (GCRA): one packet per 2^netaverage s on average, bursts of up to netburst
+ * packets. A network over its limit gives MON_LIMIT_KOD at most once per netburst *
+ * 2^netaverage s (else MON_LIMIT_DROP), subject to the same `kod` flag, mode and leak rules
+ * as a single source. Networks live in their own bounded table (netdepth records, evicting
+ * the least recently seen network when full; an evicted network starts again with a full
+ * bucket). Untracked newcomers are still subject to their network's limit.
+ *
+ * Threads: the table is split into `shards` independent shards chosen by the keyed hash of
+ * the address, each with its own mutex; MON_Check takes one source shard lock and then, if
+ * the network limit applies, one network shard lock (never both at once). MON_Check,
+ * MON_TakeKod, MON_Lookup, MON_List and MON_GetStats may run concurrently. MON_Reconfigure and
+ * MON_Destroy need exclusive use of the table. Bounds per shard are the table bounds
+ * divided by shards, rounded up.
+ *
+ * Hashing: SipHash-2-4 with a 128-bit key derived from the seed; pass a secret random seed
+ * (e.g. from getrandom) so that remote senders cannot aim many addresses at one chain. */
+#ifndef NTPG_MONITOR_H
+#define NTPG_MONITOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netaddr.h"
+
+typedef struct {
+  int average;       /* log2 s of the average packet spacing; ntpd default 3; 0..24 */
+  int minimum;       /* s, minimum packet spacing; default 2; 0..3600 */
+  uint32_t monitor;  /* s, full-table recycling scale; default 3000 (0: always recycle) */
+  uint32_t maxdepth; /* max source records; default 16384 (1 MiB); 1..2^24 */
+  uint32_t mindepth; /* records kept regardless of age; default 600 */
+  uint32_t maxage;   /* s; older records are recycled once mindepth is reached; 64 */
+  int leak;          /* serve 1 in 2^leak over-limit packets anyway; 0 = never; 0..30 */
+  uint32_t kodlimit; /* KoDs per second for the whole table (burst kodlimit); 1; 0 = none */
+  int netprefix4;    /* per-network limit prefix for IPv4, 0 = off; 0..32 */
+  int netprefix6;    /* per-network limit prefix for IPv6, 0 = off; 0..128 */
+  int netaverage;    /* log2 s of the average spacing per network; default -3; -20..16 */
+  uint32_t netburst; /* burst per network, packets; default 64; 1..1000 */
+  uint32_t netdepth; /* max network records; default 4096; 1..2^24 */
+  uint32_t shards;   /* power of two, 1..256; default 1 */
+} MON_Params;
+
+typedef enum {
+  MON_SERVE,      /* answer normally */
+  MON_LIMIT_KOD,  /* over the limit and a RATE KoD is allowed: ask MON_TakeKod, else drop */
+  MON_LIMIT_DROP, /* over the limit, drop silently */
+  MON_LEAK_SERVE, /* over the limit, but answered anyway by the leak */
+} MON_Result;
+
+/* Optional detail about one MON_Check, for the caller's counters. */
+typedef struct {
+  bool tracked;    /* the source has a record (false: not tracked, table full) */
+  bool new_source; /* this packet created the record */
+  bool by_network; /* the limit that fired (or leaked) was the per-network one */
+  uint32_t count;  /* packets recorded from the source, this one included; 0 if untracked */
+} MON_Info;
+
+/* A copy of one source record. */
+typedef struct {
+  NetAddr addr;     /* port = source port of the last packet */
+  int64_t first_ns; /* monotonic time of the first packet */
+  int64_t last_ns;  /* monotonic time of the last packet */
+  uint32_t count;   /* packets */
+  int32_t leak;     /* ntpd's leak counter, seconds */
+  uint32_t rflags;  /* restrict flags after the last packet (RST_LIMITED/RST_KOD cleared
+                       when it was served, RST_KOD cleared when no KoD was allowed) */
+  uint8_t mode, version;
+} MON_Record;
+
+/* Position in the (last seen, address) order, for paging through MON_List. */
+typedef struct {
+  int64_t last_ns;
+  NetAddr addr; /* port ignored */
+} MON_Cursor;
+
+typedef struct {
+  uint64_t entries;     /* source records in use */
+  uint64_t capacity;    /* source records allocated (the maxdepth bound) */
+  uint64_t evictions;   /* records recycled for a newcomer or dropped by a smaller bound */
+  uint64_t not_tracked; /* newcomers not given a record because the table was full */
+  uint64_t net_entries; /* network records in use */
+  uint64_t net_evictions;
+  uint64_t kod_granted; /* MON_TakeKod answers */
+  uint64_t kod_refused;
+  size_t memory_bytes; /* = MON_MemoryBytes */
+} MON_Stats;
+
+typedef struct MON_Table MON_Table;
+
+/* Bytes of one source record in the table (checked by a static assert in monitor.c). */
+#define MON_RECORD_BYTES 64
+
+/* ntpd 4.2.8 defaults, with our additions as listed above. */
+void MON_DefaultParams(MON_Params *p);
+/* False, with a message in err, if a parameter is out of its range. */
+bool MON_ValidateParams(const MON_Params *p, char *err, size_t errlen);
+
+/* Allocate a table to its bounds. NULL if the parameters are invalid or memory runs out. */
+MON_Table *MON_Create(const MON_Params *p, uint64_t seed);
+void MON_Destroy(MON_Table *t);
+/* Apply new parameters, keeping every source record that fits the new bound (the least
+ * recently seen go first) and their counters, so a config reload never resets a client's
+ * history. Network records are kept if the network prefixes are unchanged. On false
+ * (invalid parameters or no memory) the table is unchanged. Needs exclusive use. */
+bool MON_Reconfigure(MON_Table *t, const MON_Params *p);
+
+/* Record a packet from src (port = source port; IPv4-mapped IPv6 is recorded as IPv4) with
+ * its mode, version and restrict flags, and decide. Only packets whose rflags have
+ * RST_LIMITED can be limited. MON_LIMIT_KOD requires RST_KOD in rflags and a mode other
+ * than 4 (server) and 5 (broadcast), as ntpd's receive() does; else a violation gives
+ * MON_LIMIT_DROP. rflags with RST_IGNORE, or a source of unknown family, is not recorded
+ * and gives MON_LIMIT_DROP (callers drop ignored packets before this). mono_ns: monotonic
+ * receive time; a time earlier than the source's last packet counts as no time passed.
+ * info may be NULL. */
+MON_Result MON_Check(MON_Table *t, const NetAddr *src, uint8_t mode, uint8_t version,
+                     uint32_t rflags, int64_t mono_ns, MON_Info *info);
+
+/* Global KoD limit: true if a KoD may be sent now (token bucket of kodlimit per second,
+ * burst kodlimit, full at creation). The caller counts false as "KoD suppressed". */
+bool MON_TakeKod(MON_Table *t, int64_t mono_ns);
+
+/* Copy up to max records into out, ordered by (last seen, address): newest_first lists
+ * records before the cursor, most recent first; otherwise records after the cursor, oldest
+ * first (ntpq mrulist's order: a record updated while paging shows up again at the end).
+ * cursor NULL starts at the newest (resp. oldest) record; the next page starts at the last
+ * record returned. Returns the number copied. O(entries * log max), locks one shard at a
+ * time; meant for the control path, not per packet. */
+size_t MON_List(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *out,
+                size_t max);
+/* Look up one source's record without recording anything. False if it has none. */
+bool MON_Lookup(MON_Table *t, const NetAddr *src, MON_Record *out);
+
+void MON_GetStats(MON_Table *t, MON_Stats *out);
+/* Exactly the bytes allocated for the table (constant between reconfigurations). */
+size_t MON_MemoryBytes(const MON_Table *t);
+
+#endif
