@@ -882,7 +882,7 @@ restrict_warnings(Args *a, const CNF_Restrict *r)
   if (r->op != CNF_RST_ADD)
     return;
   if ((r->flags & RST_KOD) && !(r->flags & RST_LIMITED))
-    warn(a, "'kod' has no effect without 'limited'");
+    warn(a, "'kod' without 'limited' sends no RATE KoDs (only DENY, RSTR and CRYP)");
   if (r->flags & RST_MSSNTP)
     warn(a, "'mssntp' is accepted for compatibility and has no effect");
 }

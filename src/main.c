@@ -124,6 +124,16 @@ dump_counters(const Daemon *d)
   for (int r = 0; r < SRV_R_COUNT; r++)
     LOG_Info("stats: %s %llu", SRV_ReasonName((SRV_Reason)r),
              (unsigned long long)sum.reasons[r]);
+  MON_Stats ms;
+  MON_GetStats(RUN_Monitor(d->run), &ms);
+  LOG_Info("stats: mon_entries %llu", (unsigned long long)ms.entries);
+  LOG_Info("stats: mon_capacity %llu", (unsigned long long)ms.capacity);
+  LOG_Info("stats: mon_evictions %llu", (unsigned long long)ms.evictions);
+  LOG_Info("stats: mon_not_tracked %llu", (unsigned long long)ms.not_tracked);
+  LOG_Info("stats: mon_net_entries %llu", (unsigned long long)ms.net_entries);
+  LOG_Info("stats: mon_memory_bytes %llu", (unsigned long long)ms.memory_bytes);
+  LOG_Info("stats: kod_granted %llu", (unsigned long long)ms.kod_granted);
+  LOG_Info("stats: kod_refused %llu", (unsigned long long)ms.kod_refused);
 }
 
 static void

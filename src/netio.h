@@ -42,6 +42,7 @@ typedef struct {
 typedef struct {
   uint8_t data[PKT_MAX_LEN];
   size_t len;
+  size_t req_len;         /* length of the request it answers (a reply is never longer) */
   NetAddr dst;            /* the requester */
   NetAddr src;            /* the local address to send from (the request's dst) */
   int ifindex;

@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "config.h"
 #include "iface.h"
+#include "keys.h"
 #include "packet.h"
+#include "rng.h"
 
 #define LOCAL_REFRESH_NS (64LL * 1000000000) /* the LOCAL driver's poll: 2^6 s */
 #define ORPHAN_REFID 0x7f000001u              /* 127.0.0.1, as ntpd sends in orphan mode */
@@ -20,7 +23,19 @@ struct RUN_State {
   SRV_Policy policy;
   SRV_System sys;
   SRV_Ctx ctx;
+  RST_List *rst;         /* restrict list in force */
+  MON_Table *mon;        /* kept across reloads: a reload never resets a client's history */
+  KEY_Table *keys;       /* NULL without a `keys` line */
+  uint32_t source_flags; /* `restrict source` template, for associations */
 };
+
+/* What a configuration builds besides itself; swapped in whole or not at all. */
+typedef struct {
+  RST_List *rst;
+  KEY_Table *keys;
+  MON_Params mon;
+  uint32_t source_flags;
+} Tables;
 
 static void
 add_msg(RUN_Errors *e, const char *text)
@@ -53,6 +68,82 @@ collect(const CNF_MessageList *l, bool warning, RUN_Errors *e)
     snprintf(buf, sizeof(buf), "(%zu more messages lost: out of memory)", l->lost);
     add_msg(e, buf);
   }
+}
+
+typedef struct {
+  const char *path;
+  RUN_Errors *errs;
+  bool failed;
+} MsgSink;
+
+static void
+acc_msg(void *arg, bool warning, int line, const char *text)
+{
+  MsgSink *m = arg;
+  char buf[1400];
+  char where[1100];
+  if (line > 0)
+    snprintf(where, sizeof(where), "%s:%d", m->path, line);
+  else
+    snprintf(where, sizeof(where), "%s", m->path);
+  snprintf(buf, sizeof(buf), "%s: %s%s", where, warning ? "warning: " : "", text);
+  add_msg(m->errs, buf);
+  if (!warning)
+    m->failed = true;
+}
+
+static void
+collect_keys(const KEY_MessageList *l, bool warning, RUN_Errors *e)
+{
+  char buf[1100];
+  for (size_t i = 0; i < l->count; i++) {
+    KEY_Message m = l->items[i];
+    char text[1024];
+    if (warning) {
+      snprintf(text, sizeof(text), "warning: %s", m.text);
+      m.text = text;
+    }
+    KEY_FormatMessage(&m, buf, sizeof(buf));
+    add_msg(e, buf);
+  }
+}
+
+static void
+free_tables(Tables *t)
+{
+  RST_Destroy(t->rst);
+  KEY_Destroy(t->keys);
+  memset(t, 0, sizeof(*t));
+}
+
+/* Everything a configuration builds; false (all reasons in errs) if any part fails. */
+static bool
+build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *t)
+{
+  MsgSink sink = {.path = path, .errs = errs};
+  memset(t, 0, sizeof(*t));
+  IFC_Address local[256];
+  int nlocal = IFC_List(local, 256);
+  size_t nl = nlocal < 0 ? 0 : (size_t)(nlocal > 256 ? 256 : nlocal);
+  t->rst = ACC_BuildRestrict(cfg, local, nl, ACC_ResolveSystem, &t->source_flags, acc_msg, &sink);
+  ACC_MonitorParams(cfg, &t->mon, acc_msg, &sink);
+  if (cfg->keysfile) {
+    KEY_Errors ke;
+    KEY_InitErrors(&ke);
+    t->keys = KEY_LoadFile(cfg->keysfile, &ke);
+    collect_keys(&ke.errors, false, errs);
+    collect_keys(&ke.warnings, true, errs);
+    KEY_ClearErrors(&ke);
+    if (!t->keys)
+      sink.failed = true;
+    else
+      KEY_SetTrusted(t->keys, cfg->trusted_keys, cfg->n_trusted_keys);
+  }
+  if (sink.failed || !t->rst) {
+    free_tables(t);
+    return false;
+  }
+  return true;
 }
 
 void
@@ -88,13 +179,6 @@ load(const char *path, RUN_Errors *errs)
   return cfg;
 }
 
-bool
-RUN_CheckFile(const char *path, RUN_Errors *errs)
-{
-  CNF_Config *cfg = load(path, errs);
-  CNF_Destroy(cfg);
-  return cfg != NULL;
-}
 
 static bool
 orphan_due(const RUN_State *r, const NTT_Now *now)
@@ -122,27 +206,78 @@ update_system(RUN_State *r, const NTT_Now *now)
   r->local_refresh_ns = now->mono_ns + LOCAL_REFRESH_NS;
 }
 
-static void
-apply(RUN_State *r, CNF_Config *cfg, const NTT_Now *now)
+/* Swap in a configuration and its tables; the monitor table is created once and then only
+ * reconfigured. False (nothing changed, cfg and t freed) if the monitor cannot take the
+ * new bounds. */
+static bool
+apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *errs)
 {
+  if (!r->mon) {
+    r->mon = MON_Create(&t->mon, RNG_Seed());
+    if (!r->mon) {
+      add_msg(errs, "out of memory creating the monitor table (mru maxdepth/maxmem)");
+      goto fail;
+    }
+  } else if (!MON_Reconfigure(r->mon, &t->mon)) {
+    add_msg(errs, "out of memory resizing the monitor table; old configuration kept");
+    goto fail;
+  }
   CNF_Destroy(r->cfg);
+  RST_Destroy(r->rst);
+  KEY_Destroy(r->keys);
   r->cfg = cfg;
+  r->rst = t->rst;
+  r->keys = t->keys;
+  r->source_flags = t->source_flags;
   int avg = cfg->discard.average;
   r->policy.min_poll = (int8_t)(avg > 17 ? 17 : avg);
   r->policy.max_poll = 17;
+  r->policy.monitor = cfg->sw.monitor;
   update_system(r, now);
-  r->ctx = (SRV_Ctx){.policy = &r->policy, .sys = &r->sys};
+  r->ctx = (SRV_Ctx){.policy = &r->policy, .sys = &r->sys, .rst = r->rst, .mon = r->mon,
+                     .keys = r->keys};
+  return true;
+fail:
+  free_tables(t);
+  CNF_Destroy(cfg);
+  return false;
+}
+
+/* Parse and build; NULL config if anything failed. */
+static CNF_Config *
+load_all(const char *path, RUN_Errors *errs, Tables *t)
+{
+  CNF_Config *cfg = load(path, errs);
+  if (cfg && !build_tables(cfg, path, errs, t)) {
+    CNF_Destroy(cfg);
+    return NULL;
+  }
+  return cfg;
+}
+
+bool
+RUN_CheckFile(const char *path, RUN_Errors *errs)
+{
+  Tables t;
+  CNF_Config *cfg = load_all(path, errs, &t);
+  if (!cfg)
+    return false;
+  free_tables(&t);
+  CNF_Destroy(cfg);
+  return true;
 }
 
 RUN_State *
 RUN_Create(const char *path, int port_override, int precision, const NTT_Now *now,
            RUN_Errors *errs)
 {
-  CNF_Config *cfg = load(path, errs);
+  Tables t;
+  CNF_Config *cfg = load_all(path, errs, &t);
   if (!cfg)
     return NULL;
   RUN_State *r = calloc(1, sizeof(*r));
   if (!r) {
+    free_tables(&t);
     CNF_Destroy(cfg);
     add_msg(errs, "out of memory");
     return NULL;
@@ -150,7 +285,10 @@ RUN_Create(const char *path, int port_override, int precision, const NTT_Now *no
   r->port_override = port_override;
   r->precision = precision;
   r->start_mono_ns = now->mono_ns;
-  apply(r, cfg, now);
+  if (!apply(r, cfg, &t, now, errs)) {
+    free(r);
+    return NULL;
+  }
   return r;
 }
 
@@ -160,17 +298,26 @@ RUN_Destroy(RUN_State *r)
   if (!r)
     return;
   CNF_Destroy(r->cfg);
+  RST_Destroy(r->rst);
+  KEY_Destroy(r->keys);
+  MON_Destroy(r->mon);
   free(r);
 }
 
 bool
 RUN_Reload(RUN_State *r, const char *path, const NTT_Now *now, RUN_Errors *errs)
 {
-  CNF_Config *cfg = load(path, errs);
+  Tables t;
+  CNF_Config *cfg = load_all(path, errs, &t);
   if (!cfg)
     return false;
-  apply(r, cfg, now);
-  return true;
+  return apply(r, cfg, &t, now, errs);
+}
+
+MON_Table *
+RUN_Monitor(const RUN_State *r)
+{
+  return r->mon;
 }
 
 void

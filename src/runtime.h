@@ -40,6 +40,8 @@ const SRV_Ctx *RUN_Context(const RUN_State *r);
  * when there is no `interface listen` line. Returns the count (at most max). */
 size_t RUN_ListenAddresses(const RUN_State *r, NetAddr *out, size_t max);
 const char *RUN_LogFile(const RUN_State *r);
+/* The monitor table (for counters and, later, the control path). */
+MON_Table *RUN_Monitor(const RUN_State *r);
 const char *RUN_PidFile(const RUN_State *r);
 
 #endif

@@ -19,9 +19,9 @@ SRV_ReasonName(SRV_Reason r)
 }
 
 static SRV_Action
-drop(SRV_Reason *why, SRV_Reason r)
+drop(SRV_Verdict *v, SRV_Reason r)
 {
-  *why = r;
+  v->why = r;
   return SRV_DROP;
 }
 
@@ -37,13 +37,13 @@ is_control_response(const uint8_t *d, size_t len)
 }
 
 static SRV_Action
-decide_query(const SRV_Request *rq, SRV_Reason *why)
+decide_query(const SRV_Request *rq, uint32_t rflags, SRV_Verdict *v)
 {
-  if (is_control_response(rq->data, rq->len))
-    return drop(why, SRV_R_DROP_CTL_RESPONSE);
+  if (rflags & RST_NOQUERY)
+    return drop(v, SRV_R_DROP_NOQUERY);
   if (PKT_PeekMode(rq->data) == PKT_MODE_PRIVATE)
-    return drop(why, SRV_R_DROP_MODE7);
-  return drop(why, SRV_R_DROP_MODE6);
+    return drop(v, SRV_R_DROP_MODE7);
+  return drop(v, SRV_R_DROP_MODE6);
 }
 
 static int8_t
@@ -66,8 +66,8 @@ fuzz_low_bits(NTT_Stamp t, int8_t precision, RNG_State *rng)
 }
 
 static void
-build_reply(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, RNG_State *rng,
-            uint8_t *out)
+build_reply(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, uint32_t rflags,
+            RNG_State *rng, uint8_t *out)
 {
   const SRV_System *s = ctx->sys;
   double age = (double)(rq->rx.mono_ns - s->update_mono_ns) / 1e9;
@@ -86,65 +86,195 @@ build_reply(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, RN
       .rx_ts = fuzz_low_bits(NTT_FromTimespec(&rq->rx.real), s->precision, rng),
       .tx_ts = 0,
   };
+  if (rflags & RST_FUZZ) /* ntpd's `serverresponse fuzz`: blur when we were last set */
+    h.ref_ts &= ~((uint64_t)0x3f << 32 | 0xffffffffULL);
   PKT_EncodeHeader(&h, out);
 }
 
+/* A Kiss-o'-Death in the format ntpd sends and clients accept (RFC 5905 7.4): LI 3,
+ * stratum 0, the kiss code as refid, the request's version, mode 4, and the request's
+ * transmit timestamp as origin, receive and transmit, so it reveals nothing of our clock.
+ * Precision, root delay/dispersion and reference time are the request's own. 48 octets. */
+static void
+build_kod(const SRV_Ctx *ctx, const PKT_Header *req, const char *code, uint8_t *out)
+{
+  PKT_Header h = *req;
+  h.leap = PKT_LEAP_UNSYNC;
+  h.mode = PKT_MODE_SERVER;
+  h.stratum = 0;
+  h.poll = reply_poll(ctx->policy, req->poll);
+  h.refid = PKT_RefidFromCode(code);
+  h.org_ts = h.rx_ts = h.tx_ts = req->tx_ts;
+  PKT_EncodeHeader(&h, out);
+}
+
+/* Send a KoD if the global KoD limit allows it. The per-source limit is the caller's. */
 static SRV_Action
-decide_time(const SRV_Ctx *ctx, const SRV_Request *rq, RNG_State *rng, uint8_t *out,
-            size_t *out_len, SRV_Reason *why)
+send_kod(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, const char *code,
+         SRV_Reason r, uint8_t *out, SRV_Verdict *v)
+{
+  if (ctx->mon && !MON_TakeKod(ctx->mon, rq->rx.mono_ns))
+    return drop(v, SRV_R_DROP_KOD_LIMIT);
+  build_kod(ctx, req, code, out);
+  v->len = PKT_HEADER_LEN;
+  v->why = r;
+  return SRV_KOD;
+}
+
+/* A refusal (DENY/RSTR): a KoD where `kod` is set and both limits allow it, else a silent
+ * drop counted as `silent`. The per-source limit is the discard algorithm run on the
+ * refused packets themselves, so a refused source that floods gets its KoDs at the rate a
+ * limited source gets RATE KoDs (about one per 2^average s) and then silence. */
+static SRV_Action
+refuse(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, uint32_t rflags,
+       const char *code, SRV_Reason kod_reason, SRV_Reason silent, uint8_t *out, SRV_Verdict *v)
+{
+  if (!(rflags & RST_KOD))
+    return drop(v, silent);
+  if (ctx->mon &&
+      MON_Check(ctx->mon, &rq->src, req->mode, req->version, rflags | RST_LIMITED,
+                rq->rx.mono_ns, NULL) == MON_LIMIT_DROP)
+    return drop(v, SRV_R_DROP_KOD_LIMIT);
+  return send_kod(ctx, rq, req, code, kod_reason, out, v);
+}
+
+/* Monitor and rate limit (`limited`, `discard`). Returns true if the request is served. */
+static bool
+rate_check(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, uint32_t rflags,
+           SRV_Action *act, uint8_t *out, SRV_Verdict *v)
+{
+  if (!ctx->mon || (!ctx->policy->monitor && !(rflags & RST_LIMITED)))
+    return true;
+  switch (MON_Check(ctx->mon, &rq->src, req->mode, req->version, rflags, rq->rx.mono_ns, NULL)) {
+    case MON_SERVE:
+      return true;
+    case MON_LEAK_SERVE:
+      v->why = SRV_R_SERVED_LEAK;
+      return true;
+    case MON_LIMIT_KOD:
+      *act = send_kod(ctx, rq, req, "RATE", SRV_R_KOD_RATE, out, v);
+      return false;
+    case MON_LIMIT_DROP:
+    default:
+      *act = drop(v, SRV_R_DROP_LIMITED);
+      return false;
+  }
+}
+
+/* Authentication of a request that passed the rate limit. Returns true to reply (v->key_id
+ * set when the reply must be MACed), false with *act set otherwise. */
+static bool
+auth_check(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req,
+           const PKT_Trailer *tr, uint32_t rflags, SRV_Action *act, uint8_t *out,
+           SRV_Verdict *v)
+{
+  if (!tr->has_mac)
+    return true;
+  KEY_Verdict kv = KEY_Verify(ctx->keys, rq->data, rq->len, tr, &rq->src);
+  if (kv == KEY_OK) {
+    v->key_id = tr->key_id;
+    if (v->why == SRV_R_SERVED)
+      v->why = SRV_R_SERVED_AUTH;
+    return true;
+  }
+  if (kv == KEY_CRYPTO_NAK || kv == KEY_NO_MAC) { /* no MAC to speak of: unauthenticated */
+    if (rflags & RST_NOTRUST) {
+      *act = refuse(ctx, rq, req, rflags, "DENY", SRV_R_KOD_DENY, SRV_R_DROP_NOTRUST, out, v);
+      return false;
+    }
+    return true;
+  }
+  /* A MAC we cannot accept. With `kod`: a CRYP KoD (the rate limit just passed is its
+   * per-source limit); else the RFC 5905 crypto-NAK: our header and a zero key id, shorter
+   * than the request, which carried at least a key id and a 16-octet digest. */
+  if (rflags & RST_KOD) {
+    *act = send_kod(ctx, rq, req, "CRYP", SRV_R_KOD_CRYP, out, v);
+    return false;
+  }
+  v->why = SRV_R_CRYPTO_NAK;
+  return true;
+}
+
+static SRV_Action
+decide_time(const SRV_Ctx *ctx, const SRV_Request *rq, uint32_t rflags, RNG_State *rng,
+            uint8_t *out, SRV_Verdict *v)
 {
   PKT_Header req;
   PKT_Trailer tr;
   if (!PKT_DecodeHeader(rq->data, rq->len, &req))
-    return drop(why, SRV_R_DROP_SHORT);
+    return drop(v, SRV_R_DROP_SHORT);
   if (req.version < 1 || req.version > PKT_VERSION)
-    return drop(why, SRV_R_DROP_VERSION);
+    return drop(v, SRV_R_DROP_VERSION);
   switch (req.mode) {
     case PKT_MODE_CLIENT:
       break;
     case PKT_MODE_RESERVED:
-      return drop(why, SRV_R_DROP_MODE0);
-    case PKT_MODE_ACTIVE:
-      return drop(why, SRV_R_DROP_SYMMETRIC);
-    default: /* 2, 4, 5: answers or broadcasts; answering them could start a loop */
-      return drop(why, SRV_R_DROP_RESPONSE);
+      return drop(v, SRV_R_DROP_MODE0);
+    case PKT_MODE_ACTIVE: /* no symmetric service: nothing is ever mobilized (nopeer moot) */
+      return drop(v, SRV_R_DROP_SYMMETRIC);
+    default: /* 2, 4, 5: answers or broadcasts; answering (or a KoD) could start a loop */
+      return drop(v, SRV_R_DROP_RESPONSE);
   }
   if (PKT_ParseTrailer(rq->data, rq->len, &tr) != PKT_TRAILER_OK)
-    return drop(why, SRV_R_DROP_TRAILER);
-  build_reply(ctx, rq, &req, rng, out);
-  *out_len = PKT_HEADER_LEN;
-  *why = SRV_R_SERVED;
-  if (tr.has_mac) {
-    /* No key can verify it yet: a crypto-NAK (header + zero key id), still shorter than the
-     * request, which carried at least a 20-octet MAC. */
-    memset(out + PKT_HEADER_LEN, 0, 4);
-    *out_len = PKT_HEADER_LEN + 4;
-    *why = SRV_R_CRYPTO_NAK;
-  }
+    return drop(v, SRV_R_DROP_TRAILER);
+  if ((rflags & RST_FLAKE) && RNG_Next(rng) % 10 == 0)
+    return drop(v, SRV_R_DROP_FLAKE);
+  if (rflags & RST_NOSERVE)
+    return refuse(ctx, rq, &req, rflags, "DENY", SRV_R_KOD_DENY, SRV_R_DROP_NOSERVE, out, v);
+  if ((rflags & RST_VERSION) && req.version != PKT_VERSION)
+    return refuse(ctx, rq, &req, rflags, "RSTR", SRV_R_KOD_RSTR, SRV_R_DROP_VERSION, out, v);
+  if ((rflags & RST_NOTRUST) && !tr.has_mac)
+    return refuse(ctx, rq, &req, rflags, "DENY", SRV_R_KOD_DENY, SRV_R_DROP_NOTRUST, out, v);
+
+  SRV_Action act = SRV_DROP;
+  v->why = SRV_R_SERVED;
+  if (!rate_check(ctx, rq, &req, rflags, &act, out, v))
+    return act;
+  if (!auth_check(ctx, rq, &req, &tr, rflags, &act, out, v))
+    return act;
+  build_reply(ctx, rq, &req, rflags, rng, out);
+  v->len = PKT_HEADER_LEN;
+  if (v->why == SRV_R_CRYPTO_NAK)
+    v->len = KEY_AppendCryptoNak(out, PKT_HEADER_LEN, PKT_MAX_LEN);
+  v->stamp = true;
   return SRV_REPLY;
 }
 
 SRV_Action
 SRV_Decide(const SRV_Ctx *ctx, const SRV_Request *rq, RNG_State *rng, uint8_t *out,
-           size_t *out_len, SRV_Reason *why)
+           SRV_Verdict *v)
 {
-  *out_len = 0;
+  *v = (SRV_Verdict){.why = SRV_R_SERVED};
   if (rq->len == 0)
-    return drop(why, SRV_R_DROP_EMPTY);
+    return drop(v, SRV_R_DROP_EMPTY);
   if (rq->src.port == 0)
-    return drop(why, SRV_R_DROP_PORT0);
-  if (ADR_IsMulticast(&rq->src))
-    return drop(why, SRV_R_DROP_MCAST_SRC);
+    return drop(v, SRV_R_DROP_PORT0);
+  if (ADR_IsMulticast(&rq->src)) {
+    v->rflags = RST_IGNORE;
+    return drop(v, SRV_R_DROP_MCAST_SRC);
+  }
   int mode = PKT_PeekMode(rq->data);
-  if (mode == PKT_MODE_CONTROL || mode == PKT_MODE_PRIVATE)
-    return decide_query(rq, why);
-  return decide_time(ctx, rq, rng, out, out_len, why);
+  bool query = mode == PKT_MODE_CONTROL || mode == PKT_MODE_PRIVATE;
+  if (query && is_control_response(rq->data, rq->len))
+    return drop(v, SRV_R_DROP_CTL_RESPONSE);
+  uint32_t rflags = ctx->rst ? RST_Match(ctx->rst, &rq->src) : 0;
+  v->rflags = rflags;
+  if (rflags & RST_IGNORE)
+    return drop(v, SRV_R_DROP_IGNORE);
+  if (query)
+    return decide_query(rq, rflags, v);
+  return decide_time(ctx, rq, rflags, rng, out, v);
 }
 
-void
-SRV_StampTransmit(uint8_t *out, const struct timespec *now, int8_t precision, RNG_State *rng)
+size_t
+SRV_Finish(const SRV_Ctx *ctx, const SRV_Verdict *v, uint8_t *out, size_t cap,
+           const struct timespec *now, RNG_State *rng)
 {
-  PKT_Put64(out + 40, fuzz_low_bits(NTT_FromTimespec(now), precision, rng));
+  if (v->stamp)
+    PKT_Put64(out + 40, fuzz_low_bits(NTT_FromTimespec(now), ctx->sys->precision, rng));
+  if (!v->key_id)
+    return v->len;
+  return KEY_Sign(ctx->keys, v->key_id, out, PKT_HEADER_LEN, cap);
 }
 
 void

@@ -9,13 +9,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keys.h"
+#include "monitor.h"
 #include "netaddr.h"
 #include "ntptime.h"
+#include "restrict.h"
 #include "rng.h"
 
 /* Why a datagram got the answer it got. Every value is a counter; names in SRV_ReasonName. */
 #define SRV_REASONS(X)                                                                       \
   X(SERVED, "served")                     /* mode 4 reply sent */                             \
+  X(SERVED_AUTH, "served_auth")           /* mode 4 reply MACed with the request's key */     \
+  X(SERVED_LEAK, "served_leak")           /* over the limits, answered by the leak */         \
   X(CRYPTO_NAK, "crypto_nak")             /* MAC we cannot check: crypto-NAK sent */          \
   X(KOD_RATE, "kod_rate")                 /* RATE KoD sent */                                 \
   X(KOD_DENY, "kod_deny")                 /* DENY KoD sent */                                 \
@@ -39,7 +44,8 @@
   X(DROP_NOTRUST, "dropped_notrust")      /* restrict notrust without a good MAC */           \
   X(DROP_LIMITED, "dropped_limited")      /* over the discard limits, no KoD due */           \
   X(DROP_KOD_LIMIT, "dropped_kod_limit")  /* a KoD was due but the KoD limit refused it */    \
-  X(DROP_FLAKE, "dropped_flake")          /* restrict flake */
+  X(DROP_FLAKE, "dropped_flake")          /* restrict flake */                                \
+  X(DROP_SIGN, "dropped_sign_failed")     /* the reply's MAC could not be made */
 
 typedef enum {
 #define SRV_ENUM(id, name) SRV_R_##id,
@@ -49,6 +55,16 @@ typedef enum {
 } SRV_Reason;
 
 typedef enum { SRV_DROP = 0, SRV_REPLY, SRV_KOD } SRV_Action;
+
+/* Why a datagram got the answer it got. Every value is a counter; names in SRV_ReasonName.
+ * Order of the checks in SRV_Decide (cheap first; docs/access-control.md):
+ *   empty / port 0 / multicast source -> mode 6/7 response or error (bug 1331) -> restrict
+ *   match: ignore -> mode 7 (noquery, never served) / mode 6 (noquery, control) -> header
+ *   length and version -> mode (only 3 is served) -> extension fields / MAC framing ->
+ *   flake -> noserve (DENY) -> version flag (RSTR) -> notrust without MAC (DENY) ->
+ *   monitor and rate limit (RATE) -> MAC check (crypto-NAK / CRYP) -> reply.
+ * Every KoD passes a per-source limit (the monitor's discard algorithm) and the global
+ * KoD limit (MON_TakeKod); a refused KoD is counted as dropped_kod_limit. */
 
 /* The system variables our replies carry. Published by the main thread as a whole value. */
 typedef struct {
@@ -66,11 +82,18 @@ typedef struct {
 typedef struct {
   int8_t min_poll;       /* replies advertise max(request poll, this): discard average */
   int8_t max_poll;
+  bool monitor;          /* record every time request in the monitor (`enable monitor`) */
 } SRV_Policy;
 
+/* Everything a decision reads. rst, mon and keys may be NULL: no restrictions (every
+ * source gets no flags), no monitoring and no limits at all, no keys. The monitor is the
+ * only table a decision writes to (through its own locks). */
 typedef struct {
   const SRV_Policy *policy;
   const SRV_System *sys;
+  const RST_List *rst;
+  MON_Table *mon;
+  const KEY_Table *keys;
 } SRV_Ctx;
 
 typedef struct {
@@ -80,13 +103,25 @@ typedef struct {
   NTT_Now rx;           /* receive time (kernel timestamp when available) */
 } SRV_Request;
 
-/* Decide. On SRV_REPLY/SRV_KOD, out (at least PKT_MAX_LEN octets) holds *out_len octets,
- * never more than rq->len; a reply's transmit timestamp is left for SRV_StampTransmit. */
+/* What SRV_Decide says besides the action. */
+typedef struct {
+  size_t len;      /* octets in out (SRV_REPLY/SRV_KOD) */
+  bool stamp;      /* a normal reply: the edge writes the transmit time (SRV_Finish) */
+  uint32_t key_id; /* the reply is to be MACed with this key after stamping; 0 = none */
+  uint32_t rflags; /* restrict flags of the source (RST_IGNORE for a multicast source) */
+  SRV_Reason why;
+} SRV_Verdict;
+
+/* Decide. On SRV_REPLY/SRV_KOD, out (at least PKT_MAX_LEN octets) holds v->len octets,
+ * never more than rq->len, also after SRV_Finish adds a MAC. A KoD is complete; a reply
+ * waits for SRV_Finish. rng: the caller's generator (flake, low timestamp bits). */
 SRV_Action SRV_Decide(const SRV_Ctx *ctx, const SRV_Request *rq, RNG_State *rng, uint8_t *out,
-                      size_t *out_len, SRV_Reason *why);
-/* Write the transmit timestamp (with random bits below our precision) into a reply. */
-void SRV_StampTransmit(uint8_t *out, const struct timespec *now, int8_t precision,
-                       RNG_State *rng);
+                      SRV_Verdict *v);
+/* Complete a reply just before it is sent: write the transmit timestamp (with random bits
+ * below our precision) if v->stamp, then the MAC if v->key_id. Returns the final length,
+ * or 0 if the MAC could not be made (the reply must then not be sent). */
+size_t SRV_Finish(const SRV_Ctx *ctx, const SRV_Verdict *v, uint8_t *out, size_t cap,
+                  const struct timespec *now, RNG_State *rng);
 const char *SRV_ReasonName(SRV_Reason r);
 
 /* The state of a server that has never synchronized: LI 3, stratum 16, refid INIT. */

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 #define WRK_MAX_BATCHES 16 /* per wakeup: 512 datagrams */
 
 struct WRK_Worker {
@@ -10,6 +12,8 @@ struct WRK_Worker {
   const SRV_Ctx *ctx;
   RNG_State rng;
   WRK_Counters counters;
+  SRV_Verdict verdicts[NIO_BATCH]; /* of the replies queued in batch.out */
+  LOG_Limiter kod_log;             /* KoDs sent: a few lines, then one a minute */
   NIO_Batch batch;
 };
 
@@ -52,14 +56,16 @@ decide_batch(WRK_Worker *w, NIO_Batch *b, int n, const NTT_Now *now)
     if (d->rx.tv_sec != 0)
       rq.rx.real = d->rx;
     NIO_Reply *r = &b->out[nout];
-    SRV_Reason why;
-    SRV_Action act = SRV_Decide(w->ctx, &rq, &w->rng, r->data, &r->len, &why);
-    w->counters.reasons[why]++;
+    SRV_Verdict *v = &w->verdicts[nout];
+    SRV_Action act = SRV_Decide(w->ctx, &rq, &w->rng, r->data, v);
+    w->counters.reasons[v->why]++;
     if (act == SRV_DROP)
       continue;
-    if (r->len > d->len) { /* the core promises this never happens; the edge enforces it */
-      w->counters.blocked_larger++;
-      continue;
+    r->len = v->len;
+    r->req_len = d->len;
+    if (act == SRV_KOD && LOG_Allow(&w->kod_log, now->mono_ns, 10, 60)) {
+      char a[ADR_STRLEN];
+      LOG_Info("sent %s to %s", SRV_ReasonName(v->why), ADR_FormatPort(&d->src, a, sizeof(a)));
     }
     r->dst = d->src;
     r->src = d->dst;
@@ -74,8 +80,28 @@ send_batch(WRK_Worker *w, const NIO_Socket *s, NIO_Batch *b, int nout)
 {
   NTT_Now tx;
   CLK_ReadNow(w->clk, &tx); /* as late as possible: one reading just before the send */
-  for (int i = 0; i < nout; i++)
-    SRV_StampTransmit(b->out[i].data, &tx.real, w->ctx->sys->precision, &w->rng);
+  int keep = 0;
+  for (int i = 0; i < nout; i++) {
+    NIO_Reply *r = &b->out[i];
+    const SRV_Verdict *v = &w->verdicts[i];
+    size_t len = SRV_Finish(w->ctx, v, r->data, sizeof(r->data), &tx.real, &w->rng);
+    if (len == 0) {
+      w->counters.reasons[v->why]--;
+      w->counters.reasons[SRV_R_DROP_SIGN]++;
+      continue;
+    }
+    if (len > r->req_len) { /* the core promises this never happens; the edge enforces it */
+      w->counters.blocked_larger++;
+      continue;
+    }
+    r->len = len;
+    if (keep != i)
+      b->out[keep] = *r;
+    keep++;
+  }
+  nout = keep;
+  if (nout == 0)
+    return;
   int sent = NIO_Send(s, b, nout);
   if (sent < 0)
     sent = 0;

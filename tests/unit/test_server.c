@@ -8,6 +8,20 @@ static SRV_Policy policy = {.min_poll = 3, .max_poll = 17};
 static SRV_System sys;
 static RNG_State rng;
 
+/* SRV_Decide then, for a reply, SRV_Finish as the edge does. */
+static SRV_Action
+decide(const SRV_Ctx *ctx, const SRV_Request *rq, RNG_State *r, uint8_t *out, size_t *olen,
+       SRV_Reason *why)
+{
+  SRV_Verdict v;
+  SRV_Action a = SRV_Decide(ctx, rq, r, out, &v);
+  *olen = v.len;
+  *why = v.why;
+  if (a == SRV_REPLY)
+    *olen = SRV_Finish(ctx, &v, out, PKT_MAX_LEN, &rq->rx.real, r);
+  return a;
+}
+
 static SRV_Ctx
 make_ctx(void)
 {
@@ -40,7 +54,7 @@ test_srv_client_request_gets_server_reply(void)
   size_t olen;
   SRV_Reason why;
   SRV_Request rq = make_request(buf, sizeof(buf), 4, 3);
-  TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_REPLY);
+  TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_REPLY);
   TEST_EQ_INT(why, SRV_R_SERVED);
   TEST_EQ_INT(olen, 48);
   PKT_Header h;
@@ -68,12 +82,12 @@ test_srv_version_is_echoed(void)
   SRV_Reason why;
   for (int v = 1; v <= 4; v++) {
     SRV_Request rq = make_request(buf, sizeof(buf), v, 3);
-    TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_REPLY);
+    TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_REPLY);
     TEST_EQ_INT(PKT_PeekVersion(out), v);
   }
   for (int v = 0; v <= 7; v += (v == 0 ? 5 : 1)) {
     SRV_Request rq = make_request(buf, sizeof(buf), v, 3);
-    TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
+    TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
     TEST_EQ_INT(why, SRV_R_DROP_VERSION);
   }
 }
@@ -87,13 +101,13 @@ test_srv_poll_clamped(void)
   SRV_Reason why;
   SRV_Request rq = make_request(buf, sizeof(buf), 4, 3);
   buf[2] = 0;
-  SRV_Decide(&ctx, &rq, &rng, out, &olen, &why);
+  decide(&ctx, &rq, &rng, out, &olen, &why);
   TEST_EQ_INT((int8_t)out[2], 3);
   buf[2] = 30;
-  SRV_Decide(&ctx, &rq, &rng, out, &olen, &why);
+  decide(&ctx, &rq, &rng, out, &olen, &why);
   TEST_EQ_INT((int8_t)out[2], 17);
   buf[2] = (uint8_t)-5;
-  SRV_Decide(&ctx, &rq, &rng, out, &olen, &why);
+  decide(&ctx, &rq, &rng, out, &olen, &why);
   TEST_EQ_INT((int8_t)out[2], 3);
 }
 
@@ -106,7 +120,7 @@ test_srv_unsynchronized_answers_like_ntpd(void)
   size_t olen;
   SRV_Reason why;
   SRV_Request rq = make_request(buf, sizeof(buf), 4, 3);
-  TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_REPLY);
+  TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_REPLY);
   TEST_EQ_INT(out[0] >> 6, 3);
   TEST_EQ_INT(out[1], 0);
   TEST_EQ_INT(PKT_Get32(out + 12), PKT_RefidFromCode("INIT"));
@@ -131,7 +145,7 @@ test_srv_non_client_modes_dropped(void)
       memset(buf + 1, 0, 11); /* a plain request header, offset 0 */
     if (cases[i].mode == 7)
       buf[0] = (uint8_t)(2 << 3 | 7);
-    TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
+    TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
     TEST_EQ_INT(why, cases[i].why);
   }
 }
@@ -148,20 +162,20 @@ test_srv_control_responses_never_answered(void)
   for (size_t i = 0; i < sizeof(m7); i++) {
     SRV_Request rq = make_request(buf, sizeof(buf), 2, 7);
     buf[0] = m7[i];
-    TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
+    TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
     TEST_EQ_INT(why, SRV_R_DROP_CTL_RESPONSE);
   }
   const uint8_t m6[] = {0x80, 0x40, 0x20};
   for (size_t i = 0; i < sizeof(m6); i++) {
     SRV_Request rq = make_request(buf, 12, 2, 6);
     buf[1] = (uint8_t)(m6[i] | 1);
-    TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
+    TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
     TEST_EQ_INT(why, SRV_R_DROP_CTL_RESPONSE);
   }
   SRV_Request rq = make_request(buf, 12, 2, 6);
   buf[1] = 1;
   PKT_Put16(buf + 8, 4);
-  TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
+  TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
   TEST_EQ_INT(why, SRV_R_DROP_CTL_RESPONSE);
 }
 
@@ -175,7 +189,7 @@ test_srv_short_and_empty_dropped(void)
   for (size_t len = 0; len < 48; len++) {
     SRV_Request rq = make_request(buf, sizeof(buf), 4, 3);
     rq.len = len;
-    TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
+    TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
     TEST_EQ_INT(why, len == 0 ? SRV_R_DROP_EMPTY : SRV_R_DROP_SHORT);
   }
 }
@@ -189,12 +203,12 @@ test_srv_port_zero_and_multicast_source_dropped(void)
   SRV_Reason why;
   SRV_Request rq = make_request(buf, sizeof(buf), 4, 3);
   rq.src.port = 0;
-  TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
+  TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
   TEST_EQ_INT(why, SRV_R_DROP_PORT0);
   rq = make_request(buf, sizeof(buf), 4, 3);
   ADR_Parse("224.0.1.1", &rq.src);
   rq.src.port = 123;
-  TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
+  TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
   TEST_EQ_INT(why, SRV_R_DROP_MCAST_SRC);
 }
 
@@ -207,7 +221,7 @@ test_srv_mac_without_keys_gets_crypto_nak(void)
   SRV_Reason why;
   SRV_Request rq = make_request(buf, sizeof(buf), 4, 3);
   PKT_Put32(buf + 48, 1); /* key id 1 + 16 octets of digest */
-  TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_REPLY);
+  TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_REPLY);
   TEST_EQ_INT(why, SRV_R_CRYPTO_NAK);
   TEST_EQ_INT(olen, 52);
   TEST_EQ_INT(PKT_Get32(out + 48), 0);
@@ -221,7 +235,7 @@ test_srv_bad_trailer_dropped(void)
   size_t olen;
   SRV_Reason why;
   SRV_Request rq = make_request(buf, sizeof(buf), 4, 3); /* 12-octet trailer: neither */
-  TEST_EQ_INT(SRV_Decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
+  TEST_EQ_INT(decide(&ctx, &rq, &rng, out, &olen, &why), SRV_DROP);
   TEST_EQ_INT(why, SRV_R_DROP_TRAILER);
 }
 
@@ -245,7 +259,7 @@ test_srv_random_input_never_amplifies(void)
     rq.len = len;
     size_t olen = 0;
     SRV_Reason why;
-    SRV_Action a = SRV_Decide(&ctx, &rq, &rng, out, &olen, &why);
+    SRV_Action a = decide(&ctx, &rq, &rng, out, &olen, &why);
     if (a != SRV_DROP) {
       replies++;
       if (olen > len) {
@@ -263,9 +277,11 @@ test_srv_transmit_stamp_has_random_low_bits(void)
 {
   uint8_t a[48] = {0}, b[48] = {0};
   struct timespec now = {1700000000, 123456789};
+  SRV_Ctx ctx = make_ctx();
+  SRV_Verdict v = {.len = 48, .stamp = true};
   RNG_Init(&rng, 1);
-  SRV_StampTransmit(a, &now, -20, &rng);
-  SRV_StampTransmit(b, &now, -20, &rng);
+  TEST_EQ_INT(SRV_Finish(&ctx, &v, a, sizeof(a), &now, &rng), 48);
+  TEST_EQ_INT(SRV_Finish(&ctx, &v, b, sizeof(b), &now, &rng), 48);
   TEST_CHECK(PKT_Get64(a + 40) != PKT_Get64(b + 40));
   TEST_NEAR(NTT_Diff(PKT_Get64(a + 40), PKT_Get64(b + 40)), 0.0, 1e-6);
 }

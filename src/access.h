@@ -1,0 +1,43 @@
+/* access: turns the recorded access-control configuration (restrict / unrestrict /
+ * delrestrict lines, discard, mru) into the tables the decision core reads: the restrict
+ * list (restrict.h) and the monitor parameters (monitor.h). Host names are resolved here,
+ * through a resolver the caller passes (the daemon's uses getaddrinfo; tests inject one), so
+ * the parser stays free of DNS. Nothing is logged: problems go to a message callback. */
+#ifndef NTPG_ACCESS_H
+#define NTPG_ACCESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "iface.h"
+#include "monitor.h"
+#include "restrict.h"
+
+/* Receives every problem found: line is the configuration line (0: not line-bound). */
+typedef void (*ACC_MsgFn)(void *arg, bool warning, int line, const char *text);
+
+/* Resolve name (family ADR_INET4/ADR_INET6 or ADR_NONE for both) into up to max addresses.
+ * Returns the count, 0 if the name does not resolve. */
+typedef size_t (*ACC_ResolveFn)(const char *name, int family, NetAddr *out, size_t max);
+
+/* The resolver the daemon uses: getaddrinfo, numeric results only. */
+size_t ACC_ResolveSystem(const char *name, int family, NetAddr *out, size_t max);
+
+/* Build the restrict list: configuration lines in order (ADD ORs flags into an entry with
+ * the same address, mask and match flags; DELETE removes it; CLEAR clears flags), host
+ * names resolved to one host entry per address (a name that does not resolve is skipped
+ * with a warning, so a DNS failure cannot block a reload), `restrict source` recorded
+ * for associations (not an entry), then one `ignore interface ntpport` entry per local
+ * address so we never answer our own packets. resolve may be NULL (names are skipped).
+ * *source_flags gets the `restrict source` flags (0 if none). NULL on error (reported). */
+RST_List *ACC_BuildRestrict(const CNF_Config *cfg, const IFC_Address *locals, size_t nlocals,
+                            ACC_ResolveFn resolve, uint32_t *source_flags, ACC_MsgFn msg,
+                            void *arg);
+
+/* Monitor parameters from discard and mru. ntpd 4.2.8 units: average in log2 s, minimum
+ * in s. maxmem KiB becomes entries of MON_RECORD_BYTES each. False (reported) if a value is
+ * outside what the monitor accepts. */
+bool ACC_MonitorParams(const CNF_Config *cfg, MON_Params *out, ACC_MsgFn msg, void *arg);
+
+#endif
