@@ -4,9 +4,11 @@
 #   make check  install what is missing, build, run every test (plain and ASan+UBSan builds)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps deps-build run check test test-plain test-asan clean
+.PHONY: all deps deps-build run check test test-plain test-asan test-fuzz fuzz-long clean
 
 all: $(BUILD)/ntpgated
 
@@ -32,13 +34,24 @@ test-asan:
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
 
+# libFuzzer targets under ASan+UBSan, FUZZ_SECONDS each (make fuzz-long for an hour each).
+test-fuzz:
+	cmake -S . -B $(FUZZ_BUILD) -DNTPG_SANITIZE=ON -DNTPG_FUZZ=ON \
+	  -DNTPG_FUZZ_SECONDS=$(FUZZ_SECONDS) -DCMAKE_C_COMPILER=clang >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	cd $(FUZZ_BUILD) && ctest -L fuzz --output-on-failure
+
+fuzz-long:
+	$(MAKE) test-fuzz FUZZ_SECONDS=3600
+
 check: deps
 	$(MAKE) test-plain
 	$(MAKE) test-asan
+	$(MAKE) test-fuzz
 
 test: check
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
 FORCE:
