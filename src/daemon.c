@@ -71,23 +71,3 @@ DMN_RemovePidFile(const char *path)
   if (path && *path)
     unlink(path);
 }
-
-bool
-DMN_DropPrivileges(const char *user, char *err, size_t errlen)
-{
-  struct passwd *pw = getpwnam(user);
-  if (!pw) {
-    snprintf(err, errlen, "unknown user %s", user);
-    return false;
-  }
-  if (setgroups(0, NULL) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
-      setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
-    snprintf(err, errlen, "switching to %s: %s", user, strerror(errno));
-    return false;
-  }
-  if (setuid(0) == 0) { /* must be impossible now */
-    snprintf(err, errlen, "could regain root after dropping to %s", user);
-    return false;
-  }
-  return true;
-}

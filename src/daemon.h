@@ -1,5 +1,5 @@
-/* daemon: process life -- detaching from the terminal, the pid file, dropping root after the
- * sockets are bound. Errors come back in a caller's buffer; main decides what is fatal. */
+/* daemon: process life -- detaching from the terminal and the pid file (privileges:
+ * sandbox.h). Errors come back in a caller's buffer; main decides what is fatal. */
 #ifndef NTPG_DAEMON_H
 #define NTPG_DAEMON_H
 
@@ -11,7 +11,5 @@ bool DMN_Detach(char *err, size_t errlen);
 /* Write our pid to path (created 0644, replaced if it exists). */
 bool DMN_WritePidFile(const char *path, char *err, size_t errlen);
 void DMN_RemovePidFile(const char *path);
-/* Switch to user (name) and its primary group, dropping supplementary groups. */
-bool DMN_DropPrivileges(const char *user, char *err, size_t errlen);
 
 #endif

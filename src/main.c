@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -16,6 +17,7 @@
 #include "netio.h"
 #include "rng.h"
 #include "runtime.h"
+#include "sandbox.h"
 #include "worker.h"
 
 #define DEFAULT_CONFIG "/etc/ntpgate.conf"
@@ -26,7 +28,10 @@ typedef struct {
   const char *pidfile;
   const char *logfile;
   const char *user;
+  const char *chroot_dir;
   int port;            /* -1 = from config */
+  bool no_seccomp;
+  bool seccomp_selftest; /* make a forbidden system call once the filter is on (tests) */
   int debug;
   bool foreground;
   bool no_adjust;
@@ -58,6 +63,8 @@ usage(FILE *out)
           "  -l, --logfile FILE    log to FILE (\"syslog\" for syslog; default stderr)\n"
           "  -d, --debug           more debug output (repeat for more)\n"
           "  -u, --user USER       drop root for USER after binding the sockets\n"
+          "  -i, --chroot DIR      chroot to DIR after binding (reloads read paths inside it)\n"
+          "      --no-seccomp      do not install the system-call allow-list\n"
           "      --port N          serve on UDP port N (overrides the config's `port`)\n"
           "      --version         print the version and exit\n"
           "  -h, --help            this text\n");
@@ -72,10 +79,12 @@ parse_options(int argc, char **argv, Options *o)
       {"pidfile", required_argument, NULL, 'p'}, {"logfile", required_argument, NULL, 'l'},
       {"debug", no_argument, NULL, 'd'},         {"user", required_argument, NULL, 'u'},
       {"port", required_argument, NULL, 'P'},    {"version", no_argument, NULL, 'V'},
-      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+      {"help", no_argument, NULL, 'h'},          {"chroot", required_argument, NULL, 'i'},
+      {"no-seccomp", no_argument, NULL, 'S'},    {"seccomp-selftest", no_argument, NULL, 'T'},
+      {NULL, 0, NULL, 0}};
   *o = (Options){.config_path = DEFAULT_CONFIG, .port = -1};
   int c;
-  while ((c = getopt_long(argc, argv, "c:nxtp:l:du:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:nxtp:l:du:i:h", longopts, NULL)) != -1) {
     switch (c) {
       case 'c': o->config_path = optarg; break;
       case 'n': o->foreground = true; break;
@@ -85,6 +94,9 @@ parse_options(int argc, char **argv, Options *o)
       case 'l': o->logfile = optarg; break;
       case 'd': o->debug++; break;
       case 'u': o->user = optarg; break;
+      case 'i': o->chroot_dir = optarg; break;
+      case 'S': o->no_seccomp = true; break;
+      case 'T': o->seccomp_selftest = true; break;
       case 'P': {
         char *end;
         long p = strtol(optarg, &end, 10);
@@ -246,6 +258,33 @@ check_config(const Options *o)
   return ok ? 0 : 2;
 }
 
+/* chroot, drop root (keeping CAP_SYS_TIME only for the real clock driver), seccomp. */
+static bool
+confine(Daemon *d, char *err, size_t errlen)
+{
+  const Options *o = &d->opt;
+  bool adjusts = !CLK_IsNoAdjust(d->clk);
+  if (o->chroot_dir && !SBX_Chroot(o->chroot_dir, err, errlen))
+    return false;
+  if (o->user && !SBX_DropPrivileges(o->user, adjusts, err, errlen))
+    return false;
+  if (o->no_seccomp) {
+    LOG_Info("seccomp filter disabled (--no-seccomp)");
+  } else if (!SBX_SeccompAvailable()) {
+    LOG_Info("seccomp filter not available in this build");
+  } else {
+    if (!SBX_ApplySeccomp(adjusts, err, errlen))
+      return false;
+    LOG_Info("seccomp filter installed");
+    if (o->seccomp_selftest) {
+      LOG_Info("seccomp self-test: calling personality(2), which is not allowed");
+      syscall(SYS_personality, 0xffffffffUL);
+      LOG_Warnx("seccomp self-test: still alive");
+    }
+  }
+  return true;
+}
+
 static int
 start(Daemon *d)
 {
@@ -278,12 +317,12 @@ start(Daemon *d)
     LOG_Fatalx("%s", err);
   if (!open_sockets(d))
     return 1;
-  if (o->user && !DMN_DropPrivileges(o->user, err, sizeof(err)))
-    LOG_Fatalx("%s", err);
   if (!o->foreground && !DMN_Detach(err, sizeof(err)))
     LOG_Fatalx("%s", err);
   const char *pidfile = o->pidfile ? o->pidfile : RUN_PidFile(d->run);
   if (pidfile && !DMN_WritePidFile(pidfile, err, sizeof(err)))
+    LOG_Fatalx("%s", err);
+  if (!confine(d, err, sizeof(err)))
     LOG_Fatalx("%s", err);
   return -1;
 }
