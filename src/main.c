@@ -15,6 +15,7 @@
 #include "log.h"
 #include "loop.h"
 #include "netio.h"
+#include "pool.h"
 #include "rng.h"
 #include "runtime.h"
 #include "sandbox.h"
@@ -43,9 +44,8 @@ typedef struct {
   CLK_Clock *clk;
   EVL_Loop *loop;
   RUN_State *run;      /* configuration in force and the system state built from it */
-  WRK_Worker *worker;
-  NIO_Socket socks[MAX_SOCKETS];
-  size_t nsocks;
+  POL_Pool *pool;      /* the serving threads and their sockets */
+  bool pid_written;
   int sigfd;
   int exit_code;
 } Daemon;
@@ -123,8 +123,9 @@ static void
 dump_counters(const Daemon *d)
 {
   WRK_Counters sum;
-  memset(&sum, 0, sizeof(sum));
-  WRK_SumCounters(d->worker, &sum);
+  POL_Exclusive(d->pool, -1);
+  POL_SumCounters(d->pool, &sum);
+  POL_Release(d->pool);
   LOG_Info("stats: received %llu", (unsigned long long)sum.received);
   LOG_Info("stats: received_bytes %llu", (unsigned long long)sum.received_bytes);
   LOG_Info("stats: replied %llu", (unsigned long long)sum.sent);
@@ -149,24 +150,22 @@ dump_counters(const Daemon *d)
 }
 
 static void
-on_socket(void *arg, int fd, uint32_t events)
-{
-  Daemon *d = arg;
-  (void)events;
-  for (size_t i = 0; i < d->nsocks; i++)
-    if (d->socks[i].fd == fd)
-      WRK_Serve(d->worker, &d->socks[i]);
-}
-
-static void
 reload(Daemon *d)
 {
   RUN_Errors errs;
   LOG_Info("SIGHUP: reloading %s", d->opt.config_path);
   LOG_Reopen();
-  NTT_Now now;
-  CLK_ReadNow(d->clk, &now);
-  if (!RUN_Reload(d->run, d->opt.config_path, &now, &errs)) {
+  RUN_Pending *pending = RUN_Prepare(d->opt.config_path, &errs); /* threads keep serving */
+  bool ok = false;
+  if (pending) {
+    NTT_Now now;
+    POL_Exclusive(d->pool, -1);
+    CLK_ReadNow(d->clk, &now);
+    ok = RUN_Commit(d->run, pending, &now, &errs);
+    POL_SetContext(d->pool, RUN_Context(d->run));
+    POL_Release(d->pool);
+  }
+  if (!ok) {
     for (size_t i = 0; i < errs.count; i++)
       LOG_Warnx("%s", errs.msgs[i]);
     LOG_Warnx("reload failed with %zu error(s); the previous configuration stays in force",
@@ -174,7 +173,6 @@ reload(Daemon *d)
   } else {
     for (size_t i = 0; i < errs.count; i++)
       LOG_Warnx("%s", errs.msgs[i]);
-    WRK_SetContext(d->worker, RUN_Context(d->run));
     LOG_Info("configuration reloaded");
   }
   RUN_FreeErrors(&errs);
@@ -206,8 +204,12 @@ on_tick(void *arg)
   Daemon *d = arg;
   NTT_Now now;
   CLK_ReadNow(d->clk, &now);
+  if (!RUN_TickDue(d->run, &now))
+    return;
+  POL_Exclusive(d->pool, -1);
   RUN_Tick(d->run, &now);
-  WRK_SetContext(d->worker, RUN_Context(d->run));
+  POL_SetContext(d->pool, RUN_Context(d->run));
+  POL_Release(d->pool);
 }
 
 static int
@@ -230,19 +232,16 @@ open_sockets(Daemon *d)
   NetAddr addrs[MAX_SOCKETS];
   char err[256], name[ADR_STRLEN];
   size_t n = RUN_ListenAddresses(d->run, addrs, MAX_SOCKETS);
-  for (size_t i = 0; i < n; i++) {
-    if (!NIO_Open(&addrs[i], false, &d->socks[d->nsocks], err, sizeof(err))) {
-      LOG_Warnx("cannot listen: %s", err);
-      return false;
-    }
-    if (!EVL_AddFd(d->loop, d->socks[d->nsocks].fd, on_socket, d)) {
-      LOG_Warnx("cannot watch socket for %s", ADR_FormatPort(&addrs[i], name, sizeof(name)));
-      return false;
-    }
-    LOG_Info("listening on %s", ADR_FormatPort(&addrs[i], name, sizeof(name)));
-    d->nsocks++;
+  int threads = RUN_Threads(d->run);
+  d->pool = POL_Create(d->clk, threads, addrs, n, err, sizeof(err));
+  if (!d->pool) {
+    LOG_Warnx("cannot listen: %s", err);
+    return false;
   }
-  return n > 0;
+  for (size_t i = 0; i < n; i++)
+    LOG_Info("listening on %s", ADR_FormatPort(&addrs[i], name, sizeof(name)));
+  LOG_Info("%d serving thread%s", threads, threads == 1 ? "" : "s");
+  return true;
 }
 
 static int
@@ -322,6 +321,7 @@ start(Daemon *d)
   const char *pidfile = o->pidfile ? o->pidfile : RUN_PidFile(d->run);
   if (pidfile && !DMN_WritePidFile(pidfile, err, sizeof(err)))
     LOG_Fatalx("%s", err);
+  d->pid_written = pidfile != NULL;
   if (!confine(d, err, sizeof(err)))
     LOG_Fatalx("%s", err);
   return -1;
@@ -330,13 +330,12 @@ start(Daemon *d)
 static int
 serve(Daemon *d)
 {
-  d->worker = WRK_Create(d->clk, RNG_Seed());
-  if (!d->worker)
-    LOG_Fatalx("out of memory");
-  WRK_SetContext(d->worker, RUN_Context(d->run));
-  d->sigfd = setup_signals();
+  char err[256];
+  d->sigfd = setup_signals(); /* blocked before the threads start, so only we get them */
   if (d->sigfd < 0 || !EVL_AddFd(d->loop, d->sigfd, on_signal, d))
     LOG_Fatal("signalfd");
+  if (!POL_Start(d->pool, RUN_Context(d->run), err, sizeof(err)))
+    LOG_Fatalx("%s", err);
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
   LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s",
            CLK_Name(d->clk), CLK_PrecisionLog2(d->clk));
@@ -350,11 +349,9 @@ static void
 shutdown_daemon(Daemon *d)
 {
   const char *pidfile = d->opt.pidfile ? d->opt.pidfile : (d->run ? RUN_PidFile(d->run) : NULL);
-  if (d->worker)
+  if (d->pid_written)
     DMN_RemovePidFile(pidfile);
-  WRK_Destroy(d->worker);
-  for (size_t i = 0; i < d->nsocks; i++)
-    NIO_Close(&d->socks[i]);
+  POL_Destroy(d->pool);
   if (d->sigfd > 0)
     close(d->sigfd);
   EVL_Destroy(d->loop);

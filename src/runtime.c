@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "access.h"
 #include "config.h"
@@ -116,6 +117,24 @@ free_tables(Tables *t)
   memset(t, 0, sizeof(*t));
 }
 
+/* Serving threads for a configuration: `threads N`, or one per online core. */
+static int
+threads_for(const CNF_Config *cfg)
+{
+  long n = cfg->threads > 0 ? cfg->threads : sysconf(_SC_NPROCESSORS_ONLN);
+  return (int)(n < 1 ? 1 : n > CNF_MAX_THREADS ? CNF_MAX_THREADS : n);
+}
+
+/* Monitor shards: a power of two, about four per thread, so threads rarely share a lock. */
+static uint32_t
+shards_for(int threads)
+{
+  uint32_t s = 1;
+  while (s < (uint32_t)threads * 4 && s < 256)
+    s <<= 1;
+  return threads == 1 ? 1 : s;
+}
+
 /* Everything a configuration builds; false (all reasons in errs) if any part fails. */
 static bool
 build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *t)
@@ -126,7 +145,8 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
   int nlocal = IFC_List(local, 256);
   size_t nl = nlocal < 0 ? 0 : (size_t)(nlocal > 256 ? 256 : nlocal);
   t->rst = ACC_BuildRestrict(cfg, local, nl, ACC_ResolveSystem, &t->source_flags, acc_msg, &sink);
-  ACC_MonitorParams(cfg, &t->mon, acc_msg, &sink);
+  if (ACC_MonitorParams(cfg, &t->mon, acc_msg, &sink))
+    t->mon.shards = shards_for(threads_for(cfg));
   if (cfg->keysfile) {
     KEY_Errors ke;
     KEY_InitErrors(&ke);
@@ -304,14 +324,57 @@ RUN_Destroy(RUN_State *r)
   free(r);
 }
 
+struct RUN_Pending {
+  CNF_Config *cfg;
+  Tables t;
+};
+
+RUN_Pending *
+RUN_Prepare(const char *path, RUN_Errors *errs)
+{
+  RUN_Pending *p = calloc(1, sizeof(*p));
+  if (!p) {
+    memset(errs, 0, sizeof(*errs));
+    add_msg(errs, "out of memory");
+    return NULL;
+  }
+  p->cfg = load_all(path, errs, &p->t);
+  if (!p->cfg) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+void
+RUN_Discard(RUN_Pending *p)
+{
+  if (!p)
+    return;
+  free_tables(&p->t);
+  CNF_Destroy(p->cfg);
+  free(p);
+}
+
+bool
+RUN_Commit(RUN_State *r, RUN_Pending *p, const NTT_Now *now, RUN_Errors *errs)
+{
+  bool ok = apply(r, p->cfg, &p->t, now, errs); /* takes (or frees) cfg and tables */
+  free(p);
+  return ok;
+}
+
 bool
 RUN_Reload(RUN_State *r, const char *path, const NTT_Now *now, RUN_Errors *errs)
 {
-  Tables t;
-  CNF_Config *cfg = load_all(path, errs, &t);
-  if (!cfg)
-    return false;
-  return apply(r, cfg, &t, now, errs);
+  RUN_Pending *p = RUN_Prepare(path, errs);
+  return p && RUN_Commit(r, p, now, errs);
+}
+
+int
+RUN_Threads(const RUN_State *r)
+{
+  return threads_for(r->cfg);
 }
 
 MON_Table *
@@ -320,12 +383,17 @@ RUN_Monitor(const RUN_State *r)
   return r->mon;
 }
 
+bool
+RUN_TickDue(const RUN_State *r, const NTT_Now *now)
+{
+  bool was_synced = r->sys.stratum < 16;
+  return now->mono_ns >= r->local_refresh_ns || (!was_synced && orphan_due(r, now));
+}
+
 void
 RUN_Tick(RUN_State *r, const NTT_Now *now)
 {
-  bool was_synced = r->sys.stratum < 16;
-  bool refresh = now->mono_ns >= r->local_refresh_ns;
-  if (refresh || (!was_synced && orphan_due(r, now)))
+  if (RUN_TickDue(r, now))
     update_system(r, now);
 }
 

@@ -31,8 +31,20 @@ void RUN_Destroy(RUN_State *r);
 bool RUN_CheckFile(const char *path, RUN_Errors *errs);
 /* Re-read path; on any error keep everything as it was and return false. */
 bool RUN_Reload(RUN_State *r, const char *path, const NTT_Now *now, RUN_Errors *errs);
-/* Once a second: local clock and orphan bookkeeping. */
+/* The same in two steps, so the slow part (files, name resolution) runs while the serving
+ * threads go on: RUN_Prepare loads and builds (NULL on any error, all in errs), RUN_Commit
+ * swaps it in (needs exclusive use: no thread deciding with the old context) and always
+ * consumes p; RUN_Discard drops a prepared config unused. */
+typedef struct RUN_Pending RUN_Pending;
+RUN_Pending *RUN_Prepare(const char *path, RUN_Errors *errs);
+bool RUN_Commit(RUN_State *r, RUN_Pending *p, const NTT_Now *now, RUN_Errors *errs);
+void RUN_Discard(RUN_Pending *p);
+/* Once a second: whether local clock / orphan bookkeeping would change the system state,
+ * and the change itself (which needs exclusive use, like RUN_Commit). */
+bool RUN_TickDue(const RUN_State *r, const NTT_Now *now);
 void RUN_Tick(RUN_State *r, const NTT_Now *now);
+/* Serving threads the configuration asks for (`threads`, default one per core). */
+int RUN_Threads(const RUN_State *r);
 
 /* What the workers decide with; valid until the next RUN_Reload or RUN_Tick. */
 const SRV_Ctx *RUN_Context(const RUN_State *r);

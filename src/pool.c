@@ -1,0 +1,244 @@
+#include "pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rng.h"
+
+typedef struct {
+  _Alignas(64) atomic_int busy; /* inside a batch; written by the thread only */
+  POL_Pool *pool;
+  int index;
+  pthread_t tid;
+  bool started;
+  int epfd;
+  WRK_Worker *w;
+  NIO_Socket socks[POL_MAX_ADDRS];
+  size_t nsocks;
+} Thread;
+
+struct POL_Pool {
+  _Alignas(64) atomic_int pause; /* an exclusive section is open or opening */
+  atomic_int stopping;
+  pthread_mutex_t excl;          /* serializes exclusive sections */
+  pthread_mutex_t gate_lock;     /* with gate: where paused threads wait */
+  pthread_cond_t gate;
+  int stopfd;                    /* eventfd that wakes every thread at stop */
+  int nthreads;
+  Thread *th;
+};
+
+int
+POL_Threads(const POL_Pool *p)
+{
+  return p->nthreads;
+}
+
+/* Enter a batch: announce it, then back off while an exclusive section is open. The store
+ * and the load are sequentially consistent, pairing with POL_Exclusive's store of `pause`
+ * and load of `busy`: either the thread sees the pause or the pauser sees the thread busy. */
+static void
+enter(Thread *t)
+{
+  POL_Pool *p = t->pool;
+  for (;;) {
+    atomic_store(&t->busy, 1);
+    if (!atomic_load(&p->pause))
+      return;
+    atomic_store(&t->busy, 0);
+    pthread_mutex_lock(&p->gate_lock);
+    while (atomic_load(&p->pause))
+      pthread_cond_wait(&p->gate, &p->gate_lock);
+    pthread_mutex_unlock(&p->gate_lock);
+  }
+}
+
+static void
+leave(Thread *t)
+{
+  atomic_store(&t->busy, 0);
+}
+
+static void *
+thread_main(void *arg)
+{
+  Thread *t = arg;
+  POL_Pool *p = t->pool;
+  struct epoll_event ev[POL_MAX_ADDRS + 1];
+  for (;;) {
+    int n = epoll_wait(t->epfd, ev, POL_MAX_ADDRS + 1, -1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 || atomic_load(&p->stopping))
+      break;
+    enter(t);
+    for (int i = 0; i < n; i++) {
+      uint32_t k = ev[i].data.u32;
+      if (k < t->nsocks)
+        WRK_Serve(t->w, &t->socks[k]);
+    }
+    leave(t);
+  }
+  return NULL;
+}
+
+static bool
+watch(int epfd, int fd, uint32_t key)
+{
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = key};
+  return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+POL_Pool *
+POL_Create(const CLK_Clock *clk, int nthreads, const NetAddr *addrs, size_t naddrs, char *err,
+           size_t errlen)
+{
+  if (errlen > 0)
+    err[0] = '\0';
+  if (nthreads < 1 || nthreads > POL_MAX_THREADS || naddrs == 0 || naddrs > POL_MAX_ADDRS) {
+    snprintf(err, errlen, "bad pool size (%d threads, %zu addresses)", nthreads, naddrs);
+    return NULL;
+  }
+  POL_Pool *p = calloc(1, sizeof(*p));
+  Thread *th = aligned_alloc(64, sizeof(Thread) * (size_t)nthreads);
+  if (!p || !th) {
+    free(p);
+    free(th);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  memset(th, 0, sizeof(Thread) * (size_t)nthreads);
+  p->th = th;
+  p->nthreads = nthreads;
+  pthread_mutex_init(&p->excl, NULL);
+  pthread_mutex_init(&p->gate_lock, NULL);
+  pthread_cond_init(&p->gate, NULL);
+  p->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  for (int i = 0; i < nthreads; i++) {
+    th[i].epfd = -1;
+    for (size_t k = 0; k < POL_MAX_ADDRS; k++)
+      th[i].socks[k].fd = -1;
+  }
+  bool ok = p->stopfd >= 0;
+  for (int i = 0; ok && i < nthreads; i++) {
+    Thread *t = &th[i];
+    t->pool = p;
+    t->index = i;
+    t->w = WRK_Create(clk, RNG_Seed());
+    t->epfd = epoll_create1(EPOLL_CLOEXEC);
+    ok = t->w && t->epfd >= 0 && watch(t->epfd, p->stopfd, UINT32_MAX);
+    for (size_t k = 0; ok && k < naddrs; k++) {
+      ok = NIO_Open(&addrs[k], nthreads > 1, &t->socks[k], err, errlen) &&
+           watch(t->epfd, t->socks[k].fd, (uint32_t)k);
+      if (ok)
+        t->nsocks++;
+    }
+  }
+  if (!ok) {
+    if (!err[0])
+      snprintf(err, errlen, "cannot set up the serving threads: %s", strerror(errno));
+    POL_Destroy(p);
+    return NULL;
+  }
+  return p;
+}
+
+bool
+POL_Start(POL_Pool *p, const SRV_Ctx *ctx, char *err, size_t errlen)
+{
+  for (int i = 0; i < p->nthreads; i++) {
+    Thread *t = &p->th[i];
+    WRK_SetContext(t->w, ctx);
+    int rc = pthread_create(&t->tid, NULL, thread_main, t);
+    if (rc != 0) {
+      snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+      return false;
+    }
+    t->started = true;
+  }
+  return true;
+}
+
+void
+POL_Destroy(POL_Pool *p)
+{
+  if (!p)
+    return;
+  atomic_store(&p->stopping, 1);
+  if (p->stopfd >= 0) {
+    uint64_t one = 1;
+    ssize_t rc = write(p->stopfd, &one, sizeof(one));
+    (void)rc;
+  }
+  for (int i = 0; i < p->nthreads; i++) {
+    Thread *t = &p->th[i];
+    if (t->started)
+      pthread_join(t->tid, NULL);
+    for (size_t k = 0; k < t->nsocks; k++)
+      NIO_Close(&t->socks[k]);
+    if (t->epfd >= 0)
+      close(t->epfd);
+    WRK_Destroy(t->w);
+  }
+  if (p->stopfd >= 0)
+    close(p->stopfd);
+  pthread_cond_destroy(&p->gate);
+  pthread_mutex_destroy(&p->gate_lock);
+  pthread_mutex_destroy(&p->excl);
+  free(p->th);
+  free(p);
+}
+
+void
+POL_Exclusive(POL_Pool *p, int self)
+{
+  pthread_mutex_lock(&p->excl);
+  atomic_store(&p->pause, 1);
+  for (int i = 0; i < p->nthreads; i++) {
+    if (i == self)
+      continue;
+    /* a batch takes microseconds; yield, then sleep briefly, until the thread is out */
+    for (int spin = 0; atomic_load(&p->th[i].busy); spin++) {
+      if (spin < 100) {
+        sched_yield();
+      } else {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+      }
+    }
+  }
+}
+
+void
+POL_Release(POL_Pool *p)
+{
+  pthread_mutex_lock(&p->gate_lock);
+  atomic_store(&p->pause, 0);
+  pthread_cond_broadcast(&p->gate);
+  pthread_mutex_unlock(&p->gate_lock);
+  pthread_mutex_unlock(&p->excl);
+}
+
+void
+POL_SetContext(POL_Pool *p, const SRV_Ctx *ctx)
+{
+  for (int i = 0; i < p->nthreads; i++)
+    WRK_SetContext(p->th[i].w, ctx);
+}
+
+void
+POL_SumCounters(POL_Pool *p, WRK_Counters *sum)
+{
+  memset(sum, 0, sizeof(*sum));
+  for (int i = 0; i < p->nthreads; i++)
+    WRK_SumCounters(p->th[i].w, sum);
+}
