@@ -845,11 +845,13 @@ compute_mac(const KEY_Table *t, const Key *k, const uint8_t *data, size_t len, u
   return digest_mac(t->md[k->type], k, data, len, out);
 }
 
-size_t
-KEY_Sign(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsize)
+/* Sign a packet whose MAC may start at min_len octets at the earliest. */
+static size_t
+sign_at(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsize,
+        size_t min_len)
 {
   const Key *k = find_key(t, id);
-  if (!k || !pkt || len < PKT_HEADER_LEN || len % 4 != 0)
+  if (!k || !pkt || len < min_len || len % 4 != 0)
     return 0;
   size_t out_len = len + 4 + k->digest_len;
   if (out_len > bufsize || out_len > PKT_MAX_LEN)
@@ -862,11 +864,23 @@ KEY_Sign(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsi
   return out_len;
 }
 
+size_t
+KEY_Sign(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsize)
+{
+  return sign_at(t, id, pkt, len, bufsize, PKT_HEADER_LEN);
+}
+
+size_t
+KEY_SignControl(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsize)
+{
+  return sign_at(t, id, pkt, len, bufsize, KEY_CONTROL_HEADER_LEN);
+}
+
 /* Does the trailer describe exactly this packet, with the digest length of k's type? */
 static bool
-mac_fits(const Key *k, size_t len, const PKT_Trailer *tr)
+mac_fits(const Key *k, size_t len, const PKT_Trailer *tr, size_t min_len)
 {
-  return tr->digest_len == k->digest_len && tr->mac_offset >= PKT_HEADER_LEN &&
+  return tr->digest_len == k->digest_len && tr->mac_offset >= min_len &&
          tr->mac_offset % 4 == 0 && (size_t)tr->mac_offset + 4 + tr->digest_len == len;
 }
 
@@ -890,9 +904,9 @@ addr_allowed(const Key *k, const NetAddr *src)
   return false;
 }
 
-KEY_Verdict
-KEY_Verify(const KEY_Table *t, const uint8_t *pkt, size_t len, const PKT_Trailer *tr,
-           const NetAddr *src)
+static KEY_Verdict
+verify_at(const KEY_Table *t, const uint8_t *pkt, size_t len, const PKT_Trailer *tr,
+          const NetAddr *src, size_t min_len)
 {
   if (tr->crypto_nak)
     return KEY_CRYPTO_NAK;
@@ -903,7 +917,7 @@ KEY_Verify(const KEY_Table *t, const uint8_t *pkt, size_t len, const PKT_Trailer
     return KEY_UNKNOWN_KEY;
   if (!k->trusted)
     return KEY_UNTRUSTED_KEY;
-  if (!pkt || !mac_fits(k, len, tr))
+  if (!pkt || !mac_fits(k, len, tr, min_len))
     return KEY_BAD_LENGTH;
   if (!addr_allowed(k, src))
     return KEY_ADDR_NOT_ALLOWED;
@@ -914,6 +928,20 @@ KEY_Verify(const KEY_Table *t, const uint8_t *pkt, size_t len, const PKT_Trailer
   if (CRYPTO_memcmp(d, pkt + tr->mac_offset + 4, k->digest_len) != 0)
     return KEY_BAD_DIGEST;
   return KEY_OK;
+}
+
+KEY_Verdict
+KEY_Verify(const KEY_Table *t, const uint8_t *pkt, size_t len, const PKT_Trailer *tr,
+           const NetAddr *src)
+{
+  return verify_at(t, pkt, len, tr, src, PKT_HEADER_LEN);
+}
+
+KEY_Verdict
+KEY_VerifyControl(const KEY_Table *t, const uint8_t *pkt, size_t len, const PKT_Trailer *tr,
+                  const NetAddr *src)
+{
+  return verify_at(t, pkt, len, tr, src, KEY_CONTROL_HEADER_LEN);
 }
 
 size_t

@@ -134,6 +134,14 @@ size_t KEY_Sign(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_
 KEY_Verdict KEY_Verify(const KEY_Table *t, const uint8_t *pkt, size_t len,
                        const PKT_Trailer *tr, const NetAddr *src);
 
+/* The same for mode 6 (control) packets, whose MAC follows a 12-octet header and the data
+ * (RFC 9327), so it may start at octet 12 rather than 48. */
+#define KEY_CONTROL_HEADER_LEN 12
+size_t KEY_SignControl(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len,
+                       size_t bufsize);
+KEY_Verdict KEY_VerifyControl(const KEY_Table *t, const uint8_t *pkt, size_t len,
+                              const PKT_Trailer *tr, const NetAddr *src);
+
 /* Append a crypto-NAK (four zero octets) to the 48-octet header in pkt. Returns 52, or 0 if
  * len is not 48 or bufsize is below 52. */
 size_t KEY_AppendCryptoNak(uint8_t *pkt, size_t len, size_t bufsize);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "ctlserve.h"
 #include "daemon.h"
 #include "log.h"
 #include "loop.h"
@@ -45,6 +46,7 @@ typedef struct {
   EVL_Loop *loop;
   RUN_State *run;      /* configuration in force and the system state built from it */
   POL_Pool *pool;      /* the serving threads and their sockets */
+  CSV_Server *ctl;     /* the control path (mode 6) */
   bool pid_written;
   int sigfd;
   int exit_code;
@@ -125,6 +127,7 @@ dump_counters(const Daemon *d)
   WRK_Counters sum;
   POL_Exclusive(d->pool, -1);
   POL_SumCounters(d->pool, &sum);
+  CSV_LogCounters(d->ctl);
   POL_Release(d->pool);
   LOG_Info("stats: received %llu", (unsigned long long)sum.received);
   LOG_Info("stats: received_bytes %llu", (unsigned long long)sum.received_bytes);
@@ -155,7 +158,7 @@ reload(Daemon *d)
   RUN_Errors errs;
   LOG_Info("SIGHUP: reloading %s", d->opt.config_path);
   LOG_Reopen();
-  RUN_Pending *pending = RUN_Prepare(d->opt.config_path, &errs); /* threads keep serving */
+  RUN_Pending *pending = RUN_Prepare(d->run, d->opt.config_path, &errs); /* threads keep serving */
   bool ok = false;
   if (pending) {
     NTT_Now now;
@@ -334,6 +337,10 @@ serve(Daemon *d)
   d->sigfd = setup_signals(); /* blocked before the threads start, so only we get them */
   if (d->sigfd < 0 || !EVL_AddFd(d->loop, d->sigfd, on_signal, d))
     LOG_Fatal("signalfd");
+  d->ctl = CSV_Create(d->run, d->pool, d->clk, d->opt.config_path);
+  if (!d->ctl)
+    LOG_Fatalx("out of memory");
+  POL_SetControlHandler(d->pool, CSV_Handle, d->ctl);
   if (!POL_Start(d->pool, RUN_Context(d->run), err, sizeof(err)))
     LOG_Fatalx("%s", err);
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
@@ -352,6 +359,7 @@ shutdown_daemon(Daemon *d)
   if (d->pid_written)
     DMN_RemovePidFile(pidfile);
   POL_Destroy(d->pool);
+  CSV_Destroy(d->ctl);
   if (d->sigfd > 0)
     close(d->sigfd);
   EVL_Destroy(d->loop);

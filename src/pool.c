@@ -35,7 +35,16 @@ struct POL_Pool {
   int stopfd;                    /* eventfd that wakes every thread at stop */
   int nthreads;
   Thread *th;
+  POL_ControlFn control;
+  void *control_arg;
 };
+
+void
+POL_SetControlHandler(POL_Pool *p, POL_ControlFn fn, void *arg)
+{
+  p->control = fn;
+  p->control_arg = arg;
+}
 
 int
 POL_Threads(const POL_Pool *p)
@@ -87,6 +96,13 @@ thread_main(void *arg)
         WRK_Serve(t->w, &t->socks[k]);
     }
     leave(t);
+    size_t nctl;
+    WRK_PendingControl(t->w, &nctl);
+    if (nctl > 0) {
+      if (p->control)
+        p->control(p->control_arg, t->index, t->w);
+      WRK_ClearControl(t->w);
+    }
   }
   return NULL;
 }

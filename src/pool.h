@@ -29,6 +29,12 @@ typedef struct POL_Pool POL_Pool;
  * a reason in err if a socket cannot be opened. Threads are not started yet. */
 POL_Pool *POL_Create(const CLK_Clock *clk, int nthreads, const NetAddr *addrs, size_t naddrs,
                      char *err, size_t errlen);
+/* The control path: called by a serving thread, outside any batch, when its worker kept mode
+ * 6 requests (WRK_PendingControl); it enters its own exclusive section (self = index) and
+ * must WRK_ClearControl. Set before POL_Start. */
+typedef void (*POL_ControlFn)(void *arg, int self, WRK_Worker *w);
+void POL_SetControlHandler(POL_Pool *p, POL_ControlFn fn, void *arg);
+
 /* Start the threads, deciding with ctx. Call with the signals the main thread handles already
  * blocked (threads inherit the mask). */
 bool POL_Start(POL_Pool *p, const SRV_Ctx *ctx, char *err, size_t errlen);

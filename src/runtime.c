@@ -2,10 +2,13 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "access.h"
+#include "control.h"
 #include "config.h"
 #include "iface.h"
 #include "keys.h"
@@ -28,6 +31,17 @@ struct RUN_State {
   MON_Table *mon;        /* kept across reloads: a reload never resets a client's history */
   KEY_Table *keys;       /* NULL without a `keys` line */
   uint32_t source_flags; /* `restrict source` template, for associations */
+  CNF_Config *prev_cfg;  /* the generation replaced last (see apply) */
+  RST_List *prev_rst;
+  KEY_Table *prev_keys;
+  MON_Table *ctl_mon;    /* mode 6 limits (fixed parameters, see ctl_limits) */
+  MON_Params mon_params; /* of mon, for monstats */
+  uint8_t nonce_secret[16];
+  struct utsname uts;
+  /* Lines applied at runtime (ntpq :config), kept across reloads until a restart; the
+   * lock lets a reload prepare (outside the exclusive section) read them safely. */
+  pthread_mutex_t text_lock;
+  char *runtime_text;
 };
 
 /* What a configuration builds besides itself; swapped in whole or not at all. */
@@ -177,8 +191,10 @@ RUN_FreeErrors(RUN_Errors *e)
 }
 
 /* Parse path into a fresh config; NULL (and messages in errs) if it has any error. */
+#define RUNTIME_NAME "runtime-config"
+
 static CNF_Config *
-load(const char *path, RUN_Errors *errs)
+load(const char *path, const char *extra, RUN_Errors *errs)
 {
   CNF_Errors ce;
   CNF_InitErrors(&ce);
@@ -189,6 +205,8 @@ load(const char *path, RUN_Errors *errs)
     return NULL;
   }
   bool ok = CNF_ParseFile(cfg, path, &ce);
+  if (extra && *extra)
+    ok = CNF_ParseText(cfg, RUNTIME_NAME, extra, &ce) && ok;
   collect(&ce.errors, false, errs);
   collect(&ce.warnings, true, errs);
   CNF_ClearErrors(&ce);
@@ -242,9 +260,14 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
     add_msg(errs, "out of memory resizing the monitor table; old configuration kept");
     goto fail;
   }
-  CNF_Destroy(r->cfg);
-  RST_Destroy(r->rst);
-  KEY_Destroy(r->keys);
+  /* The replaced generation lives on until the next swap: a control request that changed
+   * the configuration may still hold its pointers until it has answered. */
+  CNF_Destroy(r->prev_cfg);
+  RST_Destroy(r->prev_rst);
+  KEY_Destroy(r->prev_keys);
+  r->prev_cfg = r->cfg;
+  r->prev_rst = r->rst;
+  r->prev_keys = r->keys;
   r->cfg = cfg;
   r->rst = t->rst;
   r->keys = t->keys;
@@ -254,8 +277,9 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
   r->policy.max_poll = 17;
   r->policy.monitor = cfg->sw.monitor;
   update_system(r, now);
+  r->mon_params = t->mon;
   r->ctx = (SRV_Ctx){.policy = &r->policy, .sys = &r->sys, .rst = r->rst, .mon = r->mon,
-                     .keys = r->keys};
+                     .keys = r->keys, .ctl_mon = r->ctl_mon};
   return true;
 fail:
   free_tables(t);
@@ -265,9 +289,9 @@ fail:
 
 /* Parse and build; NULL config if anything failed. */
 static CNF_Config *
-load_all(const char *path, RUN_Errors *errs, Tables *t)
+load_all(const char *path, const char *extra, RUN_Errors *errs, Tables *t)
 {
-  CNF_Config *cfg = load(path, errs);
+  CNF_Config *cfg = load(path, extra, errs);
   if (cfg && !build_tables(cfg, path, errs, t)) {
     CNF_Destroy(cfg);
     return NULL;
@@ -279,7 +303,7 @@ bool
 RUN_CheckFile(const char *path, RUN_Errors *errs)
 {
   Tables t;
-  CNF_Config *cfg = load_all(path, errs, &t);
+  CNF_Config *cfg = load_all(path, NULL, errs, &t);
   if (!cfg)
     return false;
   free_tables(&t);
@@ -287,12 +311,34 @@ RUN_CheckFile(const char *path, RUN_Errors *errs)
   return true;
 }
 
+/* Mode 6 limits, not configurable: per source a bucket of 64 requests refilled at 8 per
+ * second (the monitor's per-network limit with /32 and /128 "networks"; the per-source
+ * discard algorithm is made inert with average 0, minimum 0), and 200 requests per second
+ * in total (the table's KoD bucket, used as a request budget). Room for 1,024 sources. */
+static void
+ctl_limits(MON_Params *p)
+{
+  MON_DefaultParams(p);
+  p->average = 0;
+  p->minimum = 0;
+  p->leak = 0;
+  p->maxdepth = 1024;
+  p->mindepth = 64;
+  p->maxage = 64;
+  p->netprefix4 = 32;
+  p->netprefix6 = 128;
+  p->netaverage = -3;
+  p->netburst = 64;
+  p->netdepth = 1024;
+  p->kodlimit = 200;
+}
+
 RUN_State *
 RUN_Create(const char *path, int port_override, int precision, const NTT_Now *now,
            RUN_Errors *errs)
 {
   Tables t;
-  CNF_Config *cfg = load_all(path, errs, &t);
+  CNF_Config *cfg = load_all(path, NULL, errs, &t);
   if (!cfg)
     return NULL;
   RUN_State *r = calloc(1, sizeof(*r));
@@ -305,7 +351,17 @@ RUN_Create(const char *path, int port_override, int precision, const NTT_Now *no
   r->port_override = port_override;
   r->precision = precision;
   r->start_mono_ns = now->mono_ns;
-  if (!apply(r, cfg, &t, now, errs)) {
+  pthread_mutex_init(&r->text_lock, NULL);
+  uname(&r->uts);
+  MON_Params cp;
+  ctl_limits(&cp);
+  r->ctl_mon = MON_Create(&cp, RNG_Seed());
+  if (!r->ctl_mon || !RNG_Secure(r->nonce_secret, sizeof(r->nonce_secret)) ||
+      !apply(r, cfg, &t, now, errs)) {
+    if (!r->ctl_mon)
+      add_msg(errs, "out of memory creating the control table");
+    MON_Destroy(r->ctl_mon);
+    pthread_mutex_destroy(&r->text_lock);
     free(r);
     return NULL;
   }
@@ -320,7 +376,13 @@ RUN_Destroy(RUN_State *r)
   CNF_Destroy(r->cfg);
   RST_Destroy(r->rst);
   KEY_Destroy(r->keys);
+  CNF_Destroy(r->prev_cfg);
+  RST_Destroy(r->prev_rst);
+  KEY_Destroy(r->prev_keys);
   MON_Destroy(r->mon);
+  MON_Destroy(r->ctl_mon);
+  pthread_mutex_destroy(&r->text_lock);
+  free(r->runtime_text);
   free(r);
 }
 
@@ -329,8 +391,8 @@ struct RUN_Pending {
   Tables t;
 };
 
-RUN_Pending *
-RUN_Prepare(const char *path, RUN_Errors *errs)
+static RUN_Pending *
+prepare(const char *path, const char *extra, RUN_Errors *errs)
 {
   RUN_Pending *p = calloc(1, sizeof(*p));
   if (!p) {
@@ -338,11 +400,30 @@ RUN_Prepare(const char *path, RUN_Errors *errs)
     add_msg(errs, "out of memory");
     return NULL;
   }
-  p->cfg = load_all(path, errs, &p->t);
+  p->cfg = load_all(path, extra, errs, &p->t);
   if (!p->cfg) {
     free(p);
     return NULL;
   }
+  return p;
+}
+
+/* A copy of the runtime lines (NULL if none or no memory). */
+static char *
+runtime_lines(RUN_State *r)
+{
+  pthread_mutex_lock(&r->text_lock);
+  char *text = r->runtime_text ? strdup(r->runtime_text) : NULL;
+  pthread_mutex_unlock(&r->text_lock);
+  return text;
+}
+
+RUN_Pending *
+RUN_Prepare(RUN_State *r, const char *path, RUN_Errors *errs)
+{
+  char *extra = runtime_lines(r);
+  RUN_Pending *p = prepare(path, extra, errs);
+  free(extra);
   return p;
 }
 
@@ -367,8 +448,102 @@ RUN_Commit(RUN_State *r, RUN_Pending *p, const NTT_Now *now, RUN_Errors *errs)
 bool
 RUN_Reload(RUN_State *r, const char *path, const NTT_Now *now, RUN_Errors *errs)
 {
-  RUN_Pending *p = RUN_Prepare(path, errs);
+  RUN_Pending *p = RUN_Prepare(r, path, errs);
   return p && RUN_Commit(r, p, now, errs);
+}
+
+/* Directives ntpq :config may use: access control only. Nothing that names a file, opens
+ * sockets or touches keys (CVE-2015-7849..7851, 5196: remote config naming files). */
+static bool
+runtime_allowed(const char *text, char *bad, size_t badlen)
+{
+  static const char *const ok[] = {"restrict", "unrestrict", "delrestrict", "discard", "mru"};
+  for (const char *line = text; line && *line;) {
+    const char *end = strchr(line, '\n');
+    size_t n = end ? (size_t)(end - line) : strlen(line);
+    size_t i = strspn(line, " \t");
+    size_t w = strcspn(line + i, " \t\r\n#");
+    bool fine = w == 0 || line[i] == '#' || i + w > n;
+    for (size_t k = 0; !fine && k < sizeof(ok) / sizeof(ok[0]); k++)
+      fine = strlen(ok[k]) == w && strncmp(line + i, ok[k], w) == 0;
+    if (!fine) {
+      snprintf(bad, badlen, "%.*s", (int)(w > 40 ? 40 : w), line + i);
+      return false;
+    }
+    line = end ? end + 1 : NULL;
+  }
+  return true;
+}
+
+bool
+RUN_Configure(RUN_State *r, const char *path, const char *text, const NTT_Now *now,
+              char *reply, size_t replycap)
+{
+  char bad[48];
+  reply[0] = '\0';
+  if (!runtime_allowed(text, bad, sizeof(bad))) {
+    snprintf(reply, replycap, "Config Failed: '%s' cannot be changed at runtime", bad);
+    return false;
+  }
+  char *old = runtime_lines(r);
+  size_t need = (old ? strlen(old) : 0) + strlen(text) + 2;
+  char *all = malloc(need);
+  if (!all) {
+    free(old);
+    snprintf(reply, replycap, "Config Failed: out of memory");
+    return false;
+  }
+  snprintf(all, need, "%s%s%s", old ? old : "", text,
+           text[0] && text[strlen(text) - 1] == '\n' ? "" : "\n");
+  free(old);
+  RUN_Errors errs;
+  RUN_Pending *p = prepare(path, all, &errs);
+  bool ok = p && RUN_Commit(r, p, now, &errs);
+  if (ok) {
+    pthread_mutex_lock(&r->text_lock);
+    free(r->runtime_text);
+    r->runtime_text = all;
+    pthread_mutex_unlock(&r->text_lock);
+    all = NULL;
+  }
+  free(all);
+  /* the first message about the runtime lines goes back to ntpq (else, on failure, the
+   * first of all: the file itself may have gone bad) */
+  const char *first = NULL;
+  for (size_t i = 0; i < errs.count && !first; i++)
+    if (strncmp(errs.msgs[i], RUNTIME_NAME ":", strlen(RUNTIME_NAME) + 1) == 0)
+      first = errs.msgs[i];
+  if (!first && !ok && errs.count > 0)
+    first = errs.msgs[0];
+  if (first)
+    snprintf(reply, replycap, "Config %s: %s", ok ? "Succeeded" : "Failed", first);
+  else if (!ok)
+    snprintf(reply, replycap, "Config Failed");
+  RUN_FreeErrors(&errs);
+  return ok;
+}
+
+void
+RUN_ControlContext(const RUN_State *r, CTL_Ctx *c)
+{
+  memset(c, 0, sizeof(*c));
+  c->sys = &r->sys;
+  /* clock source of the system status word: the local clock (or orphan mode) for now */
+  c->sys_source = r->sys.stratum < 16 ? CTW_SST_TS_LOCAL : CTW_SST_TS_UNSPEC;
+  c->poll = r->policy.min_poll;
+  c->minpoll = r->policy.min_poll;
+  c->version = "ntpgated " NTPG_VERSION;
+  c->processor = r->uts.machine;
+  c->system = r->uts.sysname;
+  c->release = r->uts.release;
+  c->mon = r->mon;
+  c->mon_params = &r->mon_params;
+  c->rst = r->rst;
+  c->keys = r->keys;
+  c->control_key = r->cfg->control_key;
+  c->verify = KEY_VerifyControl;
+  c->sign = KEY_SignControl;
+  memcpy(c->nonce_secret, r->nonce_secret, sizeof(c->nonce_secret));
 }
 
 int

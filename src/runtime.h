@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "control.h"
 #include "netaddr.h"
 #include "ntptime.h"
 #include "server.h"
@@ -36,13 +37,23 @@ bool RUN_Reload(RUN_State *r, const char *path, const NTT_Now *now, RUN_Errors *
  * swaps it in (needs exclusive use: no thread deciding with the old context) and always
  * consumes p; RUN_Discard drops a prepared config unused. */
 typedef struct RUN_Pending RUN_Pending;
-RUN_Pending *RUN_Prepare(const char *path, RUN_Errors *errs);
+RUN_Pending *RUN_Prepare(RUN_State *r, const char *path, RUN_Errors *errs);
 bool RUN_Commit(RUN_State *r, RUN_Pending *p, const NTT_Now *now, RUN_Errors *errs);
 void RUN_Discard(RUN_Pending *p);
 /* Once a second: whether local clock / orphan bookkeeping would change the system state,
  * and the change itself (which needs exclusive use, like RUN_Commit). */
 bool RUN_TickDue(const RUN_State *r, const NTT_Now *now);
 void RUN_Tick(RUN_State *r, const NTT_Now *now);
+/* Runtime configuration (ntpq :config): apply text (access-control directives only:
+ * restrict, unrestrict, delrestrict, discard, mru) on top of the file at path and the
+ * earlier runtime lines, through the same all-or-nothing path as a reload. On success the
+ * lines stay in force, across SIGHUP reloads too, until a restart. reply gets the text for
+ * ntpq ("" = plain success). Needs exclusive use, like RUN_Commit. */
+bool RUN_Configure(RUN_State *r, const char *path, const char *text, const NTT_Now *now,
+                   char *reply, size_t replycap);
+/* The control path's context for the configuration in force (valid until the next commit
+ * or tick); the caller adds counters, associations and the configure callback. */
+void RUN_ControlContext(const RUN_State *r, CTL_Ctx *c);
 /* Serving threads the configuration asks for (`threads`, default one per core). */
 int RUN_Threads(const RUN_State *r);
 

@@ -36,14 +36,25 @@ is_control_response(const uint8_t *d, size_t len)
   return len < 2 || (d[1] & 0xe0) != 0 || (len >= 10 && PKT_Get16(d + 8) != 0);
 }
 
+/* Mode 6/7 requests. Mode 7 is never answered (RFC 8633: the monlist amplifier and the
+ * bug 1331 loop lived there). Mode 6 goes to the control path if it passes its limits: per
+ * source (the discard algorithm with its own parameters, see runtime.c) and in total (the
+ * control table's KoD bucket, used as a request budget). */
 static SRV_Action
-decide_query(const SRV_Request *rq, uint32_t rflags, SRV_Verdict *v)
+decide_query(const SRV_Ctx *ctx, const SRV_Request *rq, uint32_t rflags, SRV_Verdict *v)
 {
   if (rflags & RST_NOQUERY)
     return drop(v, SRV_R_DROP_NOQUERY);
   if (PKT_PeekMode(rq->data) == PKT_MODE_PRIVATE)
     return drop(v, SRV_R_DROP_MODE7);
-  return drop(v, SRV_R_DROP_MODE6);
+  if (!ctx->ctl_mon)
+    return drop(v, SRV_R_DROP_MODE6);
+  if (MON_Check(ctx->ctl_mon, &rq->src, PKT_MODE_CONTROL, (uint8_t)PKT_PeekVersion(rq->data),
+                RST_LIMITED, rq->rx.mono_ns, NULL) != MON_SERVE ||
+      !MON_TakeKod(ctx->ctl_mon, rq->rx.mono_ns))
+    return drop(v, SRV_R_DROP_CTL_LIMITED);
+  v->why = SRV_R_CONTROL;
+  return SRV_CONTROL;
 }
 
 static int8_t
@@ -262,7 +273,7 @@ SRV_Decide(const SRV_Ctx *ctx, const SRV_Request *rq, RNG_State *rng, uint8_t *o
   if (rflags & RST_IGNORE)
     return drop(v, SRV_R_DROP_IGNORE);
   if (query)
-    return decide_query(rq, rflags, v);
+    return decide_query(ctx, rq, rflags, v);
   return decide_time(ctx, rq, rflags, rng, out, v);
 }
 

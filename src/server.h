@@ -34,6 +34,8 @@
   X(DROP_NOQUERY, "dropped_noquery")      /* mode 6/7 from a noquery source */                \
   X(DROP_MODE7, "dropped_mode7")          /* mode 7 request: never answered */                \
   X(DROP_MODE6, "dropped_mode6")          /* mode 6 request: control not served */            \
+  X(CONTROL, "control_requests")          /* mode 6 request handed to the control path */     \
+  X(DROP_CTL_LIMITED, "dropped_ctl_limited") /* mode 6 over its per-source or total limit */  \
   X(DROP_SHORT, "dropped_short")          /* time packet shorter than 48 octets */            \
   X(DROP_VERSION, "dropped_version")      /* version 0 or > 4, or not 4 under `version` */    \
   X(DROP_MODE0, "dropped_mode0")          /* mode 0 (reserved) */                             \
@@ -54,7 +56,8 @@ typedef enum {
       SRV_R_COUNT
 } SRV_Reason;
 
-typedef enum { SRV_DROP = 0, SRV_REPLY, SRV_KOD } SRV_Action;
+/* SRV_CONTROL: a mode 6 request for the control path (control.h); nothing is in out. */
+typedef enum { SRV_DROP = 0, SRV_REPLY, SRV_KOD, SRV_CONTROL } SRV_Action;
 
 /* Why a datagram got the answer it got. Every value is a counter; names in SRV_ReasonName.
  * Order of the checks in SRV_Decide (cheap first; docs/access-control.md):
@@ -94,6 +97,7 @@ typedef struct {
   const RST_List *rst;
   MON_Table *mon;
   const KEY_Table *keys;
+  MON_Table *ctl_mon; /* mode 6 limits per source and in total; NULL: mode 6 not served */
 } SRV_Ctx;
 
 typedef struct {

@@ -14,6 +14,8 @@ struct WRK_Worker {
   WRK_Counters counters;
   SRV_Verdict verdicts[NIO_BATCH]; /* of the replies queued in batch.out */
   LOG_Limiter kod_log;             /* KoDs sent: a few lines, then one a minute */
+  WRK_Control control[WRK_MAX_CONTROL];
+  size_t ncontrol;
   NIO_Batch batch;
 };
 
@@ -41,8 +43,28 @@ WRK_SetContext(WRK_Worker *w, const SRV_Ctx *ctx)
 }
 
 /* Decide every datagram of the batch; returns how many replies were queued in b->out. */
+static void
+keep_control(WRK_Worker *w, const NIO_Socket *s, const NIO_Datagram *d, const SRV_Request *rq,
+             uint32_t rflags)
+{
+  if (w->ncontrol == WRK_MAX_CONTROL) {
+    w->counters.reasons[SRV_R_CONTROL]--;
+    w->counters.reasons[SRV_R_DROP_CTL_LIMITED]++;
+    return;
+  }
+  WRK_Control *c = &w->control[w->ncontrol++];
+  memcpy(c->data, d->data, d->len);
+  c->len = d->len;
+  c->src = d->src;
+  c->dst = d->dst;
+  c->ifindex = d->ifindex;
+  c->rx = rq->rx;
+  c->rflags = rflags;
+  c->sock = s;
+}
+
 static int
-decide_batch(WRK_Worker *w, NIO_Batch *b, int n, const NTT_Now *now)
+decide_batch(WRK_Worker *w, const NIO_Socket *s, NIO_Batch *b, int n, const NTT_Now *now)
 {
   int nout = 0;
   for (int i = 0; i < n; i++) {
@@ -61,6 +83,10 @@ decide_batch(WRK_Worker *w, NIO_Batch *b, int n, const NTT_Now *now)
     w->counters.reasons[v->why]++;
     if (act == SRV_DROP)
       continue;
+    if (act == SRV_CONTROL) {
+      keep_control(w, s, d, &rq, v->rflags);
+      continue;
+    }
     r->len = v->len;
     r->req_len = d->len;
     if (act == SRV_KOD && LOG_Allow(&w->kod_log, now->mono_ns, 10, 60)) {
@@ -126,12 +152,25 @@ WRK_Serve(WRK_Worker *w, const NIO_Socket *s)
     w->counters.received += (uint64_t)n;
     NTT_Now now;
     CLK_ReadNow(w->clk, &now);
-    int nout = decide_batch(w, b, n, &now);
+    int nout = decide_batch(w, s, b, n, &now);
     if (nout > 0)
       send_batch(w, s, b, nout);
     if (n < NIO_BATCH)
       return;
   }
+}
+
+WRK_Control *
+WRK_PendingControl(WRK_Worker *w, size_t *n)
+{
+  *n = w->ncontrol;
+  return w->control;
+}
+
+void
+WRK_ClearControl(WRK_Worker *w)
+{
+  w->ncontrol = 0;
 }
 
 const WRK_Counters *

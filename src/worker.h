@@ -23,6 +23,19 @@ typedef struct {
   uint64_t reasons[SRV_R_COUNT];
 } WRK_Counters;
 
+/* A mode 6 request kept for the control path, which runs after the batch (see pool.h). */
+#define WRK_MAX_CONTROL 32
+typedef struct {
+  uint8_t data[PKT_MAX_LEN];
+  size_t len;
+  NetAddr src;      /* the requester */
+  NetAddr dst;      /* the local address it came to */
+  int ifindex;
+  NTT_Now rx;
+  uint32_t rflags;  /* restrict flags of the source */
+  const NIO_Socket *sock;
+} WRK_Control;
+
 typedef struct WRK_Worker WRK_Worker;
 
 WRK_Worker *WRK_Create(const CLK_Clock *clk, uint64_t seed);
@@ -32,6 +45,9 @@ void WRK_SetContext(WRK_Worker *w, const SRV_Ctx *ctx);
 /* Drain up to a bounded number of batches from s (so timers and signals are not starved). */
 void WRK_Serve(WRK_Worker *w, const NIO_Socket *s);
 const WRK_Counters *WRK_GetCounters(const WRK_Worker *w);
+/* Mode 6 requests kept by the last WRK_Serve calls: *n of them; WRK_ClearControl when done. */
+WRK_Control *WRK_PendingControl(WRK_Worker *w, size_t *n);
+void WRK_ClearControl(WRK_Worker *w);
 /* Add w's counters into sum. */
 void WRK_SumCounters(const WRK_Worker *w, WRK_Counters *sum);
 
