@@ -1,11 +1,30 @@
 #include "clock.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/timex.h>
+
+typedef enum { DRV_REAL = 0, DRV_NULL, DRV_SIM } DriverKind;
+
+/* One small table per driver: the only place where the kinds differ. */
+typedef struct {
+  const char *name;
+  void (*read_now)(const CLK_Clock *c, NTT_Now *now);
+  bool (*step)(CLK_Clock *c, double offset);
+  bool (*set_freq)(CLK_Clock *c, double freq);
+} Driver;
 
 struct CLK_Clock {
-  bool no_adjust;
+  const Driver *drv;
+  DriverKind kind;
   int precision_log2;
+  CLK_Stats stats;
+  /* simulated driver only */
+  struct timespec sim_start;
+  double sim_elapsed; /* true seconds since creation */
+  double sim_offset;  /* our clock minus true time */
+  double sim_error;   /* intrinsic frequency error */
 };
 
 /* Smallest non-zero step between successive reads of CLOCK_REALTIME, over a bounded number of
@@ -28,14 +47,137 @@ measure_precision(void)
   return best;
 }
 
+static double
+clamp_freq(double f)
+{
+  if (f > CLK_MAX_FREQ)
+    return CLK_MAX_FREQ;
+  return f < -CLK_MAX_FREQ ? -CLK_MAX_FREQ : f;
+}
+
+static struct timespec
+timespec_add(struct timespec t, double seconds)
+{
+  double whole = floor(seconds);
+  long ns = t.tv_nsec + lround((seconds - whole) * 1e9);
+  t.tv_sec += (time_t)whole;
+  while (ns >= 1000000000L) {
+    ns -= 1000000000L;
+    t.tv_sec++;
+  }
+  t.tv_nsec = ns;
+  return t;
+}
+
+/* ---- system clock reading (real and null drivers) ---- */
+
+static void
+system_read_now(const CLK_Clock *c, NTT_Now *now)
+{
+  (void)c;
+  struct timespec mono;
+  clock_gettime(CLOCK_REALTIME, &now->real);
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  now->mono_ns = (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec;
+}
+
+/* ---- real driver: clock_adjtime(2). Reached only outside no-adjust mode. ---- */
+
+static bool
+real_step(CLK_Clock *c, double offset)
+{
+  (void)c;
+  struct timex tx = {.modes = ADJ_SETOFFSET | ADJ_NANO};
+  double whole = floor(offset);
+  tx.time.tv_sec = (time_t)whole;
+  tx.time.tv_usec = lround((offset - whole) * 1e9); /* ns with ADJ_NANO, in [0, 1e9) */
+  if (tx.time.tv_usec >= 1000000000L) {
+    tx.time.tv_usec -= 1000000000L;
+    tx.time.tv_sec++;
+  }
+  return clock_adjtime(CLOCK_REALTIME, &tx) >= 0;
+}
+
+static bool
+real_set_freq(CLK_Clock *c, double freq)
+{
+  (void)c;
+  /* timex.freq is ppm with a 16-bit binary fraction */
+  struct timex tx = {.modes = ADJ_FREQUENCY, .freq = lround(freq * 1e6 * 65536.0)};
+  return clock_adjtime(CLOCK_REALTIME, &tx) >= 0;
+}
+
+/* ---- null driver: computes everything, touches nothing ---- */
+
+static bool
+null_step(CLK_Clock *c, double offset)
+{
+  (void)c;
+  (void)offset;
+  return true;
+}
+
+static bool
+null_set_freq(CLK_Clock *c, double freq)
+{
+  (void)c;
+  (void)freq;
+  return true;
+}
+
+/* ---- simulated driver ---- */
+
+static void
+sim_read_now(const CLK_Clock *c, NTT_Now *now)
+{
+  now->real = timespec_add(c->sim_start, c->sim_elapsed + c->sim_offset);
+  now->mono_ns = (int64_t)llround(c->sim_elapsed * 1e9);
+}
+
+static bool
+sim_step(CLK_Clock *c, double offset)
+{
+  c->sim_offset += offset;
+  return true;
+}
+
+static bool
+sim_set_freq(CLK_Clock *c, double freq)
+{
+  (void)c;
+  (void)freq; /* stats.freq, set by the caller, is what CLK_SimAdvance applies */
+  return true;
+}
+
+static const Driver real_driver = {"system", system_read_now, real_step, real_set_freq};
+static const Driver null_driver = {"system (no-adjust)", system_read_now, null_step,
+                                   null_set_freq};
+static const Driver sim_driver = {"simulated", sim_read_now, sim_step, sim_set_freq};
+
 CLK_Clock *
 CLK_CreateSystem(bool no_adjust)
 {
   CLK_Clock *c = calloc(1, sizeof(*c));
   if (!c)
     return NULL;
-  c->no_adjust = no_adjust;
+  c->kind = no_adjust ? DRV_NULL : DRV_REAL;
+  c->drv = no_adjust ? &null_driver : &real_driver;
   c->precision_log2 = NTT_PrecisionLog2(measure_precision());
+  return c;
+}
+
+CLK_Clock *
+CLK_CreateSimulated(const CLK_SimParams *p)
+{
+  CLK_Clock *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  c->kind = DRV_SIM;
+  c->drv = &sim_driver;
+  c->precision_log2 = p->precision_log2;
+  c->sim_start = p->start;
+  c->sim_offset = p->offset;
+  c->sim_error = p->freq_error;
   return c;
 }
 
@@ -48,11 +190,7 @@ CLK_Destroy(CLK_Clock *c)
 void
 CLK_ReadNow(const CLK_Clock *c, NTT_Now *now)
 {
-  (void)c;
-  struct timespec mono;
-  clock_gettime(CLOCK_REALTIME, &now->real);
-  clock_gettime(CLOCK_MONOTONIC, &mono);
-  now->mono_ns = (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec;
+  c->drv->read_now(c, now);
 }
 
 int
@@ -64,11 +202,75 @@ CLK_PrecisionLog2(const CLK_Clock *c)
 bool
 CLK_IsNoAdjust(const CLK_Clock *c)
 {
-  return c->no_adjust;
+  return c->kind != DRV_REAL;
 }
 
 const char *
 CLK_Name(const CLK_Clock *c)
 {
-  return c->no_adjust ? "system (no-adjust)" : "system";
+  return c->drv->name;
+}
+
+bool
+CLK_StepBy(CLK_Clock *c, double offset)
+{
+  c->stats.steps++;
+  c->stats.stepped += offset;
+  if (c->drv->step(c, offset))
+    return true;
+  c->stats.failures++;
+  return false;
+}
+
+bool
+CLK_SetFrequency(CLK_Clock *c, double freq)
+{
+  freq = clamp_freq(freq);
+  c->stats.freq_sets++;
+  if (!c->drv->set_freq(c, freq)) {
+    c->stats.failures++;
+    return false;
+  }
+  c->stats.freq = freq;
+  return true;
+}
+
+double
+CLK_GetFrequency(const CLK_Clock *c)
+{
+  return c->stats.freq;
+}
+
+void
+CLK_GetStats(const CLK_Clock *c, CLK_Stats *out)
+{
+  *out = c->stats;
+}
+
+void
+CLK_SimAdvance(CLK_Clock *c, double seconds)
+{
+  if (c->kind != DRV_SIM || !(seconds > 0))
+    return;
+  c->sim_elapsed += seconds;
+  c->sim_offset += (c->sim_error + c->stats.freq) * seconds;
+}
+
+double
+CLK_SimOffset(const CLK_Clock *c)
+{
+  return c->sim_offset;
+}
+
+void
+CLK_SimTrueNow(const CLK_Clock *c, NTT_Now *now)
+{
+  now->real = timespec_add(c->sim_start, c->sim_elapsed);
+  now->mono_ns = (int64_t)llround(c->sim_elapsed * 1e9);
+}
+
+double
+CLK_SimElapsed(const CLK_Clock *c)
+{
+  return c->sim_elapsed;
 }

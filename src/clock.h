@@ -26,7 +26,8 @@
 
 typedef struct CLK_Clock CLK_Clock;
 
-#define CLK_MAX_FREQ 500e-6 /* s/s: the largest correction any driver accepts (kernel limit) */
+#define CLK_MAX_FREQ 500e-6 /* s/s: the largest correction any driver accepts (kernel limit)  \
+                             */
 
 /* The system clock: the real driver, or the null driver when no_adjust (never calls a
  * clock-modifying syscall). */
@@ -42,27 +43,28 @@ const char *CLK_Name(const CLK_Clock *c);
 
 /* Step the clock by `offset` seconds (added to the clock). False if the driver failed. */
 bool CLK_StepBy(CLK_Clock *c, double offset);
-/* Set the frequency correction (s/s), clamped to +-CLK_MAX_FREQ. False if the driver failed. */
+/* Set the frequency correction (s/s), clamped to +-CLK_MAX_FREQ. False if the driver failed.
+ */
 bool CLK_SetFrequency(CLK_Clock *c, double freq);
 /* The correction last set (0 until the first CLK_SetFrequency). */
 double CLK_GetFrequency(const CLK_Clock *c);
 
 /* What was asked of a driver: what the null driver would have done. */
 typedef struct {
-  unsigned steps;      /* CLK_StepBy calls */
-  double stepped;      /* their sum, s */
-  unsigned freq_sets;  /* CLK_SetFrequency calls */
-  double freq;         /* the last correction, s/s */
-  unsigned failures;   /* driver calls that failed (real driver only) */
+  unsigned steps;     /* CLK_StepBy calls */
+  double stepped;     /* their sum, s */
+  unsigned freq_sets; /* CLK_SetFrequency calls */
+  double freq;        /* the last correction, s/s */
+  unsigned failures;  /* driver calls that failed (real driver only) */
 } CLK_Stats;
 void CLK_GetStats(const CLK_Clock *c, CLK_Stats *out);
 
 /* ---- simulated driver (tests) ---- */
 typedef struct {
-  struct timespec start;  /* true time at creation */
-  double offset;          /* our clock minus true time at creation, s */
-  double freq_error;      /* intrinsic frequency error, s/s (+50e-6: gains 50 us per s) */
-  int precision_log2;     /* reported precision, e.g. -20 */
+  struct timespec start; /* true time at creation */
+  double offset;         /* our clock minus true time at creation, s */
+  double freq_error;     /* intrinsic frequency error, s/s (+50e-6: gains 50 us per s) */
+  int precision_log2;    /* reported precision, e.g. -20 */
 } CLK_SimParams;
 
 CLK_Clock *CLK_CreateSimulated(const CLK_SimParams *p);
