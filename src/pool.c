@@ -145,6 +145,15 @@ POL_Create(const CLK_Clock *clk, int nthreads, const NetAddr *addrs, size_t nadd
       th[i].socks[k].fd = -1;
   }
   bool ok = p->stopfd >= 0;
+  /* SO_REUSEPORT would let us share a port with another daemon (of the same user) already
+   * bound there, splitting its traffic silently. Bind each address once without it first:
+   * if that fails, the address is taken and we say so. */
+  for (size_t k = 0; ok && nthreads > 1 && k < naddrs; k++) {
+    NIO_Socket probe;
+    ok = NIO_Open(&addrs[k], false, &probe, err, errlen);
+    if (ok)
+      NIO_Close(&probe);
+  }
   for (int i = 0; ok && i < nthreads; i++) {
     Thread *t = &th[i];
     t->pool = p;
