@@ -9,6 +9,7 @@
 #include "netio.h"
 
 #define CSV_NAME_LEN 40
+#define CSV_MAX_PEERS 64
 
 struct CSV_Server {
   RUN_State *run;
@@ -22,7 +23,15 @@ struct CSV_Server {
   char names[CTL_R_COUNT][CSV_NAME_LEN]; /* "ctl_<reason>", for CTL_Counter */
   CTL_Counter counters[SRV_R_COUNT + CTL_R_COUNT + 8];
   LOG_Limiter log_limit;
+  CLI_Client *cli;
+  CTL_Peer peers[CSV_MAX_PEERS];
 };
+
+void
+CSV_SetClient(CSV_Server *s, CLI_Client *cli)
+{
+  s->cli = cli;
+}
 
 CSV_Server *
 CSV_Create(RUN_State *run, POL_Pool *pool, const CLK_Clock *clk, const char *config_path)
@@ -159,6 +168,8 @@ CSV_Handle(void *arg, int self, WRK_Worker *w)
   for (size_t i = 0; i < n; i++) {
     if (i == 0 || ca.changed) { /* a :config replaced the tables the context points to */
       RUN_ControlContext(s->run, &ctx);
+      if (s->cli)
+        CLI_FillControl(s->cli, &ctx, s->peers, CSV_MAX_PEERS);
       ctx.stats = &st;
       ctx.counters = s->counters;
       ctx.n_counters = fill_counters(s, &sum);

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "client.h"
 #include "clock.h"
 #include "pool.h"
 #include "runtime.h"
@@ -19,6 +20,8 @@ typedef struct CSV_Server CSV_Server;
 CSV_Server *CSV_Create(RUN_State *run, POL_Pool *pool, const CLK_Clock *clk,
                        const char *config_path);
 void CSV_Destroy(CSV_Server *s);
+/* The client whose associations and discipline ntpq sees (NULL: none). */
+void CSV_SetClient(CSV_Server *s, CLI_Client *cli);
 /* A POL_ControlFn: arg is the CSV_Server. */
 void CSV_Handle(void *arg, int self, WRK_Worker *w);
 /* Log the control counters as `stats: ctl_NAME VALUE` (caller in an exclusive section or

@@ -67,14 +67,24 @@ sort_key(const DSC_Stage *s)
   return s->disp >= DSC_MAXDISP ? 1e9 : s->delay;
 }
 
-/* Stage indices in increasing delay; empty stages last. */
+/* Does stage a sort after stage b? By delay; on equal delay the newer sample first (as
+ * ntpd, whose scan starts at the newest stage): on a fast path every delay clamps to the
+ * same floor, and preferring old samples would freeze the filter on its first sample. */
+static bool
+after(const DSC_Stage *a, const DSC_Stage *b)
+{
+  double ka = sort_key(a), kb = sort_key(b);
+  return ka > kb || (ka == kb && a->t < b->t);
+}
+
+/* Stage indices in increasing delay (newer first on ties); empty stages last. */
 static void
 filter_order(const DSC_Filter *f, int ord[DSC_NSTAGE])
 {
   for (int i = 0; i < DSC_NSTAGE; i++) {
     int j = i;
     ord[i] = i;
-    while (j > 0 && sort_key(&f->stage[ord[j - 1]]) > sort_key(&f->stage[i])) {
+    while (j > 0 && after(&f->stage[ord[j - 1]], &f->stage[i])) {
       ord[j] = ord[j - 1];
       j--;
     }

@@ -10,9 +10,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "clock.h"
 #include "ctlserve.h"
+#include "config.h"
 #include "daemon.h"
+#include "keys.h"
 #include "log.h"
 #include "loop.h"
 #include "netio.h"
@@ -47,6 +50,7 @@ typedef struct {
   RUN_State *run;      /* configuration in force and the system state built from it */
   POL_Pool *pool;      /* the serving threads and their sockets */
   CSV_Server *ctl;     /* the control path (mode 6) */
+  CLI_Client *cli;     /* upstream associations and the clock discipline */
   bool pid_written;
   int sigfd;
   int exit_code;
@@ -129,6 +133,8 @@ dump_counters(const Daemon *d)
   POL_SumCounters(d->pool, &sum);
   CSV_LogCounters(d->ctl);
   POL_Release(d->pool);
+  if (d->cli)
+    CLI_LogCounters(d->cli);
   LOG_Info("stats: received %llu", (unsigned long long)sum.received);
   LOG_Info("stats: received_bytes %llu", (unsigned long long)sum.received_bytes);
   LOG_Info("stats: replied %llu", (unsigned long long)sum.sent);
@@ -150,6 +156,32 @@ dump_counters(const Daemon *d)
   LOG_Info("stats: mon_memory_bytes %llu", (unsigned long long)ms.memory_bytes);
   LOG_Info("stats: kod_granted %llu", (unsigned long long)ms.kod_granted);
   LOG_Info("stats: kod_refused %llu", (unsigned long long)ms.kod_refused);
+}
+
+/* The client's own keys table, from the configuration in force (NULL without keys). */
+static KEY_Table *
+client_keys(const Daemon *d)
+{
+  const CNF_Config *cfg = RUN_Config(d->run);
+  if (!cfg->keysfile)
+    return NULL;
+  KEY_Table *t = KEY_LoadFile(cfg->keysfile, NULL);
+  if (t)
+    KEY_SetTrusted(t, cfg->trusted_keys, cfg->n_trusted_keys);
+  return t;
+}
+
+/* The client's view of what we serve, swapped in while the serving threads wait. */
+static void
+on_sync(void *arg, const SRV_System *sys)
+{
+  Daemon *d = arg;
+  NTT_Now now;
+  POL_Exclusive(d->pool, -1);
+  CLK_ReadNow(d->clk, &now);
+  RUN_SetClientSystem(d->run, sys, &now);
+  POL_SetContext(d->pool, RUN_Context(d->run));
+  POL_Release(d->pool);
 }
 
 static void
@@ -176,7 +208,9 @@ reload(Daemon *d)
   } else {
     for (size_t i = 0; i < errs.count; i++)
       LOG_Warnx("%s", errs.msgs[i]);
-    LOG_Info("configuration reloaded");
+    if (d->cli)
+      CLI_SetKeys(d->cli, client_keys(d));
+    LOG_Info("configuration reloaded (associations change only on restart)");
   }
   RUN_FreeErrors(&errs);
 }
@@ -343,6 +377,13 @@ serve(Daemon *d)
   POL_SetControlHandler(d->pool, CSV_Handle, d->ctl);
   if (!POL_Start(d->pool, RUN_Context(d->run), err, sizeof(err)))
     LOG_Fatalx("%s", err);
+  if (RUN_Config(d->run)->n_assocs > 0) {
+    d->cli = CLI_Create(d->loop, d->clk, RUN_Config(d->run), client_keys(d), on_sync, d, err,
+                        sizeof(err));
+    if (!d->cli)
+      LOG_Fatalx("%s", err);
+    CSV_SetClient(d->ctl, d->cli);
+  }
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
   LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s",
            CLK_Name(d->clk), CLK_PrecisionLog2(d->clk));
@@ -358,7 +399,8 @@ shutdown_daemon(Daemon *d)
   const char *pidfile = d->opt.pidfile ? d->opt.pidfile : (d->run ? RUN_PidFile(d->run) : NULL);
   if (d->pid_written)
     DMN_RemovePidFile(pidfile);
-  POL_Destroy(d->pool);
+  POL_Destroy(d->pool); /* threads first: the control path reads the client */
+  CLI_Destroy(d->cli);
   CSV_Destroy(d->ctl);
   if (d->sigfd > 0)
     close(d->sigfd);

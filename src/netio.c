@@ -66,6 +66,24 @@ NIO_Open(const NetAddr *local, bool reuseport, NIO_Socket *out, char *err, size_
   return true;
 }
 
+bool
+NIO_Connect(const NetAddr *remote, NIO_Socket *out, char *err, size_t errlen)
+{
+  NetAddr any = {.family = remote->family};
+  if (!NIO_Open(&any, false, out, err, errlen))
+    return false;
+  struct sockaddr_storage ss;
+  socklen_t sl = ADR_ToSockaddr(remote, &ss);
+  if (connect(out->fd, (struct sockaddr *)&ss, sl) < 0) {
+    char name[ADR_STRLEN];
+    snprintf(err, errlen, "connect %s: %s", ADR_FormatPort(remote, name, sizeof(name)),
+             strerror(errno));
+    NIO_Close(out);
+    return false;
+  }
+  return true;
+}
+
 void
 NIO_Close(NIO_Socket *s)
 {

@@ -26,6 +26,10 @@ typedef struct {
  * one address (one per thread). False with a reason in err. */
 bool NIO_Open(const NetAddr *local, bool reuseport, NIO_Socket *out, char *err, size_t errlen);
 void NIO_Close(NIO_Socket *s);
+/* A client socket: bound to a random ephemeral port of the kernel's choice (RFC 9109) on
+ * the wildcard address of remote's family, connected to remote, with receive timestamps.
+ * Read it with NIO_Receive. */
+bool NIO_Connect(const NetAddr *remote, NIO_Socket *out, char *err, size_t errlen);
 
 /* One received datagram. */
 typedef struct {

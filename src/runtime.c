@@ -22,7 +22,9 @@ struct RUN_State {
   CNF_Config *cfg;
   int port_override;
   int precision;
-  int64_t start_mono_ns;
+  int64_t start_mono_ns;  /* start, or the last loss of upstream sync (orphan timing) */
+  bool client_synced;     /* the client has an upstream system peer: serve its state */
+  SRV_System client_sys;
   int64_t local_refresh_ns;
   SRV_Policy policy;
   SRV_System sys;
@@ -231,7 +233,9 @@ static void
 update_system(RUN_State *r, const NTT_Now *now)
 {
   const CNF_LocalClock *lc = &r->cfg->local_clock;
-  if (lc->configured) {
+  if (r->client_synced && (!lc->configured || r->client_sys.stratum <= lc->stratum)) {
+    r->sys = r->client_sys; /* upstream sync wins over a local clock of the same stratum */
+  } else if (lc->configured) {
     SRV_SystemLocal(&r->sys, (int8_t)r->precision, (uint8_t)lc->stratum,
                     PKT_RefidFromCode(lc->refid), now);
   } else if (orphan_due(r, now)) {
@@ -558,6 +562,18 @@ RUN_Monitor(const RUN_State *r)
   return r->mon;
 }
 
+void
+RUN_SetClientSystem(RUN_State *r, const SRV_System *sys, const NTT_Now *now)
+{
+  if (sys) {
+    r->client_sys = *sys;
+  } else if (r->client_synced) {
+    r->start_mono_ns = now->mono_ns; /* orphan mode counts from the loss of sync */
+  }
+  r->client_synced = sys != NULL;
+  update_system(r, now);
+}
+
 bool
 RUN_TickDue(const RUN_State *r, const NTT_Now *now)
 {
@@ -673,6 +689,12 @@ RUN_ListenAddresses(const RUN_State *r, NetAddr *out, size_t max)
     n = add_wildcard(out, n, max, ADR_INET6, port);
   }
   return n;
+}
+
+const CNF_Config *
+RUN_Config(const RUN_State *r)
+{
+  return r->cfg;
 }
 
 const char *

@@ -43,6 +43,12 @@ void RUN_Discard(RUN_Pending *p);
 /* Once a second: whether local clock / orphan bookkeeping would change the system state,
  * and the change itself (which needs exclusive use, like RUN_Commit). */
 bool RUN_TickDue(const RUN_State *r, const NTT_Now *now);
+/* What the client is synchronized to (NULL: nothing). Serves it unless a local clock of a
+ * lower stratum is configured; on loss of sync falls back to local clock, orphan mode
+ * (counted from the loss) or unsynchronized. Needs exclusive use, like RUN_Commit. */
+void RUN_SetClientSystem(RUN_State *r, const SRV_System *sys, const NTT_Now *now);
+/* The configuration in force (read-only; valid until the next commit). */
+const CNF_Config *RUN_Config(const RUN_State *r);
 void RUN_Tick(RUN_State *r, const NTT_Now *now);
 /* Runtime configuration (ntpq :config): apply text (access-control directives only:
  * restrict, unrestrict, delrestrict, discard, mru) on top of the file at path and the

@@ -54,7 +54,8 @@ PEERS = os.path.join(SRC, ".peers", "root")
 CHRONYD = os.path.join(PEERS, "usr", "sbin", "chronyd")
 
 # One number per test file: it picks the file's server addresses, source addresses and ports.
-TEST_NUMBERS = {"test_serve": 1, "test_malformed": 2, "test_cli": 3}
+TEST_NUMBERS = {"test_serve": 1, "test_malformed": 2, "test_cli": 3, "test_access": 4,
+                "test_kod": 5}
 
 # Every process this harness started and has not yet reaped; killed by pid at exit.
 _live = {}
@@ -389,6 +390,13 @@ def query(addr, port, src=None, vn=4, timeout=1.0, packet=None):
     return None
 
 
+def control_settle(packets):
+    """Mode 6 requests are answered after the batch they came in (docs/control.md), so a
+    barrier's reply may overtake their answers by a moment: give them that moment."""
+    if any(p and p[0] & 7 == 6 for p in packets):
+        time.sleep(0.1)
+
+
 def exchange(addr, port, datagrams, sources, probe_src, chunk=32, barrier_timeout=2.0):
     """Send each datagram from its own socket (so every reply maps to one datagram), cycling
     through the source addresses, in chunks. After each chunk a valid query from probe_src acts
@@ -416,11 +424,163 @@ def exchange(addr, port, datagrams, sources, probe_src, chunk=32, barrier_timeou
                 break
         if not answered:
             barrier_failures += 1
+        control_settle(datagrams[start:start + chunk])
         for i, src, s in socks:
             records.append({"index": i, "src": src, "data": datagrams[i],
                             "replies": recv_all(s)})
             s.close()
     return records, probes, barrier_failures
+
+
+# ---------------------------------------------------------------------------------------------
+# Access control: bursts from one source, barriers, control packets, KoD fields, spoofing
+# ---------------------------------------------------------------------------------------------
+
+# Every (request length, reply length) a burst() saw, so a test file can check at the end that
+# no reply was ever longer than the datagram it answered.
+SIZES = []
+# The same for mode 6 answers, which may be larger (at most max(480, 3 x request) unless
+# authenticated or from 127.0.0.1/::1; docs/control.md).
+CONTROL_SIZES = []
+
+
+def barrier(addr, port, probe_src, timeout=3.0):
+    """A query from probe_src (a source the config leaves unrestricted). Once it is answered,
+    every datagram sent before it has been handled and its replies are queued on our sockets
+    (the daemon reads its socket in order). Retried 3 times, never waited on forever.
+    Returns (answered, queries sent): a slow answer to a retried query still counts as
+    served by the daemon, so callers subtract every query sent from its `served` counter."""
+    for n in range(1, 4):
+        if query(addr, port, src=probe_src, timeout=timeout / 3) is not None:
+            return True, n
+    return False, 3
+
+
+def bind_udp(src, port=0, wait=3.0):
+    """A UDP socket bound to (src, port), or None. A fixed port (123) may be held for a moment
+    by a parallel run of the same test (the sanitizer build): retried for up to `wait` s."""
+    deadline = time.monotonic() + wait
+    for _ in range(int(wait / 0.05) + 1):
+        s = socket.socket(family_of(src), socket.SOCK_DGRAM)
+        try:
+            s.bind(sockaddr(src, port))
+            return s
+        except OSError as e:
+            s.close()
+            if e.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                return None
+        time.sleep(0.05)
+    return None
+
+
+def burst(addr, port, src, packets, probe_src, src_port=0, gap=0.0, probe_addr=None):
+    """Send packets back to back (or `gap` s apart) from one socket bound to (src, src_port),
+    then a barrier from probe_src (to probe_addr, default addr), then collect the replies.
+    A reply belongs to the packet whose transmit timestamp is its origin (the nonces are
+    random); others are `stray`. Returns dict(replies=[[bytes] per packet], stray=[bytes],
+    barrier=bool, probes=queries sent, elapsed=s) or None if the socket could not be bound."""
+    s = bind_udp(src, src_port)
+    if s is None:
+        return None
+    with s:
+        t0 = time.monotonic()
+        for i, p in enumerate(packets):
+            if gap and i:
+                time.sleep(gap)
+            s.sendto(p, sockaddr(addr, port))
+        elapsed = time.monotonic() - t0
+        ok, probes = barrier(probe_addr or addr, port, probe_src)
+        control_settle(packets)
+        got = recv_all(s)
+    by_nonce = {p[40:48]: i for i, p in enumerate(packets) if len(p) >= 48}
+    replies, stray = [[] for _ in packets], []
+    for r in got:
+        i = by_nonce.get(r[24:32]) if len(r) >= 32 else None
+        if i is None:
+            stray.append(r)
+            if r and r[0] & 7 == 6:  # a mode 6 answer: bounded as docs/control.md says
+                CONTROL_SIZES.append((max(len(p) for p in packets), len(r)))
+            else:
+                SIZES.append((max(len(p) for p in packets), len(r)))
+        else:
+            replies[i].append(r)
+            SIZES.append((len(packets[i]), len(r)))
+    return {"replies": replies, "stray": stray, "barrier": ok, "probes": probes,
+            "elapsed": elapsed}
+
+
+def mode6_packet(opcode=2, r=False, e=False, m=False, seq=1, offset=0, vn=2, data=b""):
+    """A mode 6 (control) header: R/E/M bits, opcode, sequence, status 0, association 0,
+    offset, count = len(data); data padded to a multiple of 4 octets."""
+    b1 = (0x80 if r else 0) | (0x40 if e else 0) | (0x20 if m else 0) | (opcode & 0x1f)
+    pad = b"\0" * (-len(data) % 4)
+    return struct.pack("!BBHHHHH", (vn << 3) | 6, b1, seq, 0, 0, offset, len(data)) + data + pad
+
+
+def mode7_packet(request=42, r=False, m=False, impl=3, vn=2, seq=0):
+    """A mode 7 (ntpdc) header with the 40-octet request data area; request 42 = monlist."""
+    b0 = (0x80 if r else 0) | (0x40 if m else 0) | (vn << 3) | 7
+    return struct.pack("!BBBBHH", b0, seq & 0x7f, impl, request, 0, 0) + b"\0" * 40
+
+
+def mac_trailer(key_id=1, digest_len=16):
+    """A key id and a random digest: a MAC no keys file can verify."""
+    return struct.pack("!I", key_id) + bytes(random.getrandbits(8) for _ in range(digest_len))
+
+
+def kod_problems(request, reply, code, min_poll=3):
+    """What is wrong with reply as the KoD `code` for request (empty list: nothing). The
+    format ntpd sends: 48 octets, LI 3, stratum 0, refid = code, the request's version,
+    mode 4, origin = receive = transmit = the request's transmit timestamp, poll =
+    max(request poll, discard average), precision/root delay/root dispersion/reference time
+    echoed from the request; never longer than the request."""
+    out = []
+    q, k = decode(request), decode(reply)
+    if k is None or q is None:
+        return ["reply of %d octets is not an NTP header" % len(reply)]
+    want = {"length": 48, "li": 3, "stratum": 0, "refid": code.encode().ljust(4, b"\0"),
+            "vn": q["vn"], "mode": 4, "org": q["xmt"], "rec": q["xmt"], "xmt": q["xmt"],
+            "poll": min(max(q["poll"], min_poll), 17), "precision": q["precision"],
+            "rootdelay": q["rootdelay"], "rootdisp": q["rootdisp"], "ref": q["ref"]}
+    for f, v in want.items():
+        if k[f] != v:
+            out.append("%s %r, expected %r" % (f, k[f], v))
+    if len(reply) > len(request):
+        out.append("KoD of %d octets > request of %d" % (len(reply), len(request)))
+    return out
+
+
+def is_kod(reply, code=None):
+    d = decode(reply)
+    return bool(d) and d["li"] == 3 and d["stratum"] == 0 and d["mode"] == 4 and \
+        (code is None or d["refid"] == code.encode())
+
+
+def _checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def send_spoofed(src, sport, dst, dport, payload):
+    """Send one UDP datagram with a forged IPv4 source (raw socket, needs CAP_NET_RAW).
+    Returns None on success, or the reason it could not be sent."""
+    udp_len = 8 + len(payload)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, udp_len)
+    csum = _checksum(pseudo + struct.pack("!HHHH", sport, dport, udp_len, 0) + payload) or 0xFFFF
+    udp = struct.pack("!HHHH", sport, dport, udp_len, csum) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, random.getrandbits(16), 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as s:
+            s.sendto(ip + udp, (dst, 0))
+    except OSError as e:
+        return str(e)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,6 +607,10 @@ def ntpgate_config(listen, port, stratum, extra=()):
         lines.append("port %d" % port)
     if stratum is not None:
         lines += ["server %s" % LOCAL_CLOCK, "fudge %s stratum %d" % (LOCAL_CLOCK, stratum)]
+    if not any(str(x).split()[:1] == ["threads"] for x in extra):
+        # one serving thread unless a test asks for more: barrier queries then order
+        # everything (with several, SO_REUSEPORT spreads source ports over threads)
+        lines.append("threads 1")
     lines += list(extra)
     return "\n".join(lines) + "\n"
 
@@ -456,8 +620,9 @@ class Daemon:
     Every file lives in tmp under the given name prefix."""
 
     def __init__(self, tmp, listen, port=123, stratum=5, name="d", kind=None, pidfile=False,
-                 extra=()):
+                 extra=(), probe_src=None):
         self.tmp = tmp
+        self.probe_src = probe_src  # source of the readiness queries (None: the kernel's pick)
         self.listen = list(listen)
         self.port = port
         self.stratum = stratum
@@ -560,7 +725,7 @@ class Daemon:
             if not self.alive():
                 return False
             t0 = time.monotonic()
-            if query(addr, self.port, timeout=0.05) is not None:
+            if query(addr, self.port, src=self.probe_src, timeout=0.05) is not None:
                 return True
             left = 0.05 - (time.monotonic() - t0)
             if left > 0:  # the query failed at once (e.g. no route): do not spin
@@ -658,6 +823,112 @@ def dropped_total(stats):
 def stats_delta(before, after):
     keys = set(before) | set(after)
     return {k: after.get(k, 0) - before.get(k, 0) for k in keys}
+
+
+REASON_COUNTERS = ("served", "served_auth", "served_leak", "crypto_nak", "kod_rate", "kod_deny",
+                   "kod_rstr", "kod_cryp", "control_requests")
+
+
+class AccessDaemon:
+    """An ntpgated for access-control tests (test_access, test_kod): the config's extra lines
+    plus `restrict PROBE` (no flags) for the source the readiness and barrier queries come
+    from, so every flag can be tested without locking the test out. Counts the barrier
+    queries it sent so that counter deltas can leave them out, and checks counter deltas.
+    threads: `threads N` in the config (None: the default, one per core). With one thread a
+    barrier query orders everything (one socket, read in order); with several, datagrams
+    from different source ports land on different threads' SO_REUSEPORT sockets, and only
+    settle() (the counters, read while every thread is between batches) is a barrier."""
+
+    def __init__(self, c, tmp, name, k, extra, listen=None, port=123, stratum=6, probe_k=31,
+                 threads=1):
+        self.c, self.name = c, name
+        self.addr = server_addr(k)
+        self.port = port
+        self.probe = source_addr(probe_k)
+        self.fixed = ["restrict %s" % self.probe] + \
+            (["threads %d" % threads] if threads is not None else [])
+        self.d = Daemon(tmp, listen or [self.addr], port=port, stratum=stratum, name=name,
+                        extra=list(extra) + self.fixed, probe_src=self.probe)
+        self.barriers = 0  # barrier queries sent since the last snapshot (all get served)
+        self.snap = None
+
+    def config_text(self, extra):
+        """The config text with other extra lines (and the fixed probe/threads lines)."""
+        return self.d.config_text(extra=list(extra) + self.fixed)
+
+    def write_config(self, extra):
+        return self.d.write_config(text=self.config_text(extra))
+
+    def settle(self, expected, timeout=10.0):
+        """Wait (bounded) until the daemon has received `expected` datagrams more than at the
+        last snapshot (barrier queries included): then every one of them was decided and its
+        reply sent. Returns the counters (the snapshot is not moved) or None."""
+        base = self.snap.get("received", 0) if self.snap else 0
+
+        def done():
+            now = self.d.stats()
+            return now if now and now.get("received", 0) - base >= expected else None
+        return wait_until(done, timeout, 0.05)
+
+    def start(self):
+        ok = self.d.start()
+        self.c.check("%s: daemon answers on %s port %d" % (self.name, self.d.listen[0],
+                                                           self.port), ok,
+                     why="rc %s; stderr %r" % (self.d.rc, self.d.stderr_text()[-400:]))
+        if ok:
+            self.snap = self.d.stats()
+        return ok
+
+    def burst(self, source, packets, src_port=0, gap=0.0, addr=None):
+        r = burst(addr or self.addr, self.port, source, packets, self.probe, src_port, gap,
+                  probe_addr=self.addr)
+        if r is None:
+            return None
+        self.barriers += r["probes"]
+        if not r["barrier"]:
+            self.c.check("%s: barrier query answered" % self.name, False)
+        return r
+
+    def delta(self):
+        """Counter changes since the last call (or start); None if unreadable."""
+        now = self.d.stats()
+        if now is None or self.snap is None:
+            self.c.check("%s: counters readable (SIGUSR1)" % self.name, False,
+                         why=self.d.log_diag())
+            return None
+        dl = stats_delta(self.snap, now)
+        dl["served"] = dl.get("served", 0) - self.barriers  # our barriers are not the test
+        self.snap, self.barriers = now, 0
+        return dl
+
+    def counters(self, label, want, dl=None):
+        """Check that among the reason counters (dropped_*, served*, kod_*, crypto_nak) exactly
+        those in `want` moved, by the given amounts (None: by any positive amount, "*": by any
+        amount or not at all). `served` leaves out our barriers. Returns the delta (taken now
+        unless dl is given)."""
+        dl = self.delta() if dl is None else dl
+        if dl is None:
+            return None
+        moved = {k: v for k, v in sorted(dl.items())
+                 if v and (k.startswith("dropped_") or k in REASON_COUNTERS)}
+        bad = {}
+        for k in set(moved) | set(want):
+            got = moved.get(k, 0)
+            if want.get(k) == "*":
+                continue
+            if k not in want or (want[k] is None and not got) or \
+                    (want[k] is not None and got != want[k]):
+                bad[k] = got
+        self.c.check("%s: counters %s" % (label, ", ".join(
+            "%s +%s" % (k, "n" if v is None else v) for k, v in sorted(want.items()))),
+                     not bad, "moved: %s" % moved, why="unexpected: %s" % bad)
+        return dl
+
+    def stop(self):
+        rc, took = self.d.stop()
+        self.c.check("%s: SIGTERM exits 0" % self.name, rc == 0, "rc %s after %.2f s" % (rc, took))
+        rep = self.d.sanitizer_report()
+        self.c.check("%s: no sanitizer report" % self.name, not rep, rep)
 
 
 # ---------------------------------------------------------------------------------------------

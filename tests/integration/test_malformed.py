@@ -34,8 +34,27 @@ def may_answer(d, data):
     return d.reply_mode((data[0] >> 3) & 7, data[0] & 7) is not None
 
 
+def control_request(data):
+    """A well-formed mode 6 request (version 1-4, R/E/M clear, offset 0): the control path
+    may answer it, within its own bound (docs/control.md)."""
+    return len(data) >= 12 and data[0] & 7 == 6 and 1 <= (data[0] >> 3) & 7 <= 4 and \
+        not data[1] & 0xe0 and data[8:10] == b"\0\0"
+
+
+def bad_control_reply(data, reply):
+    if len(reply) > max(480, 3 * len(data)):
+        return "mode 6 answer %d octets > max(480, 3 x %d)" % (len(reply), len(data))
+    if len(reply) < 12 or reply[0] & 7 != 6 or not reply[1] & 0x80:
+        return "mode 6 answer without the response bit"
+    if reply[1] & 0x1f != data[1] & 0x1f or reply[2:4] != data[2:4]:
+        return "mode 6 answer with another opcode or sequence"
+    return ""
+
+
 def bad_reply(d, data, reply):
     """Why a reply to `data` is wrong, or '' if it is acceptable."""
+    if d.is_ntpgated and control_request(data):
+        return bad_control_reply(data, reply)
     if len(reply) > len(data):
         return "reply %d octets > request %d octets" % (len(reply), len(data))
     if not may_answer(d, data):
@@ -95,10 +114,10 @@ def main(c, tmp):
                    why="rc %s; stderr: %s" % (d.rc, d.stderr_text()[-400:])):
         return
     before = d.stats() if d.is_ntpgated else None
-    sent = probes = probes_answered = replies = 0
+    sent = probes = probes_answered = replies = control_replies = 0
 
     def batch(label, datagrams):
-        nonlocal sent, probes, probes_answered, replies
+        nonlocal sent, probes, probes_answered, replies, control_replies
         records, p, fails = ntpg.exchange(addr, 123, datagrams, sources, probe_src)
         sent += len(datagrams)
         probes += p
@@ -106,6 +125,8 @@ def main(c, tmp):
         c.check("%s: daemon answered every barrier query" % label, fails == 0,
                 why="%d barriers unanswered" % fails)
         replies += check_records(c, d, label, records)
+        control_replies += sum(len(r["replies"]) for r in records
+                               if d.is_ntpgated and control_request(r["data"]))
         return records
 
     c.section("every length 0-47 (a v4 client request cut short)")
@@ -123,7 +144,9 @@ def main(c, tmp):
         c.info("v%d modes answered: %s" % (vn, [m for m in range(8) if (vn, m) in answered]
                                             or "none"))
     allowed = {g for g in grid if d.reply_mode(*g) is not None}
-    c.check("version x mode: replies only to mode %s with version 1-4" %
+    if d.is_ntpgated:  # mode 6 requests get control answers (an error for opcode 0)
+        allowed |= {(vn, 6) for vn in (1, 2, 3, 4)}
+    c.check("version x mode: replies only to mode %s (and control mode 6) with version 1-4" %
             "/".join(str(m) for m in d.served_modes), answered <= allowed,
             why="unexpected: %s" % sorted(answered - allowed))
     required = {(vn, 3) for vn in REQUIRED_VERSIONS}
@@ -177,18 +200,24 @@ def main(c, tmp):
             c.check("stats: received counts every datagram", delta.get("received") ==
                     sent + probes, "delta received %s, sent %d" % (delta.get("received"),
                                                                     sent + probes))
-            c.check("stats: replied counts every reply we saw", delta.get("replied") ==
-                    replies + probes_answered,
-                    "delta replied %s, seen %d" % (delta.get("replied"),
-                                                   replies + probes_answered))
-            c.check("stats: received = replied + dropped_*",
+            ctl = delta.get("control_requests", 0)
+            c.check("stats: replied counts every time reply we saw", delta.get("replied") ==
+                    replies - control_replies + probes_answered,
+                    "delta replied %s, seen %d (+ %d mode 6 answers)" % (
+                        delta.get("replied"), replies - control_replies + probes_answered,
+                        control_replies))
+            c.check("stats: received = replied + dropped_* + control_requests",
                     delta.get("received", 0) == delta.get("replied", 0) +
-                    ntpg.dropped_total(delta),
-                    "%s = %s + %d" % (delta.get("received"), delta.get("replied"),
-                                      ntpg.dropped_total(delta)))
+                    ntpg.dropped_total(delta) + ctl,
+                    "%s = %s + %d + %d" % (delta.get("received"), delta.get("replied"),
+                                           ntpg.dropped_total(delta), ctl))
+            c.check("stats: every mode 6 request the control path got is counted by outcome",
+                    sum(v for k, v in delta.items() if k.startswith("ctl_")) == ctl,
+                    "ctl_* %d, control_requests %d" % (
+                        sum(v for k, v in delta.items() if k.startswith("ctl_")), ctl))
             c.check("stats: drops counted by reason", drops and
-                    ntpg.dropped_total(delta) == sent + probes - replies - probes_answered,
-                    drops)
+                    ntpg.dropped_total(delta) + ctl == sent + probes - replies +
+                    control_replies - probes_answered, drops)
 
     rc, took = d.stop()
     c.check("SIGTERM exits 0", rc == 0, "rc %s after %.2f s" % (rc, took))

@@ -1,0 +1,725 @@
+#include "client.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "assoc.h"
+#include "discipline.h"
+#include "log.h"
+#include "netio.h"
+#include "packet.h"
+
+#define CLI_MAX_PEERS 64
+#define CLI_MAX_POOL_ADDRS 16
+#define CLI_TIMER_S 0.1                    /* poll scheduling granularity */
+#define CLI_DRIFT_INTERVAL_NS (3600LL * 1000000000) /* write the drift file hourly */
+#define CLI_REFRESH_NS (64LL * 1000000000) /* re-publish the system state at least this often */
+
+typedef struct {
+  CNF_Assoc conf;    /* host points into `host` */
+  char *host;
+  int pool;          /* index into pools, -1 for server/peer lines */
+  bool resolving;    /* a resolver thread is working on host */
+  bool resolved;     /* addr is valid */
+  NetAddr addr;
+  ASC_Assoc *a;      /* NULL until resolved and set up */
+  NIO_Socket sock;
+  uint16_t associd;  /* for ntpq: 1.. in creation order, never reused */
+  uint64_t sent;
+  uint64_t outcomes[ASC_OUTCOME_COUNT];
+  uint8_t select;    /* CTW_SEL_* from the last selection */
+} Peer;
+
+typedef struct {
+  CNF_Assoc conf;
+  char *host;
+  bool resolving;
+  NetAddr addrs[CLI_MAX_POOL_ADDRS];
+  size_t naddrs;
+  int64_t retry_ns; /* re-resolve after this when members are missing */
+} PoolLine;
+
+/* One name to resolve, handed to a helper thread; the answer comes back under the lock. */
+typedef struct {
+  CLI_Client *c;
+  char *host;
+  int family;
+  int peer; /* index into peers, or -1 */
+  int pool; /* index into pools, or -1 */
+} Job;
+
+struct CLI_Client {
+  pthread_mutex_t lock;
+  EVL_Loop *loop;
+  CLK_Clock *clk;
+  int8_t precision;
+  KEY_Table *keys;
+  CNF_Tos tos;
+  DSC_SelectParams dsc_select; /* for diagnostics */
+  DSC_System *dsc;
+  char *driftfile;
+  int64_t drift_next_ns;
+  Peer peers[CLI_MAX_PEERS];
+  size_t npeers;
+  uint16_t next_associd;
+  PoolLine pools[CLI_MAX_PEERS];
+  size_t npools;
+  int evfd;           /* resolver threads signal here */
+  int jobs;           /* resolver threads running */
+  pthread_cond_t jobs_done;
+  bool closing;
+  NIO_Batch *batch;
+  DSC_Selection sel;
+  bool have_sel;
+  bool synced;        /* what we last told the owner */
+  int64_t published_ns;
+  int64_t tick_ns;
+  LOG_Limiter kod_log, err_log;
+  uint64_t requests, send_errors;
+  uint64_t outcomes[ASC_OUTCOME_COUNT];
+  CLI_SyncFn on_sync;
+  void *arg;
+};
+
+static const ASC_Random secure_random = {ASC_SecureFill, NULL};
+
+/* ---- resolution ---- */
+
+static void *
+resolve_thread(void *arg)
+{
+  Job *j = arg;
+  NetAddr out[CLI_MAX_POOL_ADDRS];
+  size_t n = 0;
+  struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *res = NULL;
+  hints.ai_family = j->family == ADR_INET4 ? AF_INET : j->family == ADR_INET6 ? AF_INET6
+                                                                              : AF_UNSPEC;
+  if (getaddrinfo(j->host, NULL, &hints, &res) == 0) {
+    for (const struct addrinfo *ai = res; ai && n < CLI_MAX_POOL_ADDRS; ai = ai->ai_next) {
+      NetAddr a;
+      bool dup = false;
+      if (!ADR_FromSockaddr(ai->ai_addr, &a))
+        continue;
+      for (size_t i = 0; i < n; i++)
+        dup = dup || ADR_Equal(&out[i], &a);
+      if (!dup)
+        out[n++] = a;
+    }
+    freeaddrinfo(res);
+  }
+  CLI_Client *c = j->c;
+  pthread_mutex_lock(&c->lock);
+  if (j->peer >= 0) {
+    Peer *p = &c->peers[j->peer];
+    p->resolving = false;
+    if (n > 0) {
+      p->addr = out[0];
+      p->addr.port = p->conf.port;
+      p->resolved = true;
+    }
+  } else {
+    PoolLine *pl = &c->pools[j->pool];
+    pl->resolving = false;
+    for (size_t i = 0; i < n; i++) {
+      out[i].port = pl->conf.port;
+      pl->addrs[i] = out[i];
+    }
+    pl->naddrs = n;
+  }
+  uint64_t one = 1; /* wake the loop; before jobs drops, so CLI_Destroy waits for it */
+  ssize_t rc = write(c->evfd, &one, sizeof(one));
+  (void)rc;
+  c->jobs--;
+  pthread_cond_broadcast(&c->jobs_done);
+  pthread_mutex_unlock(&c->lock);
+  free(j->host);
+  free(j);
+  return NULL;
+}
+
+/* Start resolving host on a helper thread (lock held). */
+static bool
+start_job(CLI_Client *c, const char *host, int family, int peer, int pool)
+{
+  Job *j = calloc(1, sizeof(*j));
+  if (!j || !(j->host = strdup(host))) {
+    free(j);
+    return false;
+  }
+  j->c = c;
+  j->family = family;
+  j->peer = peer;
+  j->pool = pool;
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  bool ok = pthread_create(&t, &attr, resolve_thread, j) == 0;
+  pthread_attr_destroy(&attr);
+  if (!ok) {
+    free(j->host);
+    free(j);
+    return false;
+  }
+  c->jobs++;
+  return true;
+}
+
+/* ---- associations ---- */
+
+static void on_reply(void *arg, int fd, uint32_t events);
+
+/* Give a resolved peer its association and socket (lock held). */
+static bool
+activate(CLI_Client *c, Peer *p, const NTT_Now *now)
+{
+  char err[200], name[ADR_STRLEN];
+  ASC_Params ap;
+  ASC_ParamsFromConfig(&p->conf, &c->tos, &p->addr, c->precision, &ap);
+  if (!NIO_Connect(&p->addr, &p->sock, err, sizeof(err))) {
+    LOG_Warnx("server %s: %s", ADR_FormatPort(&p->addr, name, sizeof(name)), err);
+    return false;
+  }
+  p->a = ASC_Create(&ap, now, &secure_random);
+  if (!p->a || !EVL_AddFd(c->loop, p->sock.fd, on_reply, c)) {
+    ASC_Destroy(p->a);
+    p->a = NULL;
+    NIO_Close(&p->sock);
+    return false;
+  }
+  p->associd = c->next_associd++;
+  LOG_Info("association %u: %s %s (%s)", p->associd,
+           p->pool >= 0 ? "pool member" : "server", ADR_FormatPort(&p->addr, name, sizeof(name)),
+           p->host);
+  return true;
+}
+
+static void
+deactivate(CLI_Client *c, Peer *p)
+{
+  if (p->sock.fd >= 0) {
+    EVL_RemoveFd(c->loop, p->sock.fd);
+    NIO_Close(&p->sock);
+  }
+  ASC_Destroy(p->a);
+  p->a = NULL;
+  p->resolved = false;
+}
+
+static bool
+address_in_use(const CLI_Client *c, const NetAddr *a)
+{
+  for (size_t i = 0; i < c->npeers; i++)
+    if (c->peers[i].a && ADR_Equal(&c->peers[i].addr, a))
+      return true;
+  return false;
+}
+
+static Peer *
+new_peer(CLI_Client *c, const CNF_Assoc *conf, int pool)
+{
+  if (c->npeers == CLI_MAX_PEERS)
+    return NULL;
+  Peer *p = &c->peers[c->npeers];
+  memset(p, 0, sizeof(*p));
+  p->host = strdup(conf->host ? conf->host : "");
+  if (!p->host)
+    return NULL;
+  p->conf = *conf;
+  p->conf.host = p->host;
+  p->pool = pool;
+  p->sock.fd = -1;
+  c->npeers++;
+  return p;
+}
+
+/* Pool lines: fill free member slots from the resolved addresses; re-resolve when the
+ * addresses are used up (lock held). */
+static void
+manage_pools(CLI_Client *c, const NTT_Now *now)
+{
+  int want = c->tos.maxclock > 0 ? c->tos.maxclock : 10;
+  for (size_t k = 0; k < c->npools; k++) {
+    PoolLine *pl = &c->pools[k];
+    int members = 0;
+    for (size_t i = 0; i < c->npeers; i++)
+      members += c->peers[i].pool == (int)k && c->peers[i].a;
+    for (size_t i = 0; i < pl->naddrs && members < want; i++) {
+      if (address_in_use(c, &pl->addrs[i]))
+        continue;
+      Peer *p = NULL;
+      for (size_t j = 0; j < c->npeers && !p; j++) /* reuse a retired member's slot */
+        if (c->peers[j].pool == (int)k && !c->peers[j].a && !c->peers[j].resolving)
+          p = &c->peers[j];
+      if (!p)
+        p = new_peer(c, &pl->conf, (int)k);
+      if (!p)
+        break;
+      p->addr = pl->addrs[i];
+      p->resolved = true;
+      if (activate(c, p, now))
+        members++;
+    }
+    if (members < want && !pl->resolving && now->mono_ns >= pl->retry_ns) {
+      pl->naddrs = 0;
+      pl->resolving = start_job(c, pl->host, pl->conf.family, -1, (int)k);
+      pl->retry_ns = now->mono_ns + 60LL * 1000000000;
+    }
+  }
+}
+
+/* Activate peers whose names came back (lock held). */
+static void
+collect_resolved(CLI_Client *c, const NTT_Now *now)
+{
+  for (size_t i = 0; i < c->npeers; i++) {
+    Peer *p = &c->peers[i];
+    if (p->pool < 0 && p->resolved && !p->a)
+      activate(c, p, now);
+  }
+  manage_pools(c, now);
+}
+
+static void
+on_resolved(void *arg, int fd, uint32_t events)
+{
+  CLI_Client *c = arg;
+  uint64_t v;
+  (void)events;
+  ssize_t rc = read(fd, &v, sizeof(v));
+  (void)rc;
+  NTT_Now now;
+  CLK_ReadNow(c->clk, &now);
+  pthread_mutex_lock(&c->lock);
+  collect_resolved(c, &now);
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- publishing ---- */
+
+/* Tell the owner what we serve (without the lock). */
+static void
+publish(CLI_Client *c, const NTT_Now *now, bool force)
+{
+  SRV_System sys;
+  pthread_mutex_lock(&c->lock);
+  bool synced = c->dsc && DSC_GetServerSystem(c->dsc, now, c->precision, &sys);
+  bool due = force || synced != c->synced ||
+             (synced && now->mono_ns - c->published_ns >= CLI_REFRESH_NS);
+  if (due) {
+    if (synced != c->synced)
+      LOG_Info("%s", synced ? "synchronized to an upstream server" : "lost synchronization");
+    c->synced = synced;
+    c->published_ns = now->mono_ns;
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (due && c->on_sync)
+    c->on_sync(c->arg, synced ? &sys : NULL);
+}
+
+/* ---- discipline ---- */
+
+static void
+reset_all(CLI_Client *c, const NTT_Now *now)
+{
+  for (size_t i = 0; i < c->npeers; i++)
+    if (c->peers[i].a)
+      ASC_ResetAfterStep(c->peers[i].a, now);
+}
+
+static uint8_t
+tally(DSC_SelState s)
+{
+  switch (s) {
+    case DSC_SEL_FALSETICKER: return CTW_SEL_FALSETICK;
+    case DSC_SEL_EXCESS: return CTW_SEL_EXCESS;
+    case DSC_SEL_OUTLIER: return CTW_SEL_OUTLIER;
+    case DSC_SEL_SURVIVOR: return CTW_SEL_CANDIDATE;
+    case DSC_SEL_SYSPEER: return CTW_SEL_SYSPEER;
+    default: return CTW_SEL_REJECT;
+  }
+}
+
+/* A new filtered sample: selection, loop, poll (lock held). */
+static void
+update(CLI_Client *c, NTT_Now *now)
+{
+  DSC_Candidate cand[CLI_MAX_PEERS] = {0};
+  size_t idx[CLI_MAX_PEERS], n = 0;
+  for (size_t i = 0; i < c->npeers; i++) {
+    if (!c->peers[i].a)
+      continue;
+    ASC_GetCandidate(c->peers[i].a, now, (int)i, &cand[n]);
+    LOG_Debug("candidate %u: offset %+.6f delay %.6f stratum %u: %s", c->peers[i].associd,
+              cand[n].offset, cand[n].delay, cand[n].stratum,
+              DSC_UnfitName(DSC_Unfit(&cand[n], &c->dsc_select)));
+    idx[n++] = i;
+  }
+  DSC_Event ev = DSC_Update(c->dsc, cand, n, now, &c->sel);
+  c->have_sel = true;
+  LOG_Debug("selection %s, %zu survivors, offset %+.6f s: %s",
+            DSC_SelectStatusName(c->sel.status), c->sel.survivors, c->sel.offset,
+            DSC_EventName(ev));
+  for (size_t k = 0; k < n && k < c->sel.n; k++)
+    c->peers[idx[k]].select = tally(c->sel.state[k]);
+  switch (ev) {
+    case DSC_EV_STEP:
+      LOG_Info("clock %s by %+.6f s", CLK_IsNoAdjust(c->clk) ? "would be stepped (-x)" : "stepped",
+               c->sel.offset);
+      /* fall through */
+    case DSC_EV_FREQ_SET:
+      CLK_ReadNow(c->clk, now);
+      reset_all(c, now);
+      break;
+    case DSC_EV_STEP_FAILED:
+      LOG_Warnx("the clock driver refused to step the clock");
+      break;
+    case DSC_EV_PANIC:
+      LOG_Warnx("offset %+.3f s is beyond the panic threshold; the clock is left alone",
+                c->sel.offset);
+      break;
+    default:
+      break;
+  }
+  int poll = DSC_GetPoll(c->dsc);
+  for (size_t i = 0; i < c->npeers; i++)
+    if (c->peers[i].a)
+      ASC_SetPoll(c->peers[i].a, poll, now);
+}
+
+/* ---- packets ---- */
+
+static void
+log_kod(CLI_Client *c, const Peer *p, ASC_Outcome o, const ASC_Result *res, int64_t mono_ns)
+{
+  if (!res->log || !LOG_Allow(&c->kod_log, mono_ns, 10, 60))
+    return;
+  char code[5], name[ADR_STRLEN];
+  PKT_RefidToCode(res->kiss, code);
+  ADR_FormatPort(&p->addr, name, sizeof(name));
+  if (o == ASC_KOD_DENY)
+    LOG_Info("KoD %s from %s: not polling it for %.0f s", code, name, res->backoff);
+  else if (o == ASC_KOD_RATE)
+    LOG_Info("KoD RATE from %s: poll raised to at least 2^%d s", name, res->poll_floor);
+  else
+    LOG_Info("KoD %s from %s ignored (no action defined for this code)", code, name);
+}
+
+static void
+on_reply(void *arg, int fd, uint32_t events)
+{
+  CLI_Client *c = arg;
+  (void)events;
+  bool updated = false;
+  NTT_Now now;
+  pthread_mutex_lock(&c->lock);
+  Peer *p = NULL;
+  for (size_t i = 0; i < c->npeers && !p; i++)
+    if (c->peers[i].a && c->peers[i].sock.fd == fd)
+      p = &c->peers[i];
+  int n = p ? NIO_Receive(&p->sock, c->batch) : 0;
+  CLK_ReadNow(c->clk, &now);
+  for (int i = 0; i < n; i++) {
+    NIO_Datagram *d = &c->batch->in[i];
+    if (d->truncated) {
+      p->outcomes[ASC_DROP_FORMAT]++;
+      c->outcomes[ASC_DROP_FORMAT]++;
+      continue;
+    }
+    NTT_Now rx = now;
+    if (d->rx.tv_sec != 0)
+      rx.real = d->rx;
+    NetAddr from = d->src;
+    ADR_Unmap(&from);
+    ASC_Result res;
+    ASC_Outcome o = ASC_ProcessReply(p->a, d->data, d->len, &from, &rx, c->keys, &res);
+    p->outcomes[o]++;
+    c->outcomes[o]++;
+    if (o == ASC_KOD_DENY || o == ASC_KOD_RATE || o == ASC_KOD_IGNORED)
+      log_kod(c, p, o, &res, now.mono_ns);
+    /* The selection runs on every accepted sample, not only on a new filter output: a
+     * sample that is not the filter's best still lowers the dispersion that decides
+     * whether a source is fit. DSC_Update feeds the loop only a newer system-peer sample. */
+    if (o == ASC_SAMPLE) {
+      update(c, &now);
+      updated = true;
+    }
+  }
+  if (p && ASC_NeedsReplacement(p->a) && p->pool >= 0) {
+    char name[ADR_STRLEN];
+    LOG_Info("pool member %s replaced", ADR_FormatPort(&p->addr, name, sizeof(name)));
+    deactivate(c, p);
+    manage_pools(c, &now);
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (updated)
+    publish(c, &now, true);
+}
+
+/* T1 is read just before the send: on loopback the server may receive (and timestamp) the
+ * request before send() even returns, so a reading after it would be later than T2. */
+static void
+send_request(CLI_Client *c, Peer *p)
+{
+  uint8_t buf[PKT_MAX_LEN];
+  size_t len = 0;
+  NTT_Now now;
+  CLK_ReadNow(c->clk, &now);
+  if (ASC_BuildRequest(p->a, &now, c->keys, &secure_random, buf, &len) != ASC_TX_SEND)
+    return;
+  if (send(p->sock.fd, buf, len, 0) == (ssize_t)len) {
+    p->sent++;
+    c->requests++;
+  } else {
+    c->send_errors++;
+    if (LOG_Allow(&c->err_log, now.mono_ns, 5, 60))
+      LOG_Warn("sending to association %u", p->associd);
+  }
+}
+
+static void
+on_timer(void *arg)
+{
+  CLI_Client *c = arg;
+  NTT_Now now;
+  CLK_ReadNow(c->clk, &now);
+  pthread_mutex_lock(&c->lock);
+  for (size_t i = 0; i < c->npeers; i++) {
+    Peer *p = &c->peers[i];
+    if (p->a && now.mono_ns >= ASC_NextPollTime(p->a))
+      send_request(c, p);
+  }
+  bool second = now.mono_ns - c->tick_ns >= 1000000000;
+  if (second) {
+    c->tick_ns = now.mono_ns;
+    double slewed = DSC_Tick(c->dsc, &now);
+    for (size_t i = 0; i < c->npeers; i++)
+      if (c->peers[i].a)
+        ASC_AdjustOffsets(c->peers[i].a, slewed);
+    for (size_t i = 0; i < c->npeers; i++) {
+      Peer *p = &c->peers[i];
+      if (p->a && p->pool >= 0 && ASC_NeedsReplacement(p->a))
+        deactivate(c, p);
+    }
+    manage_pools(c, &now);
+    if (c->driftfile && c->synced && now.mono_ns >= c->drift_next_ns) {
+      c->drift_next_ns = now.mono_ns + CLI_DRIFT_INTERVAL_NS;
+      if (!DSC_WriteDriftFile(c->driftfile, DSC_GetFrequency(c->dsc) * 1e6))
+        LOG_Warn("writing %s", c->driftfile);
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (second)
+    publish(c, &now, false);
+}
+
+/* ---- life ---- */
+
+CLI_Client *
+CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *keys,
+           CLI_SyncFn on_sync, void *arg, char *err, size_t errlen)
+{
+  CLI_Client *c = calloc(1, sizeof(*c));
+  if (!c) {
+    snprintf(err, errlen, "out of memory");
+    KEY_Destroy(keys);
+    return NULL;
+  }
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_cond_init(&c->jobs_done, NULL);
+  c->loop = loop;
+  c->clk = clk;
+  c->keys = keys;
+  c->precision = (int8_t)CLK_PrecisionLog2(clk);
+  c->tos = cfg->tos;
+  c->on_sync = on_sync;
+  c->arg = arg;
+  c->next_associd = 1;
+  c->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  c->batch = malloc(sizeof(*c->batch));
+  NTT_Now now;
+  CLK_ReadNow(clk, &now);
+  c->tick_ns = now.mono_ns;
+  if (cfg->driftfile)
+    c->driftfile = strdup(cfg->driftfile);
+  double ppm = 0;
+  bool have = cfg->driftfile && DSC_ReadDriftFile(cfg->driftfile, &ppm);
+  DSC_Params dp;
+  DSC_ParamsFromConfig(cfg, &dp);
+  dp.loop.precision_log2 = c->precision;
+  c->dsc_select = dp.select;
+  c->dsc = DSC_Create(&dp, clk, have, ppm * 1e-6, &now);
+  if (c->evfd < 0 || !c->batch || !c->dsc || !EVL_AddFd(loop, c->evfd, on_resolved, c) ||
+      EVL_AddTimer(loop, CLI_TIMER_S, on_timer, c) < 0) {
+    snprintf(err, errlen, "cannot set up the client: %s", strerror(errno));
+    CLI_Destroy(c);
+    return NULL;
+  }
+  pthread_mutex_lock(&c->lock);
+  for (size_t i = 0; i < cfg->n_assocs; i++) {
+    const CNF_Assoc *ca = &cfg->assocs[i];
+    if (ca->type == CNF_POOL) {
+      if (c->npools == CLI_MAX_PEERS)
+        continue;
+      PoolLine *pl = &c->pools[c->npools++];
+      pl->host = strdup(ca->host);
+      pl->conf = *ca;
+      pl->conf.host = pl->host;
+      continue;
+    }
+    Peer *p = new_peer(c, ca, -1);
+    if (!p)
+      break;
+    if (ca->numeric) {
+      p->addr = ca->addr;
+      p->addr.port = ca->port;
+      p->resolved = true;
+    } else {
+      p->resolving = start_job(c, p->host, ca->family, (int)(p - c->peers), -1);
+    }
+  }
+  collect_resolved(c, &now);
+  pthread_mutex_unlock(&c->lock);
+  return c;
+}
+
+void
+CLI_Destroy(CLI_Client *c)
+{
+  if (!c)
+    return;
+  pthread_mutex_lock(&c->lock);
+  c->closing = true;
+  while (c->jobs > 0) /* resolver threads write into us: wait for them */
+    pthread_cond_wait(&c->jobs_done, &c->lock);
+  pthread_mutex_unlock(&c->lock);
+  for (size_t i = 0; i < c->npeers; i++) {
+    deactivate(c, &c->peers[i]);
+    free(c->peers[i].host);
+  }
+  for (size_t i = 0; i < c->npools; i++)
+    free(c->pools[i].host);
+  if (c->evfd >= 0) {
+    EVL_RemoveFd(c->loop, c->evfd);
+    close(c->evfd);
+  }
+  DSC_Destroy(c->dsc);
+  KEY_Destroy(c->keys);
+  free(c->driftfile);
+  free(c->batch);
+  pthread_cond_destroy(&c->jobs_done);
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+}
+
+void
+CLI_SetKeys(CLI_Client *c, KEY_Table *keys)
+{
+  pthread_mutex_lock(&c->lock);
+  KEY_Destroy(c->keys);
+  c->keys = keys;
+  pthread_mutex_unlock(&c->lock);
+}
+
+size_t
+CLI_Count(CLI_Client *c)
+{
+  pthread_mutex_lock(&c->lock);
+  size_t n = 0;
+  for (size_t i = 0; i < c->npeers; i++)
+    n += c->peers[i].a != NULL;
+  pthread_mutex_unlock(&c->lock);
+  return n;
+}
+
+static void
+fill_peer(const CLI_Client *c, const Peer *p, const NTT_Now *now, CTL_Peer *o)
+{
+  ASC_Status st;
+  DSC_Candidate cd;
+  const ASC_Params *ap = ASC_GetParams(p->a);
+  ASC_GetStatus(p->a, &st);
+  bool have = ASC_GetCandidate(p->a, now, 0, &cd);
+  memset(o, 0, sizeof(*o));
+  o->associd = p->associd;
+  o->configured = p->pool < 0;
+  o->authentic = ap->key != 0;
+  o->select = c->have_sel ? p->select : CTW_SEL_REJECT;
+  o->srcadr = p->addr;
+  o->hostname = p->host;
+  o->hmode = PKT_MODE_CLIENT;
+  o->pmode = PKT_MODE_SERVER;
+  o->hpoll = (int8_t)st.hpoll;
+  o->ppoll = (int8_t)st.poll;
+  o->precision = c->precision;
+  o->reach = st.reach;
+  o->unreach = st.unreach;
+  o->keyid = ap->key;
+  o->sent = p->sent;
+  o->received = p->outcomes[ASC_SAMPLE] + p->outcomes[ASC_KOD_DENY] +
+                p->outcomes[ASC_KOD_RATE] + p->outcomes[ASC_KOD_IGNORED];
+  o->badauth = p->outcomes[ASC_DROP_AUTH];
+  o->bogusorg = p->outcomes[ASC_DROP_BOGUS_ORIGIN] + p->outcomes[ASC_DROP_ZERO_ORIGIN];
+  o->oldpkt = p->outcomes[ASC_DROP_DUPLICATE] + p->outcomes[ASC_DROP_NOT_PENDING];
+  int64_t next = ASC_NextPollTime(p->a);
+  o->timer = next > now->mono_ns ? (uint32_t)((next - now->mono_ns) / 1000000000) : 0;
+  o->leap = PKT_LEAP_UNSYNC;
+  o->stratum = 16;
+  if (have) {
+    o->leap = cd.leap;
+    o->stratum = cd.stratum;
+    o->offset = cd.offset;
+    o->delay = cd.delay;
+    o->jitter = cd.jitter;
+    o->disp = cd.disp;
+    o->rootdelay = cd.root_delay;
+    o->rootdisp = cd.root_disp;
+    o->refid = cd.peer_refid;
+  }
+}
+
+void
+CLI_FillControl(CLI_Client *c, CTL_Ctx *ctx, CTL_Peer *peers, size_t max)
+{
+  NTT_Now now;
+  CLK_ReadNow(c->clk, &now);
+  pthread_mutex_lock(&c->lock);
+  size_t n = 0;
+  for (size_t i = 0; i < c->npeers && n < max; i++)
+    if (c->peers[i].a)
+      fill_peer(c, &c->peers[i], &now, &peers[n++]);
+  ctx->peers = peers;
+  ctx->n_peers = n;
+  const DSC_Loop *l = DSC_GetLoop(c->dsc);
+  ctx->offset = l->last_offset;
+  ctx->frequency_ppm = l->freq * 1e6;
+  ctx->clk_jitter = l->jitter;
+  ctx->clk_wander_ppm = l->wander * 1e6;
+  ctx->poll = (int8_t)DSC_GetPoll(c->dsc);
+  if (c->synced && c->have_sel && c->sel.status == DSC_OK) {
+    int sys = c->sel.sys_id;
+    ctx->sys_peer = sys >= 0 && (size_t)sys < c->npeers ? c->peers[sys].associd : 0;
+    ctx->sys_jitter = c->sel.jitter;
+    ctx->sys_source = CTW_SST_TS_NTP;
+  }
+  pthread_mutex_unlock(&c->lock);
+}
+
+void
+CLI_LogCounters(CLI_Client *c)
+{
+  pthread_mutex_lock(&c->lock);
+  LOG_Info("stats: client_requests %llu", (unsigned long long)c->requests);
+  LOG_Info("stats: client_send_errors %llu", (unsigned long long)c->send_errors);
+  for (int i = 0; i < ASC_OUTCOME_COUNT; i++)
+    LOG_Info("stats: client_%s %llu", ASC_OutcomeName((ASC_Outcome)i),
+             (unsigned long long)c->outcomes[i]);
+  pthread_mutex_unlock(&c->lock);
+}

@@ -1,0 +1,44 @@
+/* client: the I/O edge of the NTP client. It turns the `server`, `pool` and `peer` lines into
+ * associations (assoc.h), each with its own socket on a random ephemeral port connected to
+ * the server (RFC 9109), resolves host names on helper threads (never on the event loop),
+ * polls on schedule, feeds replies to the association tests, runs the selection and clock
+ * discipline (discipline.h) and tells its owner when what we serve may have changed.
+ * It runs on the main thread's event loop; CLI_FillControl may be called from a serving
+ * thread (it takes the client's lock). */
+#ifndef NTPG_CLIENT_H
+#define NTPG_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "clock.h"
+#include "config.h"
+#include "control.h"
+#include "keys.h"
+#include "loop.h"
+#include "server.h"
+
+typedef struct CLI_Client CLI_Client;
+
+/* Called on the loop thread, without the client's lock held, after anything that may change
+ * the system variables: sys is what we serve while synchronized to an upstream source, or
+ * NULL when we are not (the owner falls back to local clock / orphan / unsynchronized). */
+typedef void (*CLI_SyncFn)(void *arg, const SRV_System *sys);
+
+/* NULL (reason in err) if the configuration has no association at all is NOT an error:
+ * then a client with nothing to do is returned. keys: the client's own table (it takes
+ * ownership; may be NULL). clk: adjusted through the discipline unless it is no-adjust. */
+CLI_Client *CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *keys,
+                       CLI_SyncFn on_sync, void *arg, char *err, size_t errlen);
+void CLI_Destroy(CLI_Client *c);
+/* New keys after a reload (takes ownership; the old table is freed). */
+void CLI_SetKeys(CLI_Client *c, KEY_Table *keys);
+/* How many associations exist now. */
+size_t CLI_Count(CLI_Client *c);
+/* Fill the control context's association list (into peers[max]) and the system variables
+ * that come from the discipline (system peer, offset, frequency, jitter, poll). */
+void CLI_FillControl(CLI_Client *c, CTL_Ctx *ctx, CTL_Peer *peers, size_t max);
+/* Log the client counters as `stats: client_NAME VALUE`. */
+void CLI_LogCounters(CLI_Client *c);
+
+#endif
