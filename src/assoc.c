@@ -91,6 +91,12 @@ ASC_ParamsFromConfig(const CNF_Assoc *ca, const CNF_Tos *tos, const NetAddr *add
   out->maxdist = tos->maxdist;
   out->floor = tos->floor;
   out->ceiling = tos->ceiling;
+  if (tos->kod_backoff > 0) /* zero: a CNF_Tos not from CNF_Create; keep the defaults */
+    out->deny_backoff_min = tos->kod_backoff;
+  if (tos->kod_backoff_max > 0)
+    out->deny_backoff_max = tos->kod_backoff_max;
+  if (tos->kod_rate_cap > 0)
+    out->rate_poll_cap = tos->kod_rate_cap;
 }
 
 static int64_t

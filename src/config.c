@@ -1058,6 +1058,9 @@ static const OptSpec tos_opts[] = {
     {"mindist", OPT_DBL, 0, 1, offsetof(CNF_Tos, mindist), 0, 0},
     {"floor", OPT_INT, 0, 15, offsetof(CNF_Tos, floor), 0, 0},
     {"ceiling", OPT_INT, 1, 16, offsetof(CNF_Tos, ceiling), 0, 0},
+    {"kodbackoff", OPT_INT, 3, 17, offsetof(CNF_Tos, kod_backoff), 0, 0},
+    {"kodbackoffmax", OPT_INT, 3, 17, offsetof(CNF_Tos, kod_backoff_max), 0, 0},
+    {"kodratecap", OPT_INT, 4, 17, offsetof(CNF_Tos, kod_rate_cap), 0, 0},
 };
 
 static void
@@ -1073,6 +1076,9 @@ d_tos(Args *a, int unused)
     return (void)fail(a, "floor %d must be below ceiling %d", t.floor, t.ceiling);
   if (t.minclock > t.maxclock)
     return (void)fail(a, "minclock %d is greater than maxclock %d", t.minclock, t.maxclock);
+  if (t.kod_backoff > t.kod_backoff_max)
+    return (void)fail(a, "kodbackoff %d is greater than kodbackoffmax %d", t.kod_backoff,
+                      t.kod_backoff_max);
   a->p->cfg->tos = t;
 }
 
@@ -1683,6 +1689,9 @@ CNF_Create(void)
       .max = {true, 1024}, .init = {true, 4}, .inc = {true, 4}, .mindepth = 600, .maxage = 64};
   c->port = CNF_NTP_PORT;
   c->tos = (CNF_Tos){.orphanwait = 300,
+                     .kod_backoff = 10,
+                     .kod_backoff_max = 17,
+                     .kod_rate_cap = 10,
                      .minclock = 3,
                      .minsane = 1,
                      .maxclock = 10,

@@ -194,6 +194,10 @@ typedef struct {
   double mindist; /* s, minimum distance, default 0.001 */
   int floor;      /* lowest stratum we accept, default 1 */
   int ceiling;    /* strata >= ceiling are refused, default 15 */
+  /* ntpgate extensions: the client's Kiss-o'-Death policy (log2 s; docs/client.md) */
+  int kod_backoff;     /* first silence after DENY/RSTR is max(poll, this), 3..17, 10 */
+  int kod_backoff_max; /* the doubling stops here, 3..17, 17 (36.4 h) */
+  int kod_rate_cap;    /* RATE raises the poll at most to this, 4..17, 10 */
 } CNF_Tos;
 
 /* `enable` / `disable` switches, with ntpd's defaults. */
