@@ -129,10 +129,16 @@ static void
 dump_counters(const Daemon *d)
 {
   WRK_Counters sum;
+  uint64_t per_thread[POL_MAX_THREADS];
+  int nthreads = POL_Threads(d->pool);
   POL_Exclusive(d->pool, -1);
   POL_SumCounters(d->pool, &sum);
+  for (int i = 0; i < nthreads; i++)
+    per_thread[i] = POL_ThreadReceived(d->pool, i);
   CSV_LogCounters(d->ctl);
   POL_Release(d->pool);
+  for (int i = 0; i < nthreads; i++)
+    LOG_Info("stats: thread%d_received %llu", i, (unsigned long long)per_thread[i]);
   if (d->cli)
     CLI_LogCounters(d->cli);
   LOG_Info("stats: received %llu", (unsigned long long)sum.received);

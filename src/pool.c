@@ -267,3 +267,9 @@ POL_SumCounters(POL_Pool *p, WRK_Counters *sum)
   for (int i = 0; i < p->nthreads; i++)
     WRK_SumCounters(p->th[i].w, sum);
 }
+
+uint64_t
+POL_ThreadReceived(POL_Pool *p, int i)
+{
+  return i >= 0 && i < p->nthreads ? WRK_GetCounters(p->th[i].w)->received : 0;
+}

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "clock.h"
 #include "netaddr.h"
@@ -49,5 +50,7 @@ void POL_Release(POL_Pool *p);
 void POL_SetContext(POL_Pool *p, const SRV_Ctx *ctx);
 /* Inside an exclusive section: the sum of every thread's counters. */
 void POL_SumCounters(POL_Pool *p, WRK_Counters *sum);
+/* Inside an exclusive section: datagrams thread i has received. */
+uint64_t POL_ThreadReceived(POL_Pool *p, int i);
 
 #endif
