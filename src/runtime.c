@@ -260,7 +260,8 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
       add_msg(errs, "out of memory creating the monitor table (mru maxdepth/maxmem)");
       goto fail;
     }
-  } else if (!MON_Reconfigure(r->mon, &t->mon)) {
+  } else if (memcmp(&r->mon_params, &t->mon, sizeof(t->mon)) != 0 &&
+             !MON_Reconfigure(r->mon, &t->mon)) { /* unchanged bounds: nothing to move */
     add_msg(errs, "out of memory resizing the monitor table; old configuration kept");
     goto fail;
   }
