@@ -486,11 +486,18 @@ RUN_Configure(RUN_State *r, const char *path, const char *text, const NTT_Now *n
 {
   char bad[48];
   reply[0] = '\0';
+  if (text[strspn(text, " \t\r\n")] == '\0') {
+    snprintf(reply, replycap, "Config Failed: no configuration lines");
+    return false;
+  }
   if (!runtime_allowed(text, bad, sizeof(bad))) {
     snprintf(reply, replycap, "Config Failed: '%s' cannot be changed at runtime", bad);
     return false;
   }
   char *old = runtime_lines(r);
+  long old_lines = 0;
+  for (const char *q = old; q && *q; q++)
+    old_lines += *q == '\n';
   size_t need = (old ? strlen(old) : 0) + strlen(text) + 2;
   char *all = malloc(need);
   if (!all) {
@@ -512,18 +519,27 @@ RUN_Configure(RUN_State *r, const char *path, const char *text, const NTT_Now *n
     all = NULL;
   }
   free(all);
-  /* the first message about the runtime lines goes back to ntpq (else, on failure, the
-   * first of all: the file itself may have gone bad) */
+  /* The first message about the lines just sent goes back to ntpq, numbered from 1 in
+   * what was sent (earlier runtime lines are parsed again, and their warnings are old
+   * news); on a failure with no such message, the first of all: the file may have gone
+   * bad on disk. */
+  size_t prefix = strlen(RUNTIME_NAME) + 1;
   const char *first = NULL;
-  for (size_t i = 0; i < errs.count && !first; i++)
-    if (strncmp(errs.msgs[i], RUNTIME_NAME ":", strlen(RUNTIME_NAME) + 1) == 0)
-      first = errs.msgs[i];
-  if (!first && !ok && errs.count > 0)
-    first = errs.msgs[0];
+  long line = 0;
+  for (size_t i = 0; i < errs.count && !first; i++) {
+    char *end;
+    if (strncmp(errs.msgs[i], RUNTIME_NAME ":", prefix) != 0)
+      continue;
+    line = strtol(errs.msgs[i] + prefix, &end, 10);
+    if (line > old_lines && *end == ':')
+      first = end + 1;
+  }
   if (first)
-    snprintf(reply, replycap, "Config %s: %s", ok ? "Succeeded" : "Failed", first);
+    snprintf(reply, replycap, "Config %s: line %ld:%s", ok ? "Succeeded" : "Failed",
+             line - old_lines, first);
   else if (!ok)
-    snprintf(reply, replycap, "Config Failed");
+    snprintf(reply, replycap, "Config Failed%s%s", errs.count ? ": " : "",
+             errs.count ? errs.msgs[0] : "");
   RUN_FreeErrors(&errs);
   return ok;
 }

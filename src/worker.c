@@ -142,6 +142,10 @@ WRK_Serve(WRK_Worker *w, const NIO_Socket *s)
 {
   NIO_Batch *b = &w->batch;
   for (int round = 0; round < WRK_MAX_BATCHES; round++) {
+    /* room for a whole batch of mode 6 requests, or stop draining: the rest waits in the
+     * socket until the control path has answered these (the socket stays readable) */
+    if (w->ncontrol + NIO_BATCH > WRK_MAX_CONTROL)
+      return;
     int n = NIO_Receive(s, b);
     if (n < 0) {
       w->counters.recv_errors++;

@@ -24,7 +24,7 @@ typedef struct {
 } WRK_Counters;
 
 /* A mode 6 request kept for the control path, which runs after the batch (see pool.h). */
-#define WRK_MAX_CONTROL 32
+#define WRK_MAX_CONTROL (2 * NIO_BATCH)
 typedef struct {
   uint8_t data[PKT_MAX_LEN];
   size_t len;
