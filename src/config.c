@@ -73,67 +73,18 @@ store_of(CNF_Config *cfg)
 /* ------------------------------------------------------------------------------------ */
 /* Messages                                                                               */
 
-void
-CNF_InitErrors(CNF_Errors *errs)
-{
-  memset(errs, 0, sizeof(*errs));
-}
-
-static void
-clear_list(CNF_MessageList *l)
-{
-  for (size_t i = 0; i < l->count; i++) {
-    free(l->items[i].file);
-    free(l->items[i].text);
-  }
-  free(l->items);
-  memset(l, 0, sizeof(*l));
-}
-
-void
-CNF_ClearErrors(CNF_Errors *errs)
-{
-  clear_list(&errs->errors);
-  clear_list(&errs->warnings);
-}
-
-size_t
-CNF_FormatMessage(const CNF_Message *m, char *buf, size_t size)
-{
-  int n;
-  if (m->line > 0)
-    n = snprintf(buf, size, "%s:%d: %s", m->file, m->line, m->text);
-  else
-    n = snprintf(buf, size, "%s: %s", m->file, m->text);
-  return n < 0 ? 0 : (size_t)n;
-}
 
 /* Control characters from the input must not reach a log line. */
-static void
-sanitize(char *s)
-{
-  for (; *s; s++)
-    if ((unsigned char)*s < 0x20 || *s == 0x7f)
-      *s = '?';
-}
-
+/* Store a message whose text was formatted by the caller (taken over and freed here). */
 static void
 list_add(CNF_MessageList *l, const char *file, int line, char *text)
 {
-  CNF_Message *items = grow(l->items, &l->capacity, l->count + 1, sizeof(*items));
-  char *f = dup_str(file);
-  if (!items || !f || !text) {
-    if (items)
-      l->items = items;
-    free(f);
-    free(text);
+  if (!text) {
     l->lost++;
     return;
   }
-  l->items = items;
-  sanitize(f);
-  sanitize(text);
-  items[l->count++] = (CNF_Message){.file = f, .line = line, .text = text};
+  MSG_Add(l, file, line, "%s", text);
+  free(text);
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -17,38 +17,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "msglist.h"
 #include "netaddr.h"
 #include "restrict.h"
 
 /* ------------------------------------------------------------------------------------ */
 /* Errors and warnings                                                                   */
 
-typedef struct {
-  char *file; /* the file name as given (top level) or as opened (includes) */
-  int line;   /* 1-based line number; 0 when the message is about a whole file */
-  char *text; /* the reason, without the "FILE:LINE: " prefix and without a newline */
-} CNF_Message;
+/* The messages of msglist.h under the parser's names. Zero-initialise (CNF_InitErrors or
+ * `= {0}`), pass to any number of parse calls (messages accumulate), then CNF_ClearErrors. */
+typedef MSG_Message CNF_Message;
+typedef MSG_List CNF_MessageList;
+typedef MSG_Errors CNF_Errors;
 
-typedef struct {
-  CNF_Message *items;
-  size_t count;
-  size_t capacity; /* internal */
-  size_t lost;     /* messages that could not be stored for lack of memory */
-} CNF_MessageList;
-
-/* Zero-initialise (CNF_InitErrors or `= {0}`), pass to any number of parse calls (messages
- * accumulate), then CNF_ClearErrors. */
-typedef struct {
-  CNF_MessageList errors;
-  CNF_MessageList warnings;
-} CNF_Errors;
-
-void CNF_InitErrors(CNF_Errors *errs);
-/* Free every message and return the lists to empty. */
-void CNF_ClearErrors(CNF_Errors *errs);
-/* Write "FILE:LINE: text" ("FILE: text" when line is 0) into buf, always terminated when
- * size > 0. Returns the length the full text needs, as snprintf does. */
-size_t CNF_FormatMessage(const CNF_Message *m, char *buf, size_t size);
+static inline void
+CNF_InitErrors(CNF_Errors *errs)
+{
+  MSG_Init(errs);
+}
+static inline void
+CNF_ClearErrors(CNF_Errors *errs)
+{
+  MSG_Clear(errs);
+}
+/* "FILE:LINE: text" ("FILE: text" when line is 0); see MSG_Format. */
+static inline size_t
+CNF_FormatMessage(const CNF_Message *m, char *buf, size_t size)
+{
+  return MSG_Format(m, buf, size);
+}
 
 /* ------------------------------------------------------------------------------------ */
 /* Associations: server / pool / peer                                                    */

@@ -202,77 +202,6 @@ KEY_SetTrusted(KEY_Table *t, const CNF_KeyRange *ranges, size_t n)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Messages                                                                               */
-
-void
-KEY_InitErrors(KEY_Errors *errs)
-{
-  memset(errs, 0, sizeof(*errs));
-}
-
-static void
-clear_list(KEY_MessageList *l)
-{
-  for (size_t i = 0; i < l->count; i++) {
-    free(l->items[i].file);
-    free(l->items[i].text);
-  }
-  free(l->items);
-  memset(l, 0, sizeof(*l));
-}
-
-void
-KEY_ClearErrors(KEY_Errors *errs)
-{
-  clear_list(&errs->errors);
-  clear_list(&errs->warnings);
-}
-
-size_t
-KEY_FormatMessage(const KEY_Message *m, char *buf, size_t size)
-{
-  int n;
-  if (m->line > 0)
-    n = snprintf(buf, size, "%s:%d: %s", m->file, m->line, m->text);
-  else
-    n = snprintf(buf, size, "%s: %s", m->file, m->text);
-  return n < 0 ? 0 : (size_t)n;
-}
-
-/* A file name with control characters must not break a log line. */
-static char *
-dup_sanitized(const char *s)
-{
-  char *d = strdup(s);
-  for (char *p = d; p && *p; p++)
-    if ((unsigned char)*p < 0x20 || *p == 0x7f)
-      *p = '?';
-  return d;
-}
-
-__attribute__((format(printf, 4, 0))) static void
-list_vadd(KEY_MessageList *l, const char *file, int line, const char *fmt, va_list ap)
-{
-  if (l->count == l->capacity) {
-    size_t cap = l->capacity ? 2 * l->capacity : 8;
-    KEY_Message *items = realloc(l->items, cap * sizeof(*items));
-    if (!items) {
-      l->lost++;
-      return;
-    }
-    l->items = items;
-    l->capacity = cap;
-  }
-  char *text = NULL, *f = dup_sanitized(file);
-  if (!f || vasprintf(&text, fmt, ap) < 0) {
-    free(f);
-    l->lost++;
-    return;
-  }
-  l->items[l->count++] = (KEY_Message){.file = f, .line = line, .text = text};
-}
-
-/* ------------------------------------------------------------------------------------ */
 /* Parser                                                                                 */
 
 typedef struct {
@@ -293,15 +222,6 @@ typedef struct {
   bool fetch_failed[N_TYPES];
 } Parser;
 
-__attribute__((format(printf, 4, 5))) static void
-list_add(KEY_MessageList *l, const char *file, int line, const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  list_vadd(l, file, line, fmt, ap);
-  va_end(ap);
-}
-
 __attribute__((format(printf, 3, 4))) static void
 error_at(Parser *p, int line, const char *fmt, ...)
 {
@@ -312,14 +232,14 @@ error_at(Parser *p, int line, const char *fmt, ...)
     /* Probably not a keys file at all (a log file?): do not flood the caller's log. */
     p->stopped = true;
     if (p->errs)
-      list_add(&p->errs->errors, p->name, 0,
+      MSG_Add(&p->errs->errors, p->name, 0,
                "more than %d errors: the rest of the file was not read", KEY_MAX_ERRORS);
     return;
   }
   if (p->errs) {
     va_list ap;
     va_start(ap, fmt);
-    list_vadd(&p->errs->errors, p->name, line, fmt, ap);
+    MSG_VAdd(&p->errs->errors, p->name, line, fmt, ap);
     va_end(ap);
   }
 }
@@ -331,7 +251,7 @@ warn(Parser *p, const char *fmt, ...)
     return;
   va_list ap;
   va_start(ap, fmt);
-  list_vadd(&p->errs->warnings, p->name, p->line, fmt, ap);
+  MSG_VAdd(&p->errs->warnings, p->name, p->line, fmt, ap);
   va_end(ap);
 }
 
@@ -780,14 +700,14 @@ read_keys_file(const char *path, KEY_Errors *errs, size_t *size)
   }
   if (!buf || why) {
     if (errs)
-      list_add(&errs->errors, path, 0, "cannot read keys: %s", why ? why : "?");
+      MSG_Add(&errs->errors, path, 0, "cannot read keys: %s", why ? why : "?");
     if (buf)
       OPENSSL_cleanse(buf, *size);
     free(buf);
     return NULL;
   }
   if ((st.st_mode & S_IROTH) && errs)
-    list_add(&errs->warnings, path, 0, "is readable by every user; keys should be secret");
+    MSG_Add(&errs->warnings, path, 0, "is readable by every user; keys should be secret");
   buf[*size] = '\0';
   return buf;
 }

@@ -64,29 +64,26 @@ typedef enum {
 /* Errors and warnings travel as data: {file, line, text}, with line 0 for a message about
  * the whole file. Zero-initialise (or KEY_InitErrors), pass to any number of calls
  * (messages add up), then KEY_ClearErrors. */
-typedef struct {
-  char *file;
-  int line;
-  char *text; /* the reason, without "FILE:LINE: " and without a newline */
-} KEY_Message;
+typedef MSG_Message KEY_Message;
+typedef MSG_List KEY_MessageList;
+typedef MSG_Errors KEY_Errors;
 
-typedef struct {
-  KEY_Message *items;
-  size_t count;
-  size_t capacity; /* internal */
-  size_t lost;     /* messages that could not be stored for lack of memory */
-} KEY_MessageList;
-
-typedef struct {
-  KEY_MessageList errors;
-  KEY_MessageList warnings;
-} KEY_Errors;
-
-void KEY_InitErrors(KEY_Errors *errs);
-void KEY_ClearErrors(KEY_Errors *errs);
-/* "FILE:LINE: text" ("FILE: text" when line is 0) into buf, always terminated when size > 0.
- * Returns the length the whole text needs, as snprintf does. */
-size_t KEY_FormatMessage(const KEY_Message *m, char *buf, size_t size);
+static inline void
+KEY_InitErrors(KEY_Errors *errs)
+{
+  MSG_Init(errs);
+}
+static inline void
+KEY_ClearErrors(KEY_Errors *errs)
+{
+  MSG_Clear(errs);
+}
+/* "FILE:LINE: text" ("FILE: text" when line is 0); see MSG_Format. */
+static inline size_t
+KEY_FormatMessage(const KEY_Message *m, char *buf, size_t size)
+{
+  return MSG_Format(m, buf, size);
+}
 
 /* An immutable set of keys (after KEY_SetTrusted). Opaque. */
 typedef struct KEY_Table KEY_Table;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msglist.h"
 #include "restrict.h"
 #include "siphash.h"
 
@@ -130,19 +131,6 @@ draw_leak(uint64_t *rng, int leak)
   return leak > 0 && (splitmix(rng) >> (64 - leak)) == 0;
 }
 
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-  va_list ap;
-  if (!err || errlen == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* Whole seconds from `from` to `to`, rounded to nearest (ntpd adds half a second and
  * truncates); 0 if `to` is not later. */
@@ -425,7 +413,7 @@ check_range(const char *name, long long v, long long lo, long long hi, char *err
 {
   if (v >= lo && v <= hi)
     return true;
-  set_error(err, errlen, "monitor: %s %lld out of range %lld..%lld", name, v, lo, hi);
+  MSG_SetError(err, errlen, "monitor: %s %lld out of range %lld..%lld", name, v, lo, hi);
   return false;
 }
 
@@ -444,7 +432,7 @@ MON_ValidateParams(const MON_Params *p, char *err, size_t errlen)
       !check_range("shards", p->shards, 1, MAX_SHARDS, err, errlen))
     return false;
   if (p->shards & (p->shards - 1)) {
-    set_error(err, errlen, "monitor: shards %u is not a power of two", (unsigned)p->shards);
+    MSG_SetError(err, errlen, "monitor: shards %u is not a power of two", (unsigned)p->shards);
     return false;
   }
   return true;

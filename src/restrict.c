@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msglist.h"
+
 /* How a list is matched quickly.
  *
  * Prefix (contiguous) masks form a laminar family: two prefixes are either nested or
@@ -72,19 +74,6 @@ typedef struct {
   size_t count;
 } Intervals;
 
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-  va_list ap;
-  if (!err || errlen == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 static void *
 list_alloc(RST_List *l, size_t n, size_t size)
@@ -172,16 +161,16 @@ static bool
 validate(const RST_Entry *e, size_t i, char *err, size_t errlen)
 {
   if (e->addr.family != ADR_INET4 && e->addr.family != ADR_INET6) {
-    set_error(err, errlen, "restrict entry %zu: address family %u unknown", i,
+    MSG_SetError(err, errlen, "restrict entry %zu: address family %u unknown", i,
               (unsigned)e->addr.family);
     return false;
   }
   if (e->mask.family != e->addr.family) {
-    set_error(err, errlen, "restrict entry %zu: mask family differs from address family", i);
+    MSG_SetError(err, errlen, "restrict entry %zu: mask family differs from address family", i);
     return false;
   }
   if (e->mflags & ~(uint32_t)KNOWN_MFLAGS) {
-    set_error(err, errlen, "restrict entry %zu: unknown match flags 0x%x", i,
+    MSG_SetError(err, errlen, "restrict entry %zu: unknown match flags 0x%x", i,
               (unsigned)(e->mflags & ~(uint32_t)KNOWN_MFLAGS));
     return false;
   }
@@ -429,7 +418,7 @@ static Item *
 prepare_items(const RST_Entry *e, size_t n, size_t *count, char *err, size_t errlen)
 {
   if (n > UINT32_MAX - 2 || n > SIZE_MAX / sizeof(Item) / 2 - 2) {
-    set_error(err, errlen, "restrict: too many entries");
+    MSG_SetError(err, errlen, "restrict: too many entries");
     return NULL;
   }
   for (size_t i = 0; i < n; i++)
@@ -437,7 +426,7 @@ prepare_items(const RST_Entry *e, size_t n, size_t *count, char *err, size_t err
       return NULL;
   Item *items = malloc((n + 2) * sizeof(*items));
   if (!items) {
-    set_error(err, errlen, "restrict: out of memory");
+    MSG_SetError(err, errlen, "restrict: out of memory");
     return NULL;
   }
   make_default(ADR_INET4, &items[0]);
@@ -476,7 +465,7 @@ RST_Create(const RST_Entry *e, size_t n, char *err, size_t errlen)
   if (l)
     l->bytes = sizeof(*l);
   if (!l || !fill_list(l, items, count)) {
-    set_error(err, errlen, "restrict: out of memory");
+    MSG_SetError(err, errlen, "restrict: out of memory");
     RST_Destroy(l);
     l = NULL;
   }

@@ -68,17 +68,17 @@ add_msg(RUN_Errors *e, const char *text)
 
 /* Errors read "FILE:LINE: reason" and warnings "FILE:LINE: warning: reason". */
 static void
-collect(const CNF_MessageList *l, bool warning, RUN_Errors *e)
+collect(const MSG_List *l, bool warning, RUN_Errors *e)
 {
   char buf[1100];
   for (size_t i = 0; i < l->count; i++) {
-    CNF_Message m = l->items[i];
+    MSG_Message m = l->items[i];
     char text[1024];
     if (warning) {
       snprintf(text, sizeof(text), "warning: %s", m.text);
       m.text = text;
     }
-    CNF_FormatMessage(&m, buf, sizeof(buf));
+    MSG_Format(&m, buf, sizeof(buf));
     add_msg(e, buf);
   }
   if (l->lost) {
@@ -107,22 +107,6 @@ acc_msg(void *arg, bool warning, int line, const char *text)
   add_msg(m->errs, buf);
   if (!warning)
     m->failed = true;
-}
-
-static void
-collect_keys(const KEY_MessageList *l, bool warning, RUN_Errors *e)
-{
-  char buf[1100];
-  for (size_t i = 0; i < l->count; i++) {
-    KEY_Message m = l->items[i];
-    char text[1024];
-    if (warning) {
-      snprintf(text, sizeof(text), "warning: %s", m.text);
-      m.text = text;
-    }
-    KEY_FormatMessage(&m, buf, sizeof(buf));
-    add_msg(e, buf);
-  }
 }
 
 static void
@@ -167,8 +151,8 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
     KEY_Errors ke;
     KEY_InitErrors(&ke);
     t->keys = KEY_LoadFile(cfg->keysfile, &ke);
-    collect_keys(&ke.errors, false, errs);
-    collect_keys(&ke.warnings, true, errs);
+    collect(&ke.errors, false, errs);
+    collect(&ke.warnings, true, errs);
     KEY_ClearErrors(&ke);
     if (!t->keys)
       sink.failed = true;

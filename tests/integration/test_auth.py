@@ -124,7 +124,7 @@ class Server:
         res = fn()
         after = self.d.stats() or {}
         dl = {k: v for k, v in ntpg.stats_delta(before, after).items()
-              if v and not k.startswith(("received", "replied", "mon_", "kod_granted"))}
+              if v and not k.startswith(("received", "replied", "mon_", "kod_granted", "thread"))}
         return res, dl
 
     def ask(self, pkt, src, expect_reply=True):
