@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # bench/run.sh: ntpgated against chronyd on loopback, same load, one table.
 #
-# Builds (release, in build/), then for every scenario of the table below starts both daemons
+# Builds (release, in build-bench/), then for every scenario of the table below starts both daemons
 # side by side, each on its own 127.x address, both pinned to core 1 and started under
 # `setpriv --bounding-set -sys_time`; drives each in turn with bench/ntpload pinned to core 0;
 # takes each daemon's CPU time (utime+stime, /proc/PID/stat) before and after; stops both by
 # their pids. Prints one table (medians over the repeats) with both daemons and the ratio
-# ntpgated/chronyd. Everything it writes goes to bench/out/ (git-ignored).
-# See docs/benchmark.md.
+# ntpgated/chronyd, then a summary table (replies/s, CPU per answer, notes). Everything it
+# writes goes to bench/out/ (git-ignored). See docs/benchmark.md and docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -19,10 +19,11 @@ usage: bench/run.sh [options]
   -R N         repeats of every scenario, daemons alternating; the table shows medians (default 3, at most 20)
   -D LIST      daemons to run, comma-separated: ntpgated,chronyd (default both)
   -s LIST      scenarios to run, comma-separated (default all; -l lists them)
-  -b DIR       build directory (default build)
+  -b DIR       build directory (default build-bench, apart from make's build/)
   -Q PCT       a measurement during which other work took more than PCT % of the machine
                (others + steal) is disturbed: it is run again, up to 2 more times, and left
                out of the medians if an undisturbed one exists (default 5; 100 = never)
+  -q           quick smoke test: 1 s x 1 repeat, -Q 100, mon-1m with 100,000 sources (about a minute)
   -n           do not build; use what is in the build directory
   -l           list the scenarios and exit
   -h           this help
@@ -33,35 +34,67 @@ EOF
 # One scenario per line, fields separated by '|':
 #   name | what it measures | ntpload options | ntpgated config hook | chronyd config hook | expect
 # ntpload gets -s/-p/-d from the script; give it the rest (sources, rate or window, batch).
+# @SEQ@ in the options becomes a number that is new for every measurement (1..250), so that a
+# scenario can give each measurement a source address no daemon has seen yet.
 # A config hook is a bash function below that prints the scenario's extra config lines for
 # that daemon (it gets the scenario name as $1), or '-' for none.
-# expect: open = every reply should be a valid answer and there should be no KoD;
-#         kod  = KoDs are expected; any = no check.
+# expect: open  = every reply should be a valid answer and there should be no KoD;
+#         flood = rate-limited: some answers (the leak), most requests unanswered;
+#         mon   = not a load line: the monitor-table run (run_mon below; options ignored);
+#         kod   = KoDs are expected; any = no check.
 SCENARIOS=(
-  "open-1-sat    | open, 1 source, saturate (closed loop, window 64)         | -n 1 -w 64 -B 32     | - | - | open"
-  "open-10k-sat  | open, 10,000 sources, saturate (closed loop, window 64)   | -n 10000 -w 64 -B 32 | - | - | open"
-  "open-1-50k    | open, 1 source, 50,000 req/s (latency below saturation)   | -n 1 -r 50000 -B 1   | - | - | open"
-  # To come (the hooks below are sketches to fill in once ntpgated has the features):
-  # "restrict-1k  | 1,000-entry restrict list, limited kod vs ratelimit      | -n 1000 -w 64 -B 32  | conf_ntpg_restrict1k | conf_chrony_ratelimit | kod"
-  # "flood-1-20k  | 1 source flooding at 20,000 req/s (drop path)           | -n 1 -r 20000 -B 8   | conf_ntpg_limited    | conf_chrony_ratelimit | kod"
+  "open-1-sat          | open, 1 source, saturate (closed loop, window 64)                    | -n 1 -w 64 -B 32     | - | - | open"
+  "open-10k-sat        | open, 10,000 sources, saturate (closed loop, window 64)              | -n 10000 -w 64 -B 32 | - | - | open"
+  "open-1-50k          | open, 1 source, 50,000 req/s (latency below saturation)              | -n 1 -r 50000 -B 1   | - | - | open"
+  "restrict-1k-limited | 1,000-entry restrict/deny list + limited kod / ratelimit, 10,000 sources, saturate, every request within the limits | -n 10000 -w 64 -B 32 | conf_ntpg_restrict1k | conf_chrony_restrict1k | open"
+  "flood-1-limited     | 1 source flooding at 20,000 req/s, limited kod / ratelimit (drop path) | -n 1 -r 20000 -B 8 -t 200 -b 127.110.@SEQ@.1 | conf_ntpg_flood | conf_chrony_flood | flood"
+  "mon-1m              | monitor table: 10,000 known sources, then 1,000,000 new ones (filling), then 1,000,000 more (full, evicting) | - | conf_ntpg_mon | conf_chrony_mon | mon"
 )
 
-# Example hooks for the scenarios to come.
+# 1,000 restrict entries, none of which matches a generator source (127.100.0.0/16) or a
+# daemon (127.201.0.0/16): 500 /24 networks in 10.0.0.0/8 and 500 hosts in 127.79.0.0/16.
+restrict1k_nets() { # -> "a.b.c.d prefix" lines
+  local k
+  for ((k = 0; k < 500; k++)); do echo "10.$((k / 250)).$((k % 250)).0 24"; done
+  for ((k = 0; k < 500; k++)); do echo "127.79.$((k / 250)).$((k % 250 + 1)) 32"; done
+}
 conf_ntpg_restrict1k() {
-  local i
+  local a p
   echo "restrict default limited kod"
-  # 1,000 entries that do not match the generator's sources (127.100.0.0/16).
-  for ((i = 0; i < 1000; i++)); do
-    echo "restrict 10.$((i / 250)).$((i % 250)).0 mask 255.255.255.0 nomodify"
-  done
-  echo "discard average 1 minimum 1"
+  while read -r a p; do
+    if [ "$p" = 32 ]; then echo "restrict $a ignore"; else echo "restrict $a mask 255.255.255.0 ignore"; fi
+  done < <(restrict1k_nets)
+  # ntpd's algorithm with average 0 and minimum 0: head 1, each packet adds head-2 = -1 to
+  # the leak counter, so it never reaches the limit: every packet runs the limiter and is served.
+  echo "discard average 0 minimum 0"
 }
-conf_ntpg_limited() {
+conf_chrony_restrict1k() {
+  local a p
+  while read -r a p; do echo "deny $a/$p"; done < <(restrict1k_nets)
+  # 1,024 responses/s per address, far above the ~23/s each of 10,000 sources sends here, so
+  # the limiter runs on every packet and never trips. 2 MiB of client log = 16,384
+  # addresses (chronyd's 128 bytes each), like ntpgated's default 16,384-record MRU table.
+  echo "ratelimit interval -10 burst 16 leak 4"
+  echo "clientloglimit 2097152"
+}
+conf_ntpg_flood() {
   echo "restrict default limited kod"
-  echo "discard average 1 minimum 1"
+  # ntpd's defaults written out, plus ours: leak 1 in 16, 1 KoD/s over all clients.
+  echo "discard average 3 minimum 2 leak 4 kodlimit 1"
 }
-conf_chrony_ratelimit() {
-  echo "ratelimit interval 1 burst 8 leak 2"
+conf_chrony_flood() {
+  # chronyd's defaults, but leak 4 (1 in 16) like ntpgated's. chronyd 4.3 sends no KoD.
+  echo "ratelimit interval 3 burst 8 leak 4"
+}
+conf_ntpg_mon() {
+  echo "mru maxdepth $MON_DEPTH"
+  # When the table is full, recycle the least recently seen record with probability
+  # age/1 s: every newcomer of the evict phase takes the oldest record (ntpd's default 3000
+  # would leave most newcomers untracked, a cheaper path than the one we want to measure).
+  echo "discard monitor 1"
+}
+conf_chrony_mon() {
+  echo "clientloglimit $((MON_DEPTH * 128))"
 }
 
 # ---- settings ----
@@ -69,18 +102,21 @@ DUR=5
 REPS=3
 DAEMONS="ntpgated,chronyd"
 ONLY=""
-BUILD=build
+BUILD=build-bench
 DO_BUILD=1
 LIST=0
 QUIET_PCT=5
-while getopts "d:R:D:s:b:Q:nlh" opt; do
+QUICK=0
+DUR_SET=0 REPS_SET=0 QPCT_SET=0
+while getopts "d:R:D:s:b:Q:qnlh" opt; do
   case $opt in
-    d) DUR=$OPTARG ;;
-    R) REPS=$OPTARG ;;
+    d) DUR=$OPTARG DUR_SET=1 ;;
+    R) REPS=$OPTARG REPS_SET=1 ;;
+    q) QUICK=1 ;;
     D) DAEMONS=$OPTARG ;;
     s) ONLY=$OPTARG ;;
     b) BUILD=$OPTARG ;;
-    Q) QUIET_PCT=$OPTARG ;;
+    Q) QUIET_PCT=$OPTARG QPCT_SET=1 ;;
     n) DO_BUILD=0 ;;
     l) LIST=1 ;;
     h) usage; exit 0 ;;
@@ -89,6 +125,15 @@ while getopts "d:R:D:s:b:Q:nlh" opt; do
 done
 shift $((OPTIND - 1))
 [ $# -eq 0 ] || { usage >&2; exit 2; }
+# mon-1m: MON_N new sources per phase, in a table of MON_DEPTH records (ntpgated's mru
+# maxdepth; chronyd's clientloglimit holds as many); MON_MAXD bounds each phase in seconds.
+MON_N=1000000 MON_DEPTH=1048576 MON_MAXD=120
+if [ "$QUICK" = 1 ]; then
+  [ "$DUR_SET" = 1 ] || DUR=1
+  [ "$REPS_SET" = 1 ] || REPS=1
+  [ "$QPCT_SET" = 1 ] || QUIET_PCT=100 # a smoke test neither waits for quiet nor retries
+  MON_N=100000 MON_DEPTH=131072 MON_MAXD=30
+fi
 if ! [[ $DUR =~ ^[0-9]+$ ]] || [ "$DUR" -lt 1 ] || [ "$DUR" -gt 300 ]; then
   echo "run.sh: -d wants whole seconds in 1..300" >&2; exit 2
 fi
@@ -115,7 +160,7 @@ for line in "${SCENARIOS[@]}"; do
 done
 if [ "$LIST" = 1 ]; then
   for i in "${!S_NAME[@]}"; do
-    printf '%-14s %s\n%14s ntpload %s\n' "${S_NAME[$i]}" "${S_DESC[$i]}" "" "${S_ARGS[$i]}"
+    printf '%-20s %s\n%20s ntpload %s\n' "${S_NAME[$i]}" "${S_DESC[$i]}" "" "${S_ARGS[$i]}"
   done
   exit 0
 fi
@@ -222,6 +267,7 @@ start_daemon() { # daemon scenario-index
   conf=$(write_config "$d" "$i")
   log=$OUT/${S_NAME[$i]}.$d.log
   cp "$conf" "$OUT/${S_NAME[$i]}.$d.conf"
+  : >"$log"
   if [ "$d" = ntpgated ]; then
     "${PIN_D[@]}" setpriv --bounding-set -sys_time -- \
       "$NTPGATED" -n -x -c "$conf" -l "$log" >"$log.stderr" 2>&1 9>&- &
@@ -244,10 +290,13 @@ wait_ready() { # daemon scenario-index: until it answers synchronised (or 20 s)
   while [ "$SECONDS" -lt "$deadline" ]; do
     if ! kill -0 "${PID[$d]}" 2>/dev/null; then
       echo "run.sh: $d exited at start; its log:" >&2
-      tail -20 "$OUT/${S_NAME[$i]}.$d.log"* >&2 || true
+      tail -n 20 "$OUT/${S_NAME[$i]}.$d.log"* >&2 || true
       return 1
     fi
-    line=$("$NTPLOAD" -s "$(addr_of "$d")" -p "$PORT" -d 0.2 -r 50 -B 1 -t 200 -q 2>/dev/null | tail -1) || true
+    # A fresh probe source each time (127.99.x.1): under `limited` a source that asked a
+    # moment ago gets no answer, and the load's sources must stay unknown to the daemon.
+    PROBE=$((PROBE % 250 + 1))
+    line=$("$NTPLOAD" -s "$(addr_of "$d")" -p "$PORT" -d 0.2 -r 50 -B 1 -t 200 -q -b "127.99.$PROBE.1" 2>/dev/null | tail -1) || true
     valid=$(kv "$line" valid) unsync=$(kv "$line" unsync)
     if [ "$valid" -gt 0 ] && [ "$unsync" -eq 0 ]; then return 0; fi
     sleep 0.3
@@ -260,6 +309,33 @@ wait_ready() { # daemon scenario-index: until it answers synchronised (or 20 s)
   return 1
 }
 addr_of() { local v=ADDR_$1; printf '%s' "${!v}"; }
+PROBE=0
+
+vmrss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+
+# ntpgated's counters: SIGUSR1 makes it log "stats: NAME VALUE" lines; wait for the new set
+# (at most 3 s) and print them as "srv_NAME=VALUE ...". Prints nothing for chronyd.
+ntpg_stats() { # daemon log
+  local d=$1 log=$2 n0 n1 k
+  [ "$d" = ntpgated ] && [ -n "${PID[$d]}" ] || return 0
+  n0=$(grep -c 'stats: kod_refused ' "$log" 2>/dev/null || true)
+  kill -USR1 "${PID[$d]}" 2>/dev/null || return 0
+  for ((k = 0; k < 30; k++)); do
+    n1=$(grep -c 'stats: kod_refused ' "$log" 2>/dev/null || true)
+    [ "${n1:-0}" -gt "${n0:-0}" ] && break
+    sleep 0.1
+  done
+  awk '{ for (i = 1; i < NF; i++) if ($i == "stats:") v[$(i + 1)] = $(i + 2) }
+    END { for (k in v) printf "srv_%s=%s ", k, v[k] }' "$log"
+}
+# "srv_X=a ..." before and after -> "dsrv_X=(b-a) ..." for the counters that moved.
+stats_delta() { # before after
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, A, " "); for (i = 1; i <= n; i++) { p = index(A[i], "="); v[substr(A[i], 1, p - 1)] = substr(A[i], p + 1) }
+    n = split(b, B, " "); for (i = 1; i <= n; i++) { p = index(B[i], "="); k = substr(B[i], 1, p - 1)
+      d = substr(B[i], p + 1) - v[k]; if (d != 0 && k !~ /^srv_mon_(capacity|memory_bytes|entries)$/) printf "d%s=%d ", k, d }
+  }' </dev/null
+}
 
 proc_ticks() { # pid: utime+stime in clock ticks (fields 14 and 15, after the ")" of comm)
   local s
@@ -281,7 +357,8 @@ sock_drops() { # addr -> drops counter of the UDP socket bound to addr:PORT
 }
 
 snap_procs() { # -> "pid comm ticks" of every process (comm with blanks squeezed to _)
-  cat /proc/[0-9]*/stat 2>/dev/null | awk '{
+  # A process may end between the glob and the read: that is no error (pipefail is on).
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{
     lp = index($0, "("); n = split($0, a, ") "); rest = a[n]
     comm = substr($0, lp + 1, length($0) - length(rest) - lp - 2); gsub(/[^A-Za-z0-9._\/:-]/, "_", comm)
     split(rest, f, " "); print substr($0, 1, lp - 2), comm, f[12] + f[13] }'
@@ -315,33 +392,42 @@ wait_quiet() {
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RES=$OUT/results-$STAMP.tsv
 : >"$RES"
-HEAD="$(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(uname -srm) | $(nproc) cores | ${DUR} s x ${REPS} per scenario and daemon"
+QUICK_NOTE=""
+[ "$QUICK" = 0 ] || QUICK_NOTE=" (quick mode -q)"
+HEAD="$(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(uname -srm) | $(nproc) cores | ${DUR} s x ${REPS} per scenario and daemon${QUICK_NOTE} | mon-1m: $MON_N sources per phase, table of $MON_DEPTH"
 echo "run.sh: $HEAD"
 echo "run.sh: chronyd: $("$CHRONYD" -v 2>/dev/null | head -1 || echo '?')"
 
-run_one() { # daemon scenario-index rep
-  local d=$1 i=$2 r=$3 p=${PID[$1]} c0 c1 line f args
-  read -r -a args <<<"${S_ARGS[$i]}"
-  f=$OUT/${S_NAME[$i]}.$d.$r.txt
-  local drops0 drops1 a0 b0 a1 b1 st0 st1 o0=0 o1=0 od
+SEQ=0
+# One measurement: ntpload against daemon d with the given options, CPU before/after.
+# Appends a results line (label = scenario column) and sets DISTURBED.
+measure() { # daemon label expect duration extra-fields ntpload-options...
+  local d=$1 label=$2 expect=$3 dur=$4 extra=$5 p=${PID[$1]} c0 c1 line f
+  shift 5
+  local args=("$@")
+  f=$OUT/$label.$d.$SEQ.txt
+  local log=$OUT/${CUR_SCEN}.$d.log st0 st1
+  local drops0 drops1 a0 b0 a1 b1 stl0 stl1 o0=0 o1=0 od
+  st0=$(ntpg_stats "$d" "$log")
   for od in "${!PID[@]}"; do [ "$od" = "$d" ] || [ -z "${PID[$od]}" ] || o0=$(proc_ticks "${PID[$od]}"); done
   drops0=$(sock_drops "$(addr_of "$d")")
   snap_procs >"$TMP/procs.0"
-  read -r a0 b0 st0 <<<"$(core_ticks "")"
+  read -r a0 b0 stl0 <<<"$(core_ticks "")"
   c0=$(proc_ticks "$p")
   # In the background and waited for, so that a signal to this script acts at once.
-  "${PIN_G[@]}" "$NTPLOAD" -s "$(addr_of "$d")" -p "$PORT" -d "$DUR" "${args[@]}" >"$f" 2>&1 &
+  "${PIN_G[@]}" "$NTPLOAD" -s "$(addr_of "$d")" -p "$PORT" -d "$dur" "${args[@]}" >"$f" 2>&1 &
   GEN_PID=$!
   wait "$GEN_PID" || true
   GEN_PID=
   c1=$(proc_ticks "$p")
-  read -r a1 b1 st1 <<<"$(core_ticks "")"
+  read -r a1 b1 stl1 <<<"$(core_ticks "")"
   snap_procs >"$TMP/procs.1"
   drops1=$(sock_drops "$(addr_of "$d")")
   for od in "${!PID[@]}"; do [ "$od" = "$d" ] || [ -z "${PID[$od]}" ] || o1=$(proc_ticks "${PID[$od]}"); done
+  st1=$(ntpg_stats "$d" "$log")
   line=$(grep '^tool=ntpload ' "$f" | tail -1) || { echo "run.sh: ntpload failed:" >&2; cat "$f" >&2; return 1; }
   local busy others steal threads top
-  steal=$(awk -v s=$((st1 - st0)) -v t=$((b1 - b0)) 'BEGIN { printf "%.1f", (t ? 100 * s / t : 0) }')
+  steal=$(awk -v s=$((stl1 - stl0)) -v t=$((b1 - b0)) 'BEGIN { printf "%.1f", (t ? 100 * s / t : 0) }')
   # shellcheck disable=SC2046
   top=$(top_others "$TMP/procs.0" "$TMP/procs.1" $$ $(printf '%s ' "${PID[@]}"))
   threads=$(find "/proc/$p/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
@@ -355,30 +441,88 @@ run_one() { # daemon scenario-index rep
     'BEGIN { o = b - dmn - gen * sent / 1e6 * clk; if (o < 0) o = 0; printf "%.1f", (t ? 100 * o / t : 0) }')
   DISTURBED=0
   if awk -v o="$others" -v s="$steal" -v q="$QUIET_PCT" 'BEGIN { exit !(o + s > q) }'; then DISTURBED=1; fi
-  printf 'scenario=%s daemon=%s rep=%s cpu_ticks=%s clk_tck=%s daemon_cpu_pct=%s others_pct=%s steal_pct=%s disturbed=%s sock_drops=%s threads=%s top_others=%s %s\n' \
-    "${S_NAME[$i]}" "$d" "$r" $((c1 - c0)) "$CLK_TCK" "$busy" "$others" "$steal" "$DISTURBED" $((drops1 - drops0)) "$threads" "$top" "$line" >>"$RES"
-  local valid kod inv
-  valid=$(kv "$line" valid) kod=$(kv "$line" kod) inv=$(kv "$line" invalid)
-  printf '  %-9s rep %s: %s replies/s, p50 %s us, p99 %s us, CPU %s ticks, daemon CPU %s%%, others %s%%, steal %s%%\n' \
-    "$d" "$r" "$(kv "$line" rps)" "$(kv "$line" p50_us)" "$(kv "$line" p99_us)" $((c1 - c0)) "$busy" "$others" "$steal"
+  printf 'scenario=%s daemon=%s rep=%s cpu_ticks=%s clk_tck=%s daemon_cpu_pct=%s others_pct=%s steal_pct=%s disturbed=%s sock_drops=%s threads=%s top_others=%s %s%s %s\n' \
+    "$label" "$d" "$SEQ" $((c1 - c0)) "$CLK_TCK" "$busy" "$others" "$steal" "$DISTURBED" $((drops1 - drops0)) "$threads" "$top" \
+    "$extra" "$(stats_delta "$st0" "$st1")$(grep -o 'srv_mon_[a-z_]*=[0-9]*' <<<"$st1" | tr '\n' ' ')" "$line" >>"$RES"
+  local valid kod inv sent
+  valid=$(kv "$line" valid) kod=$(kv "$line" kod) inv=$(kv "$line" invalid) sent=$(kv "$line" sent)
+  printf '  %-9s %s: %s replies/s of %s sent/s, KoD %s, p50 %s us, p99 %s us, CPU %s ticks, daemon CPU %s%%, others %s%%, steal %s%%\n' \
+    "$d" "$label" "$(kv "$line" rps)" "$(kv "$line" sent_per_s)" "$kod" "$(kv "$line" p50_us)" "$(kv "$line" p99_us)" \
+    $((c1 - c0)) "$busy" "$others" "$steal"
   if [ "$DISTURBED" = 1 ]; then
     echo "run.sh: warning: disturbed: other work took ${others}% of the machine (busiest, in ticks: $top), steal ${steal}%" >&2
   fi
-  case ${S_EXPECT[$i]} in
+  case $expect in
     open)
       [ "$valid" -gt 0 ] || echo "run.sh: warning: $d gave no valid reply" >&2
       [ "$inv" -eq 0 ] && [ "$kod" -eq 0 ] ||
         echo "run.sh: warning: $d: $inv invalid replies and $kod KoDs in an open scenario" >&2 ;;
+    flood)
+      [ "$inv" -eq 0 ] || echo "run.sh: warning: $d: $inv invalid replies" >&2
+      [ "$valid" -gt 0 ] || echo "run.sh: warning: $d answered the flooder not at all (no leak?)" >&2
+      [ $((4 * (valid + kod))) -lt "$sent" ] || echo "run.sh: warning: $d answered $valid + $kod KoD of $sent: not limited?" >&2 ;;
     kod) [ "$kod" -gt 0 ] || echo "run.sh: warning: $d sent no KoD" >&2 ;;
   esac
 }
 
+run_one() { # daemon scenario-index
+  local d=$1 i=$2 args
+  SEQ=$((SEQ % 250 + 1))
+  read -r -a args <<<"${S_ARGS[$i]//@SEQ@/$SEQ}"
+  measure "$d" "${S_NAME[$i]}" "${S_EXPECT[$i]}" "$DUR" "" "${args[@]}"
+}
+
+# mon-1m, for one daemon: three count-bounded phases on one table, each source asking once
+# per phase (-c N with -n N): 'empty' (10,000 sources the table holds easily: the reference),
+# 'fill' (MON_N new sources: the table grows to MON_N records), 'evict' (MON_N more: past
+# MON_DEPTH records every newcomer recycles the oldest). RSS and ntpgated's monitor counters
+# go with each phase. A disturbed phase is not run again (each phase changes the table);
+# the whole run_mon is repeated -R times on fresh daemons instead.
+run_mon() { # daemon scenario-index
+  local d=$1 i=$2 name=${S_NAME[$2]} ph base n rss0 rss1 extra
+  for ph in empty fill evict; do
+    case $ph in
+      empty) base=127.100.0.1 n=10000 ;;
+      fill) base=127.16.0.1 n=$MON_N ;;
+      evict) base=127.64.0.1 n=$MON_N ;;
+    esac
+    wait_quiet
+    rss0=$(vmrss_kb "${PID[$d]}")
+    SEQ=$((SEQ % 250 + 1))
+    measure "$d" "$name:$ph" open "$MON_MAXD" "mon_phase=$ph mon_sources=$n mon_depth=$MON_DEPTH rss0_kb=$rss0 " \
+      -n "$n" -b "$base" -c "$MON_N" -w 64 -B 32
+    rss1=$(vmrss_kb "${PID[$d]}")
+    extra="rss1_kb=$rss1"
+    # The results line gets the RSS after the phase appended (it is read after the stats).
+    sed -i '$ s/$/ '"$extra"'/' "$RES"
+    echo "            RSS ${rss0} -> ${rss1} kB$( [ "$d" = ntpgated ] && grep -o 'srv_mon_entries=[0-9]*\|dsrv_mon_evictions=[0-9]*\|dsrv_mon_not_tracked=[0-9]*' <<<"$(tail -1 "$RES")" | tr '\n' ' ' | sed 's/^/, /')"
+  done
+}
+
 for i in "${!S_NAME[@]}"; do
+  CUR_SCEN=${S_NAME[$i]}
   echo "run.sh: scenario ${S_NAME[$i]}: ${S_DESC[$i]}"
   order=()
   for d in ${DAEMONS//,/ }; do order+=("$d"); done
   for d in "${order[@]}"; do start_daemon "$d" "$i"; done
   for d in "${order[@]}"; do wait_ready "$d" "$i" || exit 1; done
+  if [ "${S_EXPECT[$i]}" = mon ]; then
+    # Each repeat on freshly started daemons (the phases fill their tables), daemons taking
+    # turns going first; the table takes the medians as for the other scenarios.
+    for ((r = 1; r <= REPS; r++)); do
+      if ((r > 1)); then
+        for d in "${order[@]}"; do start_daemon "$d" "$i"; done
+        for d in "${order[@]}"; do wait_ready "$d" "$i" || exit 1; done
+      fi
+      if ((r % 2 == 0)); then mapfile -t run < <(printf '%s\n' "${order[@]}" | tac); else run=("${order[@]}"); fi
+      for d in "${run[@]}"; do
+        kill -0 "${PID[$d]}" 2>/dev/null || { echo "run.sh: $d died" >&2; exit 1; }
+        run_mon "$d" "$i"
+      done
+      for d in "${order[@]}"; do stop_daemon "$d"; done
+    done
+    continue
+  fi
   for ((r = 1; r <= REPS; r++)); do
     # Alternate which daemon goes first, so that drift in the machine spreads over both.
     if ((r % 2 == 0)); then mapfile -t run < <(printf '%s\n' "${order[@]}" | tac); else run=("${order[@]}"); fi
@@ -386,7 +530,7 @@ for i in "${!S_NAME[@]}"; do
       for ((attempt = 1; attempt <= 3; attempt++)); do
         kill -0 "${PID[$d]}" 2>/dev/null || { echo "run.sh: $d died" >&2; exit 1; }
         wait_quiet
-        run_one "$d" "$i" "$r"
+        run_one "$d" "$i"
         if [ "$DISTURBED" = 0 ] || [ "$attempt" -ge 3 ]; then break; fi
         echo "  (running it again)"
       done
@@ -395,86 +539,18 @@ for i in "${!S_NAME[@]}"; do
   for d in "${order[@]}"; do stop_daemon "$d"; done
 done
 
-# ---- table ----
+# ---- tables ----
 TABLE=$OUT/table-$STAMP.txt
 {
   echo "ntpgate benchmark: $HEAD"
+  echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
   echo "generator: ntpload on core 0; daemons on core 1 (ntpgated $ADDR_ntpgated, chronyd $ADDR_chronyd, port $PORT)"
   echo
-  awk -v order="$(printf '%s,' "${S_NAME[@]}")" '
-  function med(key,   n, i, j, v, a) {
-    n = cnt[key]; if (n == 0) return ""
-    for (i = 1; i <= n; i++) a[i] = val[key, i] + 0
-    for (i = 2; i <= n; i++) { v = a[i]; for (j = i - 1; j >= 1 && a[j] > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
-    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
-  function put(s, d, m, v,   k) { k = s SUBSEP d SUBSEP m; cnt[k]++; val[k, cnt[k]] = v }
-  function fmt(v, m) {
-    if (v == "") return "-"
-    if (m ~ /^p[0-9]/) return sprintf("%.1f", v)
-    if (m ~ /us\/(answer|request|req)$/) return sprintf("%.2f", v)
-    if (m ~ /%$/) return sprintf("%.1f", v)
-    return sprintf("%.0f", v)
-  }
-  function parse(l,   i, p, nf, w) {
-    split("", f)
-    nf = split(l, w, " ")
-    for (i = 1; i <= nf; i++) { p = index(w[i], "="); f[substr(w[i], 1, p - 1)] = substr(w[i], p + 1) }
-  }
-  function take(l,   s, d, answers, cpu_us) {
-    parse(l)
-    s = f["scenario"]; d = f["daemon"]
-    used[s, d]++; if (f["disturbed"] == 1) useddist[s, d]++
-    answers = f["valid"] + f["kod"]
-    cpu_us = f["cpu_ticks"] / f["clk_tck"] * 1e6
-    put(s, d, "replies/s", f["rps"])
-    put(s, d, "KoD/s", f["kod_per_s"])
-    put(s, d, "lost", f["lost"])
-    put(s, d, "server socket drops", f["sock_drops"])
-    put(s, d, "p50 us", f["p50_us"])
-    put(s, d, "p90 us", f["p90_us"])
-    put(s, d, "p99 us", f["p99_us"])
-    put(s, d, "p99.9 us", f["p999_us"])
-    put(s, d, "CPU us/answer", answers ? cpu_us / answers : "")
-    put(s, d, "CPU us/request", f["sent"] ? cpu_us / f["sent"] : "")
-    put(s, d, "daemon CPU %", f["daemon_cpu_pct"])
-    put(s, d, "generator CPU us/req", f["gen_cpu_us"])
-    put(s, d, "others CPU %", f["others_pct"])
-    put(s, d, "steal %", f["steal_pct"])
-    put(s, d, "daemon threads", f["threads"])
-  }
-  function runs(s, d) {
-    if (!used[s, d]) return "-"
-    return used[s, d] (useddist[s, d] ? "(" useddist[s, d] "!)" : "")
-  }
-  {
-    parse($0)
-    k = f["scenario"] SUBSEP f["daemon"]
-    nrun[k]++; if (f["disturbed"] == 1) ndist[k]++
-    line[NR] = $0; key[NR] = k; dist[NR] = (f["disturbed"] == 1)
-  }
-  END {
-    # A disturbed measurement counts only when all of its scenario and daemon were disturbed.
-    for (n = 1; n <= NR; n++)
-      if (!dist[n] || ndist[key[n]] == nrun[key[n]]) take(line[n])
-    nm = split("replies/s,KoD/s,lost,server socket drops,p50 us,p90 us,p99 us,p99.9 us,CPU us/answer,CPU us/request,daemon CPU %,generator CPU us/req,others CPU %,steal %,daemon threads", M, ",")
-    ns = split(order, S, ",")
-    printf "%-14s %-22s %12s %12s %8s\n", "scenario", "figure", "ntpgated", "chronyd", "ratio"
-    for (i = 1; i <= ns; i++) {
-      if (S[i] == "") continue
-      printf "%-14s %-22s %12s %12s %8s\n", S[i], "measurements used", runs(S[i], "ntpgated"), runs(S[i], "chronyd"), "-"
-      for (j = 1; j <= nm; j++) {
-        m = M[j]; a = med(S[i] SUBSEP "ntpgated" SUBSEP m); b = med(S[i] SUBSEP "chronyd" SUBSEP m)
-        if (a == "" && b == "") continue
-        r = (a != "" && b != "" && b + 0 != 0 && m !~ /lost|drops|KoD|others|steal|threads/) ? sprintf("%.2f", a / b) : "-"
-        printf "%-14s %-22s %12s %12s %8s\n", "", m, fmt(a, m), fmt(b, m), r
-      }
-    }
-    print ""
-    print "Figures are medians over the measurements used; N(k!) means k of them were disturbed by other work."
-    print "ratio = ntpgated / chronyd: above 1 is better for replies/s, below 1 for latency and CPU."
-    print "CPU us/answer = daemon utime+stime (/proc/PID/stat) over the run / (valid replies + KoDs)."
-  }' "$RES"
+  awk -f bench/common.awk -f bench/detail.awk "$RES"
+  echo
+  echo "Summary (ratio = ntpgated / chronyd; flood rows: CPU per request sent):"
+  echo
+  awk -f bench/common.awk -f bench/summary.awk "$RES"
 } | tee "$TABLE"
 ln -sf "$(basename "$TABLE")" "$OUT/table-latest.txt"
 ln -sf "$(basename "$RES")" "$OUT/results-latest.tsv"
