@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "msglist.h"
+
 #define ACC_MAX_HOST_ADDRS 16
 
 size_t
@@ -168,6 +170,36 @@ ACC_BuildRestrict(const CNF_Config *cfg, const IFC_Address *locals, size_t nloca
     snprintf(text, sizeof(text), "restrict list: %s", err);
     msg(arg, false, 0, text);
   }
+  return l;
+}
+
+RST_List *
+ACC_WithSources(const RST_List *base, const NetAddr *peers, size_t npeers,
+                uint32_t source_flags, char *err, size_t errlen)
+{
+  EntryVec ev = {0};
+  for (size_t i = 0; i < RST_Count(base); i++) {
+    const RST_Entry *e = RST_Get(base, i);
+    if (!(e->mflags & RST_M_SOURCE))
+      push(&ev, e);
+  }
+  for (size_t i = 0; i < npeers; i++) {
+    NetAddr a = peers[i], mask;
+    ADR_Unmap(&a);
+    a.port = 0;
+    ADR_MaskFromPrefix(a.family, ADR_Bits(&a), &mask);
+    RST_Entry e = {.addr = a, .mask = mask, .flags = source_flags, .mflags = RST_M_SOURCE,
+                   .ippeerlimit = -1};
+    if (!find(&ev, &e))
+      push(&ev, &e);
+  }
+  if (ev.oom) {
+    free(ev.v);
+    MSG_SetError(err, errlen, "out of memory building the restrict list");
+    return NULL;
+  }
+  RST_List *l = RST_Create(ev.v, ev.n, err, errlen);
+  free(ev.v);
   return l;
 }
 

@@ -35,6 +35,14 @@ RST_List *ACC_BuildRestrict(const CNF_Config *cfg, const IFC_Address *locals, si
                             ACC_ResolveFn resolve, uint32_t *source_flags, ACC_MsgFn msg,
                             void *arg);
 
+/* `restrict source`: a copy of base in which every earlier RST_M_SOURCE entry is replaced
+ * by one host entry per peer address (an association's server) with source_flags and
+ * RST_M_SOURCE, so a configured or pool server gets the template's flags rather than the
+ * default's (an explicit entry for the same address still wins, restrict.h). NULL (reason
+ * in err) if memory runs out. */
+RST_List *ACC_WithSources(const RST_List *base, const NetAddr *peers, size_t npeers,
+                          uint32_t source_flags, char *err, size_t errlen);
+
 /* Monitor parameters from discard and mru. ntpd 4.2.8 units: average in log2 s, minimum
  * in s. maxmem KiB becomes entries of MON_RECORD_BYTES each. False (reported) if a value is
  * outside what the monitor accepts. */

@@ -85,6 +85,8 @@ struct CLI_Client {
   uint64_t requests, send_errors;
   uint64_t outcomes[ASC_OUTCOME_COUNT];
   CLI_SyncFn on_sync;
+  CLI_PeersFn on_peers;
+  bool peers_dirty; /* the set of active servers changed since on_peers was last called */
   void *arg;
 };
 
@@ -195,6 +197,7 @@ activate(CLI_Client *c, Peer *p, const NTT_Now *now)
     return false;
   }
   p->associd = c->next_associd++;
+  c->peers_dirty = true;
   LOG_Info("association %u: %s %s (%s)", p->associd,
            p->pool >= 0 ? "pool member" : "server", ADR_FormatPort(&p->addr, name, sizeof(name)),
            p->host);
@@ -208,9 +211,28 @@ deactivate(CLI_Client *c, Peer *p)
     EVL_RemoveFd(c->loop, p->sock.fd);
     NIO_Close(&p->sock);
   }
+  if (p->a)
+    c->peers_dirty = true;
   ASC_Destroy(p->a);
   p->a = NULL;
   p->resolved = false;
+}
+
+/* Tell the owner which servers we poll, if that changed (without the lock). */
+static void
+report_peers(CLI_Client *c)
+{
+  NetAddr addrs[CLI_MAX_PEERS];
+  size_t n = 0;
+  pthread_mutex_lock(&c->lock);
+  bool dirty = c->peers_dirty && !c->closing;
+  c->peers_dirty = false;
+  for (size_t i = 0; dirty && i < c->npeers; i++)
+    if (c->peers[i].a)
+      addrs[n++] = c->peers[i].addr;
+  pthread_mutex_unlock(&c->lock);
+  if (dirty && c->on_peers)
+    c->on_peers(c->arg, addrs, n);
 }
 
 static bool
@@ -300,6 +322,7 @@ on_resolved(void *arg, int fd, uint32_t events)
   pthread_mutex_lock(&c->lock);
   collect_resolved(c, &now);
   pthread_mutex_unlock(&c->lock);
+  report_peers(c);
 }
 
 /* ---- publishing ---- */
@@ -516,15 +539,17 @@ on_timer(void *arg)
     }
   }
   pthread_mutex_unlock(&c->lock);
-  if (second)
+  if (second) {
+    report_peers(c);
     publish(c, &now, false);
+  }
 }
 
 /* ---- life ---- */
 
 CLI_Client *
 CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *keys,
-           CLI_SyncFn on_sync, void *arg, char *err, size_t errlen)
+           CLI_SyncFn on_sync, CLI_PeersFn on_peers, void *arg, char *err, size_t errlen)
 {
   CLI_Client *c = calloc(1, sizeof(*c));
   if (!c) {
@@ -540,6 +565,7 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
   c->precision = (int8_t)CLK_PrecisionLog2(clk);
   c->tos = cfg->tos;
   c->on_sync = on_sync;
+  c->on_peers = on_peers;
   c->arg = arg;
   c->next_associd = 1;
   c->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -587,6 +613,7 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
   }
   collect_resolved(c, &now);
   pthread_mutex_unlock(&c->lock);
+  report_peers(c);
   return c;
 }
 

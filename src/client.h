@@ -24,12 +24,15 @@ typedef struct CLI_Client CLI_Client;
  * the system variables: sys is what we serve while synchronized to an upstream source, or
  * NULL when we are not (the owner falls back to local clock / orphan / unsynchronized). */
 typedef void (*CLI_SyncFn)(void *arg, const SRV_System *sys);
+/* Called the same way whenever the set of servers we poll changed (for `restrict source`). */
+typedef void (*CLI_PeersFn)(void *arg, const NetAddr *peers, size_t n);
 
 /* NULL (reason in err) if the configuration has no association at all is NOT an error:
  * then a client with nothing to do is returned. keys: the client's own table (it takes
  * ownership; may be NULL). clk: adjusted through the discipline unless it is no-adjust. */
 CLI_Client *CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *keys,
-                       CLI_SyncFn on_sync, void *arg, char *err, size_t errlen);
+                       CLI_SyncFn on_sync, CLI_PeersFn on_peers, void *arg, char *err,
+                       size_t errlen);
 void CLI_Destroy(CLI_Client *c);
 /* New keys after a reload (takes ownership; the old table is freed). */
 void CLI_SetKeys(CLI_Client *c, KEY_Table *keys);

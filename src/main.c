@@ -190,6 +190,19 @@ on_sync(void *arg, const SRV_System *sys)
   POL_Release(d->pool);
 }
 
+/* The client's servers, for `restrict source` entries. */
+static void
+on_peers(void *arg, const NetAddr *peers, size_t n)
+{
+  Daemon *d = arg;
+  POL_Exclusive(d->pool, -1);
+  bool ok = RUN_SetSourcePeers(d->run, peers, n);
+  POL_SetContext(d->pool, RUN_Context(d->run));
+  POL_Release(d->pool);
+  if (!ok)
+    LOG_Warnx("out of memory adding `restrict source` entries");
+}
+
 static void
 reload(Daemon *d)
 {
@@ -384,7 +397,7 @@ serve(Daemon *d)
   if (!POL_Start(d->pool, RUN_Context(d->run), err, sizeof(err)))
     LOG_Fatalx("%s", err);
   if (RUN_Config(d->run)->n_assocs > 0) {
-    d->cli = CLI_Create(d->loop, d->clk, RUN_Config(d->run), client_keys(d), on_sync, d, err,
+    d->cli = CLI_Create(d->loop, d->clk, RUN_Config(d->run), client_keys(d), on_sync, on_peers, d, err,
                         sizeof(err));
     if (!d->cli)
       LOG_Fatalx("%s", err);

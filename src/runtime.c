@@ -44,6 +44,8 @@ struct RUN_State {
    * lock lets a reload prepare (outside the exclusive section) read them safely. */
   pthread_mutex_t text_lock;
   char *runtime_text;
+  NetAddr *peers;        /* the client's servers, for `restrict source` entries */
+  size_t npeers;
 };
 
 /* What a configuration builds besides itself; swapped in whole or not at all. */
@@ -238,6 +240,15 @@ update_system(RUN_State *r, const NTT_Now *now)
 static bool
 apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *errs)
 {
+  if (r->npeers > 0) { /* `restrict source` entries for the client's servers */
+    RST_List *w = ACC_WithSources(t->rst, r->peers, r->npeers, t->source_flags, NULL, 0);
+    if (!w) {
+      add_msg(errs, "out of memory adding `restrict source` entries; old configuration kept");
+      goto fail;
+    }
+    RST_Destroy(t->rst);
+    t->rst = w;
+  }
   if (!r->mon) {
     r->mon = MON_Create(&t->mon, RNG_Seed());
     if (!r->mon) {
@@ -372,6 +383,7 @@ RUN_Destroy(RUN_State *r)
   MON_Destroy(r->ctl_mon);
   pthread_mutex_destroy(&r->text_lock);
   free(r->runtime_text);
+  free(r->peers);
   free(r);
 }
 
@@ -561,6 +573,29 @@ MON_Table *
 RUN_Monitor(const RUN_State *r)
 {
   return r->mon;
+}
+
+bool
+RUN_SetSourcePeers(RUN_State *r, const NetAddr *peers, size_t n)
+{
+  NetAddr *copy = n ? malloc(n * sizeof(*copy)) : NULL;
+  if (n && !copy)
+    return false;
+  RST_List *w = ACC_WithSources(r->rst, peers, n, r->source_flags, NULL, 0);
+  if (!w) {
+    free(copy);
+    return false;
+  }
+  if (n)
+    memcpy(copy, peers, n * sizeof(*copy));
+  free(r->peers);
+  r->peers = copy;
+  r->npeers = n;
+  RST_Destroy(r->prev_rst); /* one generation kept, as in apply */
+  r->prev_rst = r->rst;
+  r->rst = w;
+  r->ctx.rst = w;
+  return true;
 }
 
 void

@@ -47,6 +47,9 @@ bool RUN_TickDue(const RUN_State *r, const NTT_Now *now);
  * lower stratum is configured; on loss of sync falls back to local clock, orphan mode
  * (counted from the loss) or unsynchronized. Needs exclusive use, like RUN_Commit. */
 void RUN_SetClientSystem(RUN_State *r, const SRV_System *sys, const NTT_Now *now);
+/* The client's servers now: each gets a `restrict source` host entry (also after later
+ * reloads). False if memory ran out (the old list stays). Needs exclusive use. */
+bool RUN_SetSourcePeers(RUN_State *r, const NetAddr *peers, size_t n);
 /* The configuration in force (read-only; valid until the next commit). */
 const CNF_Config *RUN_Config(const RUN_State *r);
 void RUN_Tick(RUN_State *r, const NTT_Now *now);

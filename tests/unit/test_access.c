@@ -649,7 +649,40 @@ test_acc_monitor_bounded_under_many_sources(void)
   env_free(&e);
 }
 
-TEST_MAIN(TEST_CASE(test_acc_open_config_serves), TEST_CASE(test_acc_ignore_takes_no_monitor_slot),
+/* `restrict source`: each server we poll gets a host entry with the template's flags; an
+ * explicit entry for the same address wins; a new peer set replaces the old entries. */
+static void
+test_acc_restrict_source_entries(void)
+{
+  Env e = env("restrict default noserve\nrestrict source limited\n"
+              "restrict 192.0.2.9 notrust\n");
+  NetAddr peers[3];
+  ADR_Parse("192.0.2.7", &peers[0]);
+  ADR_Parse("2001:db8::7", &peers[1]);
+  ADR_Parse("192.0.2.9", &peers[2]);
+  char err[100] = "";
+  RST_List *l = ACC_WithSources(e.rst, peers, 3, RST_LIMITED, err, sizeof(err));
+  TEST_CHECK(l != NULL);
+  NetAddr a;
+  ADR_Parse("192.0.2.7", &a);
+  a.port = 40000;
+  TEST_EQ_INT(RST_Match(l, &a), RST_LIMITED);
+  ADR_Parse("2001:db8::7", &a);
+  TEST_EQ_INT(RST_Match(l, &a), RST_LIMITED);
+  ADR_Parse("192.0.2.9", &a); /* the explicit entry wins over the source entry */
+  TEST_EQ_INT(RST_Match(l, &a), RST_NOTRUST);
+  ADR_Parse("192.0.2.8", &a);
+  TEST_EQ_INT(RST_Match(l, &a), RST_NOSERVE);
+  RST_List *l2 = ACC_WithSources(l, &peers[1], 1, RST_LIMITED, err, sizeof(err));
+  ADR_Parse("192.0.2.7", &a); /* no longer a peer */
+  TEST_EQ_INT(RST_Match(l2, &a), RST_NOSERVE);
+  TEST_EQ_INT(RST_Count(l2), RST_Count(l) - 2); /* three source entries became one */
+  RST_Destroy(l2);
+  RST_Destroy(l);
+  env_free(&e);
+}
+
+TEST_MAIN(TEST_CASE(test_acc_open_config_serves), TEST_CASE(test_acc_restrict_source_entries), TEST_CASE(test_acc_ignore_takes_no_monitor_slot),
           TEST_CASE(test_acc_noserve_with_and_without_kod),
           TEST_CASE(test_acc_noserve_leaves_queries_alone),
           TEST_CASE(test_acc_noquery_drops_modes_6_and_7_only),
