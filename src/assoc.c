@@ -21,6 +21,7 @@ struct ASC_Assoc {
   int burst_left;
   int64_t next_ns;    /* next transmission (monotonic) */
   int64_t last_tx_ns; /* last regular poll (monotonic), 0: none yet */
+  int64_t last_send_ns; /* last request of any kind, burst packets included */
   /* the outstanding request */
   bool pending;
   uint64_t cookie; /* the transmit timestamp we sent: random, never our clock */
@@ -191,9 +192,11 @@ schedule_next(ASC_Assoc *a, const NTT_Now *now, uint8_t jitter)
     a->next_ns = now->mono_ns + (int64_t)ASC_BURST_GAP * 1000000000;
     return;
   }
-  /* up to 1/16 of the interval of random delay, so polls do not synchronise */
+  /* up to 1/16 of the interval of random delay, so polls do not synchronise; counted from
+   * the last request sent, so a burst longer than the poll interval (iburst at minpoll 3)
+   * is not followed at once by an overdue poll */
   double interval = ldexp(1.0, effective_poll(a));
-  a->next_ns = a->last_tx_ns + seconds_ns(interval * (1.0 + jitter / 4096.0));
+  a->next_ns = a->last_send_ns + seconds_ns(interval * (1.0 + jitter / 4096.0));
 }
 
 static size_t
@@ -223,6 +226,7 @@ ASC_BuildRequest(ASC_Assoc *a, const NTT_Now *now, const KEY_Table *keys,
     regular_poll(a, now);
   uint8_t r[16];
   bool have_random = rnd->fill(rnd->ctx, r, sizeof(r));
+  a->last_send_ns = now->mono_ns;
   schedule_next(a, now, have_random ? r[8] : 0);
   a->pending = false;
   if (!have_random)
@@ -436,7 +440,7 @@ ASC_SetPoll(ASC_Assoc *a, int poll, const NTT_Now *now)
   a->hpoll = clamp_int(poll, a->p.minpoll, a->p.maxpoll);
   if (a->burst_left > 0 || a->silent_until_ns > now->mono_ns || a->last_tx_ns == 0)
     return;
-  int64_t next = a->last_tx_ns + seconds_ns(ldexp(1.0, effective_poll(a)));
+  int64_t next = a->last_send_ns + seconds_ns(ldexp(1.0, effective_poll(a)));
   a->next_ns = next > now->mono_ns ? next : now->mono_ns;
 }
 

@@ -26,17 +26,18 @@ typedef struct {
   const char *name;     /* canonical, as KEY_TypeName gives it */
   const char *aliases;  /* other accepted spellings, '|'-separated, or NULL */
   const char *evp_name; /* digest to fetch; NULL for CMAC */
-  size_t digest_len;    /* octets carried in the MAC */
+  size_t digest_len;    /* octets carried in the MAC we send by default (NTPv4: <= 20) */
+  size_t full_len;      /* the whole digest, which ntpdig and chrony may send instead */
 } TypeDesc;
 
 static const TypeDesc types[N_TYPES] = {
-    [KEY_TYPE_MD5] = {"MD5", "M", "MD5", 16},
-    [KEY_TYPE_SHA1] = {"SHA1", "SHA-1", "SHA1", 20},
-    [KEY_TYPE_SHA224] = {"SHA224", NULL, "SHA224", 20},
-    [KEY_TYPE_SHA256] = {"SHA256", NULL, "SHA256", 20},
-    [KEY_TYPE_SHA384] = {"SHA384", NULL, "SHA384", 20},
-    [KEY_TYPE_SHA512] = {"SHA512", NULL, "SHA512", 20},
-    [KEY_TYPE_AES128CMAC] = {"AES128CMAC", "CMAC|AES128|AES|AES-128", NULL, 16},
+    [KEY_TYPE_MD5] = {"MD5", "M", "MD5", 16, 16},
+    [KEY_TYPE_SHA1] = {"SHA1", "SHA-1", "SHA1", 20, 20},
+    [KEY_TYPE_SHA224] = {"SHA224", NULL, "SHA224", 20, 20}, /* no long form on the wire */
+    [KEY_TYPE_SHA256] = {"SHA256", NULL, "SHA256", 20, 32},
+    [KEY_TYPE_SHA384] = {"SHA384", NULL, "SHA384", 20, 48},
+    [KEY_TYPE_SHA512] = {"SHA512", NULL, "SHA512", 20, 64},
+    [KEY_TYPE_AES128CMAC] = {"AES128CMAC", "CMAC|AES128|AES|AES-128", NULL, 16, 16},
 };
 
 static bool
@@ -765,42 +766,62 @@ compute_mac(const KEY_Table *t, const Key *k, const uint8_t *data, size_t len, u
   return digest_mac(t->md[k->type], k, data, len, out);
 }
 
-/* Sign a packet whose MAC may start at min_len octets at the earliest. */
+/* May a MAC of k carry digest_len octets: the default (truncated) length or the whole
+ * digest? */
+static bool
+digest_len_ok(const Key *k, size_t digest_len)
+{
+  return digest_len == k->digest_len || digest_len == types[k->type].full_len;
+}
+
+/* Sign a packet whose MAC may start at min_len octets at the earliest, with digest_len
+ * octets of digest (0: the key's default). */
 static size_t
 sign_at(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsize,
-        size_t min_len)
+        size_t min_len, size_t digest_len)
 {
   const Key *k = find_key(t, id);
   if (!k || !pkt || len < min_len || len % 4 != 0)
     return 0;
-  size_t out_len = len + 4 + k->digest_len;
+  if (digest_len == 0)
+    digest_len = k->digest_len;
+  if (!digest_len_ok(k, digest_len))
+    return 0;
+  size_t out_len = len + 4 + digest_len;
   if (out_len > bufsize || out_len > PKT_MAX_LEN)
     return 0;
   uint8_t d[EVP_MAX_MD_SIZE];
   if (!compute_mac(t, k, pkt, len, d))
     return 0;
   PKT_Put32(pkt + len, id);
-  memcpy(pkt + len + 4, d, k->digest_len);
+  memcpy(pkt + len + 4, d, digest_len);
   return out_len;
 }
 
 size_t
 KEY_Sign(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsize)
 {
-  return sign_at(t, id, pkt, len, bufsize, PKT_HEADER_LEN);
+  return sign_at(t, id, pkt, len, bufsize, PKT_HEADER_LEN, 0);
+}
+
+size_t
+KEY_SignAs(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsize,
+           size_t digest_len)
+{
+  return sign_at(t, id, pkt, len, bufsize, PKT_HEADER_LEN, digest_len);
 }
 
 size_t
 KEY_SignControl(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsize)
 {
-  return sign_at(t, id, pkt, len, bufsize, KEY_CONTROL_HEADER_LEN);
+  return sign_at(t, id, pkt, len, bufsize, KEY_CONTROL_HEADER_LEN, 0);
 }
 
 /* Does the trailer describe exactly this packet, with the digest length of k's type? */
 static bool
 mac_fits(const Key *k, size_t len, const PKT_Trailer *tr, size_t min_len)
 {
-  return tr->digest_len == k->digest_len && tr->mac_offset >= min_len &&
+  return digest_len_ok(k, tr->digest_len) && tr->mac_offset >= min_len &&
          tr->mac_offset % 4 == 0 && (size_t)tr->mac_offset + 4 + tr->digest_len == len;
 }
 
@@ -845,7 +866,7 @@ verify_at(const KEY_Table *t, const uint8_t *pkt, size_t len, const PKT_Trailer 
   if (!compute_mac(t, k, pkt, tr->mac_offset, d))
     return KEY_CRYPTO_FAILED;
   /* Constant time (CVE-2016-1550): how much of a forged digest matched must not show. */
-  if (CRYPTO_memcmp(d, pkt + tr->mac_offset + 4, k->digest_len) != 0)
+  if (CRYPTO_memcmp(d, pkt + tr->mac_offset + 4, tr->digest_len) != 0)
     return KEY_BAD_DIGEST;
   return KEY_OK;
 }

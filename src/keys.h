@@ -29,7 +29,8 @@
 #define KEY_MAX_ID 65535  /* ids above were ntpd's Autokey session keys */
 #define KEY_MAX_ASCII 20  /* key text up to this long is ASCII, longer is hex */
 #define KEY_MAX_SECRET 32 /* octets of a key after hex decoding (64 hex digits) */
-#define KEY_MAX_DIGEST 20 /* digest octets in an NTPv4 MAC (RFC 7822: MAC <= 24) */
+#define KEY_MAX_DIGEST 64 /* digest octets in a MAC: 20 by default (RFC 7822), the whole
+                             SHA-2 digest when a client sends that (ntpdig, chrony) */
 #define KEY_MAX_MAC (4 + KEY_MAX_DIGEST)
 #define KEY_CMAC_KEY_LEN 16 /* AES-128 */
 #define KEY_MAX_ADDRS 64    /* entries in one key's address list */
@@ -130,6 +131,12 @@ size_t KEY_Sign(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_
  * compared in constant time. Nothing is allocated that outlives the call. */
 KEY_Verdict KEY_Verify(const KEY_Table *t, const uint8_t *pkt, size_t len,
                        const PKT_Trailer *tr, const NetAddr *src);
+
+/* The same with digest_len octets of digest: the key's default (0 or its default length)
+ * or, for SHA-256/384/512 keys, the whole digest (32/48/64), to answer a client that sent
+ * one. */
+size_t KEY_SignAs(const KEY_Table *t, uint32_t id, uint8_t *pkt, size_t len, size_t bufsize,
+                  size_t digest_len);
 
 /* The same for mode 6 (control) packets, whose MAC follows a 12-octet header and the data
  * (RFC 9327), so it may start at octet 12 rather than 48. */

@@ -700,10 +700,12 @@ to_result(Verdict v, bool leak, const Packet *pk)
   uint8_t mode = pk->vn_mode & 7;
   if (v == V_OK)
     return MON_SERVE;
-  if (leak)
-    return MON_LEAK_SERVE;
+  /* The one KoD a violation run allows comes before the leak: leaking that packet would
+   * leave the source without any KoD for the whole run. */
   if (v == V_KOD && (pk->rflags & RST_KOD) && mode != MODE_SERVER && mode != MODE_BROADCAST)
     return MON_LIMIT_KOD;
+  if (leak)
+    return MON_LEAK_SERVE;
   return MON_LIMIT_DROP;
 }
 

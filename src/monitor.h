@@ -73,7 +73,8 @@ typedef enum {
   MON_SERVE,      /* answer normally */
   MON_LIMIT_KOD,  /* over the limit and a RATE KoD is allowed: ask MON_TakeKod, else drop */
   MON_LIMIT_DROP, /* over the limit, drop silently */
-  MON_LEAK_SERVE, /* over the limit, but answered anyway by the leak */
+  MON_LEAK_SERVE, /* over the limit, but answered anyway by the leak (never instead of the
+                     run's one KoD: a KoD-eligible violation gives MON_LIMIT_KOD) */
 } MON_Result;
 
 /* Optional detail about one MON_Check, for the caller's counters. */

@@ -52,7 +52,7 @@ PKT_EncodeHeader(const PKT_Header *h, uint8_t *buf)
   PKT_Put64(buf + 40, h->tx_ts);
 }
 
-/* Record the MAC that occupies the last `rem` (20 or 24) octets of a `len`-octet datagram. */
+/* Record the MAC that occupies the last `rem` octets of a `len`-octet datagram. */
 static void
 take_mac(const uint8_t *buf, size_t len, size_t rem, PKT_Trailer *t)
 {
@@ -68,6 +68,14 @@ static bool
 is_mac_size(size_t rem)
 {
   return rem == MAC_MD5_LEN || rem == MAC_SHA1_LEN;
+}
+
+/* A key id and a whole SHA-256/384/512 digest, as ntpdig and chrony send with SHA-2 keys.
+ * Taken as a MAC only where the trailer cannot be extension fields. */
+static bool
+is_long_mac_size(size_t rem)
+{
+  return rem == KEY_ID_LEN + 32 || rem == KEY_ID_LEN + 48 || rem == KEY_ID_LEN + 64;
 }
 
 /* The trailer is exactly four zero octets: a crypto-NAK (key id 0, no digest). */
@@ -113,8 +121,12 @@ walk_v4(const uint8_t *buf, size_t len, PKT_Trailer *t)
     }
     if (rem < EF_LAST_MIN_LEN)
       return PKT_TRAILER_BAD_MAC;
-    if (!take_ef(buf, off, rem, t, &ef_len))
-      return PKT_TRAILER_BAD_EF;
+    if (!take_ef(buf, off, rem, t, &ef_len)) {
+      if (!is_long_mac_size(rem))
+        return PKT_TRAILER_BAD_EF;
+      take_mac(buf, len, rem, t);
+      return PKT_TRAILER_OK;
+    }
     off += ef_len;
   }
   return PKT_TRAILER_OK;
@@ -128,7 +140,7 @@ walk_legacy(const uint8_t *buf, size_t len, PKT_Trailer *t)
 
   if (rem == 0)
     return PKT_TRAILER_OK;
-  if (!is_mac_size(rem))
+  if (!is_mac_size(rem) && !is_long_mac_size(rem))
     return PKT_TRAILER_BAD_MAC;
   take_mac(buf, len, rem, t);
   return PKT_TRAILER_OK;

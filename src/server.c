@@ -184,6 +184,7 @@ auth_check(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req,
   KEY_Verdict kv = KEY_Verify(ctx->keys, rq->data, rq->len, tr, &rq->src);
   if (kv == KEY_OK) {
     v->key_id = tr->key_id;
+    v->digest_len = (uint8_t)tr->digest_len;
     if (v->why == SRV_R_SERVED)
       v->why = SRV_R_SERVED_AUTH;
     return true;
@@ -285,7 +286,7 @@ SRV_Finish(const SRV_Ctx *ctx, const SRV_Verdict *v, uint8_t *out, size_t cap,
     PKT_Put64(out + 40, fuzz_low_bits(NTT_FromTimespec(now), ctx->sys->precision, rng));
   if (!v->key_id)
     return v->len;
-  return KEY_Sign(ctx->keys, v->key_id, out, PKT_HEADER_LEN, cap);
+  return KEY_SignAs(ctx->keys, v->key_id, out, PKT_HEADER_LEN, cap, v->digest_len);
 }
 
 void

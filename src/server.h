@@ -112,6 +112,7 @@ typedef struct {
   size_t len;      /* octets in out (SRV_REPLY/SRV_KOD) */
   bool stamp;      /* a normal reply: the edge writes the transmit time (SRV_Finish) */
   uint32_t key_id; /* the reply is to be MACed with this key after stamping; 0 = none */
+  uint8_t digest_len; /* ... with this many digest octets (the request's) */
   uint32_t rflags; /* restrict flags of the source (RST_IGNORE for a multicast source) */
   SRV_Reason why;
 } SRV_Verdict;

@@ -419,6 +419,27 @@ test_pkt_trailer_ef_length_unaligned(void)
   }
 }
 
+/* ntpdig and chrony send SHA-256 keys' whole digest: a 36-octet trailer that is not an
+ * extension field is a MAC; one that is a valid extension field stays one. */
+static void
+test_pkt_trailer_long_sha2_mac(void)
+{
+  uint8_t buf[PKT_HEADER_LEN + 36];
+  PKT_Trailer t;
+  packet_init(buf, sizeof(buf), V4_CLIENT);
+  PKT_Put32(buf + PKT_HEADER_LEN, 3); /* key id 3: as an EF, type 0 with length 3 */
+  TEST_EQ_INT(parse(buf, sizeof(buf), &t), PKT_TRAILER_OK);
+  TEST_CHECK(t.has_mac);
+  TEST_EQ_INT(t.key_id, 3);
+  TEST_EQ_INT(t.digest_len, 32);
+  TEST_EQ_INT(t.mac_offset, PKT_HEADER_LEN);
+  packet_init(buf, sizeof(buf), V4_CLIENT);
+  put_ef(buf, PKT_HEADER_LEN, 0x0104, 36);
+  TEST_EQ_INT(parse(buf, sizeof(buf), &t), PKT_TRAILER_OK);
+  TEST_CHECK(!t.has_mac);
+  TEST_EQ_INT(t.ef_count, 1);
+}
+
 static void
 test_pkt_trailer_ef_length_past_end(void)
 {
@@ -692,6 +713,7 @@ TEST_MAIN(
     TEST_CASE(test_pkt_trailer_24_octets_is_always_mac),
     TEST_CASE(test_pkt_trailer_ef_length_too_short),
     TEST_CASE(test_pkt_trailer_ef_length_unaligned),
+          TEST_CASE(test_pkt_trailer_long_sha2_mac),
     TEST_CASE(test_pkt_trailer_ef_length_past_end),
     TEST_CASE(test_pkt_trailer_leftover_after_ef_rejected),
     TEST_CASE(test_pkt_trailer_crypto_nak_after_ef_rejected),
