@@ -398,10 +398,13 @@ test_sim_three_servers_converge(void)
   TEST_EQ_INT(st.steps, 1);
   TEST_NEAR(st.stepped, -0.5, 0.005);
   TEST_CHECK(s->step_t < 20);
-  /* Converged. The default seed stays within 100 us for the whole last 2 h (see the
-   * printed figures); the bounds here hold for every seed we swept (docs/client.md). */
+  /* Converged. With the default seed (the scenario the suite runs) |offset| stays below
+   * 100 us for the whole last 2 h -- the issue's bound, from 4.4 h on in fact (see the
+   * printed figures); the looser bounds hold for every seed we swept (docs/client.md). */
   TEST_CHECK(rms_late(s) < 200e-6);
   TEST_CHECK(s->max_late < 300e-6);
+  if (harness_seed == 12345)
+    TEST_CHECK(s->max_late < 100e-6);
   TEST_NEAR(DSC_GetFrequency(s->dsc), -50e-6, 0.25e-6);
   TEST_EQ_INT(s->outcomes[ASC_DROP_BOGUS_ORIGIN], 0);
   TEST_CHECK(s->outcomes[ASC_SAMPLE] > 100);
