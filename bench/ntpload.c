@@ -114,7 +114,7 @@ typedef struct {
   uint16_t port;
   uint32_t nsrc;
   double duration_s;
-  double rate; /* 0 = closed loop */
+  double rate;        /* 0 = closed loop */
   uint64_t max_count; /* stop sending after this many requests; 0 = no limit */
   uint32_t window;
   unsigned batch;
@@ -1038,17 +1038,18 @@ main(int argc, char **argv)
            p50, p90, p99, p999, lmin, mean, lmax);
     printf("  generator   %.3f us CPU per request sent\n", gen_us);
   }
-  printf("tool=ntpload server=%s port=%u sources=%" PRIu32
-         " base=%s count_limit=%" PRIu64 " method=%s rate=%.0f window=%" PRIu32 " batch=%u duration=%.3f sent=%" PRIu64
+  printf("tool=ntpload server=%s port=%u sources=%" PRIu32 " base=%s count_limit=%" PRIu64
+         " method=%s rate=%.0f window=%" PRIu32 " batch=%u duration=%.3f sent=%" PRIu64
          " valid=%" PRIu64 " invalid=%" PRIu64 " stale=%" PRIu64 " lost=%" PRIu64
          " skipped=%" PRIu64 " send_err=%" PRIu64 " unsync=%" PRIu64 " kod=%" PRIu64
          " kod_RATE=%" PRIu64 " kod_DENY=%" PRIu64 " kod_RSTR=%" PRIu64 " kod_other=%" PRIu64
          " sent_per_s=%.0f rps=%.0f kod_per_s=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f"
          " p999_us=%.1f mean_us=%.1f max_us=%.1f gen_cpu_us=%.3f\n",
-         srv, g.port, g.nsrc, g.v6 ? "::1" : g.base_str, g.max_count, method, g.rate, g.rate > 0 ? g.nslots : closed_cap, g.batch,
-         secs, g.sent, g.valid, invalid, g.stale, g.lost, g.stalled, g.send_err, g.unsync,
-         g.kod, kod_count("RATE"), kod_count("DENY"), kod_count("RSTR"), g.kod - kod_known,
-         sps, rps, kps, p50, p90, p99, p999, mean, lmax, gen_us);
+         srv, g.port, g.nsrc, g.v6 ? "::1" : g.base_str, g.max_count, method, g.rate,
+         g.rate > 0 ? g.nslots : closed_cap, g.batch, secs, g.sent, g.valid, invalid, g.stale,
+         g.lost, g.stalled, g.send_err, g.unsync, g.kod, kod_count("RATE"), kod_count("DENY"),
+         kod_count("RSTR"), g.kod - kod_known, sps, rps, kps, p50, p90, p99, p999, mean, lmax,
+         gen_us);
   fflush(stdout);
   return g.valid + g.kod + invalid > 0 ? 0 : 3;
 }

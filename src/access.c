@@ -95,7 +95,10 @@ apply_line(EntryVec *ev, const CNF_Restrict *r, const RST_Entry *key)
 static RST_Entry
 entry_for(const CNF_Restrict *r, const NetAddr *addr, const NetAddr *mask)
 {
-  RST_Entry e = {.addr = *addr, .mask = *mask, .flags = r->flags, .mflags = r->match,
+  RST_Entry e = {.addr = *addr,
+                 .mask = *mask,
+                 .flags = r->flags,
+                 .mflags = r->match,
                  .ippeerlimit = r->ippeerlimit};
   e.addr.port = 0;
   e.mask.port = 0;
@@ -103,7 +106,8 @@ entry_for(const CNF_Restrict *r, const NetAddr *addr, const NetAddr *mask)
 }
 
 static void
-apply_host(EntryVec *ev, const CNF_Restrict *r, ACC_ResolveFn resolve, ACC_MsgFn msg, void *arg)
+apply_host(EntryVec *ev, const CNF_Restrict *r, ACC_ResolveFn resolve, ACC_MsgFn msg,
+           void *arg)
 {
   NetAddr addrs[ACC_MAX_HOST_ADDRS];
   size_t n = resolve ? resolve(r->host, r->family, addrs, ACC_MAX_HOST_ADDRS) : 0;
@@ -151,8 +155,11 @@ ACC_BuildRestrict(const CNF_Config *cfg, const IFC_Address *locals, size_t nloca
   for (size_t i = 0; i < nlocals; i++) {
     NetAddr mask;
     ADR_MaskFromPrefix(locals[i].addr.family, ADR_Bits(&locals[i].addr), &mask);
-    RST_Entry e = {.addr = locals[i].addr, .mask = mask, .flags = RST_IGNORE,
-                   .mflags = RST_M_INTERFACE | RST_M_NTPPORT, .ippeerlimit = -1};
+    RST_Entry e = {.addr = locals[i].addr,
+                   .mask = mask,
+                   .flags = RST_IGNORE,
+                   .mflags = RST_M_INTERFACE | RST_M_NTPPORT,
+                   .ippeerlimit = -1};
     e.addr.port = 0;
     if (!find(&ev, &e))
       push(&ev, &e);
@@ -188,7 +195,10 @@ ACC_WithSources(const RST_List *base, const NetAddr *peers, size_t npeers,
     ADR_Unmap(&a);
     a.port = 0;
     ADR_MaskFromPrefix(a.family, ADR_Bits(&a), &mask);
-    RST_Entry e = {.addr = a, .mask = mask, .flags = source_flags, .mflags = RST_M_SOURCE,
+    RST_Entry e = {.addr = a,
+                   .mask = mask,
+                   .flags = source_flags,
+                   .mflags = RST_M_SOURCE,
                    .ippeerlimit = -1};
     if (!find(&ev, &e))
       push(&ev, &e);

@@ -19,8 +19,8 @@ struct ASC_Assoc {
   uint8_t reach;
   unsigned unreach;
   int burst_left;
-  int64_t next_ns;    /* next transmission (monotonic) */
-  int64_t last_tx_ns; /* last regular poll (monotonic), 0: none yet */
+  int64_t next_ns;      /* next transmission (monotonic) */
+  int64_t last_tx_ns;   /* last regular poll (monotonic), 0: none yet */
   int64_t last_send_ns; /* last request of any kind, burst packets included */
   /* the outstanding request */
   bool pending;

@@ -18,23 +18,24 @@
 
 #define CLI_MAX_PEERS 64
 #define CLI_MAX_POOL_ADDRS 16
-#define CLI_TIMER_S 0.1                    /* poll scheduling granularity */
+#define CLI_TIMER_S 0.1                             /* poll scheduling granularity */
 #define CLI_DRIFT_INTERVAL_NS (3600LL * 1000000000) /* write the drift file hourly */
-#define CLI_REFRESH_NS (64LL * 1000000000) /* re-publish the system state at least this often */
+#define CLI_REFRESH_NS                                                                        \
+  (64LL * 1000000000) /* re-publish the system state at least this often */
 
 typedef struct {
-  CNF_Assoc conf;    /* host points into `host` */
+  CNF_Assoc conf; /* host points into `host` */
   char *host;
-  int pool;          /* index into pools, -1 for server/peer lines */
-  bool resolving;    /* a resolver thread is working on host */
-  bool resolved;     /* addr is valid */
+  int pool;       /* index into pools, -1 for server/peer lines */
+  bool resolving; /* a resolver thread is working on host */
+  bool resolved;  /* addr is valid */
   NetAddr addr;
-  ASC_Assoc *a;      /* NULL until resolved and set up */
+  ASC_Assoc *a; /* NULL until resolved and set up */
   NIO_Socket sock;
-  uint16_t associd;  /* for ntpq: 1.. in creation order, never reused */
+  uint16_t associd; /* for ntpq: 1.. in creation order, never reused */
   uint64_t sent;
   uint64_t outcomes[ASC_OUTCOME_COUNT];
-  uint8_t select;    /* CTW_SEL_* from the last selection */
+  uint8_t select; /* CTW_SEL_* from the last selection */
 } Peer;
 
 typedef struct {
@@ -71,14 +72,14 @@ struct CLI_Client {
   uint16_t next_associd;
   PoolLine pools[CLI_MAX_PEERS];
   size_t npools;
-  int evfd;           /* resolver threads signal here */
-  int jobs;           /* resolver threads running */
+  int evfd; /* resolver threads signal here */
+  int jobs; /* resolver threads running */
   pthread_cond_t jobs_done;
   bool closing;
   NIO_Batch *batch;
   DSC_Selection sel;
   bool have_sel;
-  bool synced;        /* what we last told the owner */
+  bool synced; /* what we last told the owner */
   int64_t published_ns;
   int64_t tick_ns;
   LOG_Limiter kod_log, err_log;
@@ -101,8 +102,9 @@ resolve_thread(void *arg)
   NetAddr out[CLI_MAX_POOL_ADDRS];
   size_t n = 0;
   struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *res = NULL;
-  hints.ai_family = j->family == ADR_INET4 ? AF_INET : j->family == ADR_INET6 ? AF_INET6
-                                                                              : AF_UNSPEC;
+  hints.ai_family = j->family == ADR_INET4   ? AF_INET
+                    : j->family == ADR_INET6 ? AF_INET6
+                                             : AF_UNSPEC;
   if (getaddrinfo(j->host, NULL, &hints, &res) == 0) {
     for (const struct addrinfo *ai = res; ai && n < CLI_MAX_POOL_ADDRS; ai = ai->ai_next) {
       NetAddr a;
@@ -198,9 +200,8 @@ activate(CLI_Client *c, Peer *p, const NTT_Now *now)
   }
   p->associd = c->next_associd++;
   c->peers_dirty = true;
-  LOG_Info("association %u: %s %s (%s)", p->associd,
-           p->pool >= 0 ? "pool member" : "server", ADR_FormatPort(&p->addr, name, sizeof(name)),
-           p->host);
+  LOG_Info("association %u: %s %s (%s)", p->associd, p->pool >= 0 ? "pool member" : "server",
+           ADR_FormatPort(&p->addr, name, sizeof(name)), p->host);
   return true;
 }
 
@@ -361,12 +362,18 @@ static uint8_t
 tally(DSC_SelState s)
 {
   switch (s) {
-    case DSC_SEL_FALSETICKER: return CTW_SEL_FALSETICK;
-    case DSC_SEL_EXCESS: return CTW_SEL_EXCESS;
-    case DSC_SEL_OUTLIER: return CTW_SEL_OUTLIER;
-    case DSC_SEL_SURVIVOR: return CTW_SEL_CANDIDATE;
-    case DSC_SEL_SYSPEER: return CTW_SEL_SYSPEER;
-    default: return CTW_SEL_REJECT;
+    case DSC_SEL_FALSETICKER:
+      return CTW_SEL_FALSETICK;
+    case DSC_SEL_EXCESS:
+      return CTW_SEL_EXCESS;
+    case DSC_SEL_OUTLIER:
+      return CTW_SEL_OUTLIER;
+    case DSC_SEL_SURVIVOR:
+      return CTW_SEL_CANDIDATE;
+    case DSC_SEL_SYSPEER:
+      return CTW_SEL_SYSPEER;
+    default:
+      return CTW_SEL_REJECT;
   }
 }
 
@@ -394,8 +401,8 @@ update(CLI_Client *c, NTT_Now *now)
     c->peers[idx[k]].select = tally(c->sel.state[k]);
   switch (ev) {
     case DSC_EV_STEP:
-      LOG_Info("clock %s by %+.6f s", CLK_IsNoAdjust(c->clk) ? "would be stepped (-x)" : "stepped",
-               c->sel.offset);
+      LOG_Info("clock %s by %+.6f s",
+               CLK_IsNoAdjust(c->clk) ? "would be stepped (-x)" : "stepped", c->sel.offset);
       /* fall through */
     case DSC_EV_FREQ_SET:
       CLK_ReadNow(c->clk, now);

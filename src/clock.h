@@ -26,8 +26,9 @@
 
 typedef struct CLK_Clock CLK_Clock;
 
-#define CLK_MAX_FREQ 500e-6 /* s/s: the largest correction any driver accepts (kernel limit)  \
-                             */
+#define CLK_MAX_FREQ                                                                          \
+  500e-6 /* s/s: the largest correction any driver accepts (kernel limit)                     \
+          */
 
 /* The system clock: the real driver, or the null driver when no_adjust (never calls a
  * clock-modifying syscall). */

@@ -73,7 +73,6 @@ store_of(CNF_Config *cfg)
 /* ------------------------------------------------------------------------------------ */
 /* Messages                                                                               */
 
-
 /* Control characters from the input must not reach a log line. */
 /* Store a message whose text was formatted by the caller (taken over and freed here). */
 static void

@@ -7,12 +7,13 @@
 
 #include "siphash.h"
 
-#define PHI 15e-6           /* s/s: dispersion growth (RFC 5905) */
-#define MAX_TOKEN 127       /* longest name or value we look at */
-#define MRU_MATCH_TOL 0.001 /* s: a prior entry is unchanged if its last time is this close   \
-                             */
-#define MRU_RESERVE 80      /* data octets kept for "now=..., last.newest=..." */
-#define MRU_PRIORS 16       /* last.N / addr.N pairs ntpq may send (N < 16) */
+#define PHI 15e-6     /* s/s: dispersion growth (RFC 5905) */
+#define MAX_TOKEN 127 /* longest name or value we look at */
+#define MRU_MATCH_TOL                                                                         \
+  0.001                /* s: a prior entry is unchanged if its last time is this close        \
+                        */
+#define MRU_RESERVE 80 /* data octets kept for "now=..., last.newest=..." */
+#define MRU_PRIORS 16  /* last.N / addr.N pairs ntpq may send (N < 16) */
 
 static const char *const reason_names[] = {
 #define CTL_NAME(id, name) name,

@@ -17,8 +17,8 @@ struct CSV_Server {
   const CLK_Clock *clk;
   const char *config_path;
   int64_t start_mono_ns;
-  CTL_Output out;     /* used inside exclusive sections only */
-  NIO_Batch batch;    /* idem */
+  CTL_Output out;  /* used inside exclusive sections only */
+  NIO_Batch batch; /* idem */
   uint64_t reasons[CTL_R_COUNT];
   char names[CTL_R_COUNT][CSV_NAME_LEN]; /* "ctl_<reason>", for CTL_Counter */
   CTL_Counter counters[SRV_R_COUNT + CTL_R_COUNT + 8];
@@ -67,7 +67,7 @@ sum_reasons(const WRK_Counters *c, const SRV_Reason *r, size_t n)
 }
 
 #define SUM(c, ...)                                                                           \
-  sum_reasons(c, (const SRV_Reason[]){__VA_ARGS__},                                          \
+  sum_reasons(c, (const SRV_Reason[]){__VA_ARGS__},                                           \
               sizeof((const SRV_Reason[]){__VA_ARGS__}) / sizeof(SRV_Reason))
 
 /* ntpq's sysstats/iostats from our counters (docs/control.md lists the mapping). */
@@ -177,8 +177,8 @@ CSV_Handle(void *arg, int self, WRK_Worker *w)
       ctx.configure_arg = &ca;
       ca.changed = false;
     }
-    CTL_Reason why = CTL_Handle(&ctx, reqs[i].data, reqs[i].len, &reqs[i].src,
-                                reqs[i].rflags, &reqs[i].rx, &s->out);
+    CTL_Reason why = CTL_Handle(&ctx, reqs[i].data, reqs[i].len, &reqs[i].src, reqs[i].rflags,
+                                &reqs[i].rx, &s->out);
     s->reasons[why]++;
     send_reply(s, &reqs[i]);
   }

@@ -234,7 +234,7 @@ error_at(Parser *p, int line, const char *fmt, ...)
     p->stopped = true;
     if (p->errs)
       MSG_Add(&p->errs->errors, p->name, 0,
-               "more than %d errors: the rest of the file was not read", KEY_MAX_ERRORS);
+              "more than %d errors: the rest of the file was not read", KEY_MAX_ERRORS);
     return;
   }
   if (p->errs) {

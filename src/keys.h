@@ -29,8 +29,9 @@
 #define KEY_MAX_ID 65535  /* ids above were ntpd's Autokey session keys */
 #define KEY_MAX_ASCII 20  /* key text up to this long is ASCII, longer is hex */
 #define KEY_MAX_SECRET 32 /* octets of a key after hex decoding (64 hex digits) */
-#define KEY_MAX_DIGEST 64 /* digest octets in a MAC: 20 by default (RFC 7822), the whole
-                             SHA-2 digest when a client sends that (ntpdig, chrony) */
+#define KEY_MAX_DIGEST                                                                        \
+  64 /* digest octets in a MAC: 20 by default (RFC 7822), the whole                           \
+        SHA-2 digest when a client sends that (ntpdig, chrony) */
 #define KEY_MAX_MAC (4 + KEY_MAX_DIGEST)
 #define KEY_CMAC_KEY_LEN 16 /* AES-128 */
 #define KEY_MAX_ADDRS 64    /* entries in one key's address list */

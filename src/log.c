@@ -12,7 +12,7 @@
 /* The one piece of process-wide state outside main: where log lines go. It is set at start-up
  * and on reload by the main thread only. */
 static struct {
-  FILE *file;     /* NULL = stderr */
+  FILE *file; /* NULL = stderr */
   bool use_syslog;
   char path[4096];
   LOG_Level max;
@@ -80,8 +80,7 @@ LOG_Close(void)
   log_state.path[0] = '\0';
 }
 
-LOG_PRINTF(2, 0) static void
-log_line(LOG_Level level, const char *fmt, va_list ap, int err)
+LOG_PRINTF(2, 0) static void log_line(LOG_Level level, const char *fmt, va_list ap, int err)
 {
   static const int syslog_prio[] = {3, 4, 5, 6, 7}; /* LOG_ERR..LOG_DEBUG of <syslog.h> */
   char msg[2048];

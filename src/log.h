@@ -8,7 +8,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { LOG_LVL_ERR = 0, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG } LOG_Level;
+typedef enum {
+  LOG_LVL_ERR = 0,
+  LOG_LVL_WARNING,
+  LOG_LVL_NOTICE,
+  LOG_LVL_INFO,
+  LOG_LVL_DEBUG
+} LOG_Level;
 
 /* Send log lines to `path` (NULL or "" = stderr, "syslog" = syslog). False (and errno set)
  * if the file cannot be opened; the previous target stays. */

@@ -34,7 +34,7 @@ typedef struct {
   const char *logfile;
   const char *user;
   const char *chroot_dir;
-  int port;            /* -1 = from config */
+  int port; /* -1 = from config */
   bool no_seccomp;
   bool seccomp_selftest; /* make a forbidden system call once the filter is on (tests) */
   int debug;
@@ -47,10 +47,10 @@ typedef struct {
   Options opt;
   CLK_Clock *clk;
   EVL_Loop *loop;
-  RUN_State *run;      /* configuration in force and the system state built from it */
-  POL_Pool *pool;      /* the serving threads and their sockets */
-  CSV_Server *ctl;     /* the control path (mode 6) */
-  CLI_Client *cli;     /* upstream associations and the clock discipline */
+  RUN_State *run;  /* configuration in force and the system state built from it */
+  POL_Pool *pool;  /* the serving threads and their sockets */
+  CSV_Server *ctl; /* the control path (mode 6) */
+  CLI_Client *cli; /* upstream associations and the clock discipline */
   bool pid_written;
   int sigfd;
   int exit_code;
@@ -59,50 +59,79 @@ typedef struct {
 static void
 usage(FILE *out)
 {
-  fprintf(out,
-          "usage: ntpgated [options]\n"
-          "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG ")\n"
-          "  -n, --foreground      do not detach\n"
-          "  -x, --no-adjust       never modify the system clock\n"
-          "  -t, --check-config    check the configuration, print every error, exit 0 or 2\n"
-          "  -p, --pidfile FILE    write the process id to FILE\n"
-          "  -l, --logfile FILE    log to FILE (\"syslog\" for syslog; default stderr)\n"
-          "  -d, --debug           more debug output (repeat for more)\n"
-          "  -u, --user USER       drop root for USER after binding the sockets\n"
-          "  -i, --chroot DIR      chroot to DIR after binding (reloads read paths inside it)\n"
-          "      --no-seccomp      do not install the system-call allow-list\n"
-          "      --port N          serve on UDP port N (overrides the config's `port`)\n"
-          "      --version         print the version and exit\n"
-          "  -h, --help            this text\n");
+  fprintf(
+      out,
+      "usage: ntpgated [options]\n"
+      "  -c, --config FILE     configuration file (default " DEFAULT_CONFIG ")\n"
+      "  -n, --foreground      do not detach\n"
+      "  -x, --no-adjust       never modify the system clock\n"
+      "  -t, --check-config    check the configuration, print every error, exit 0 or 2\n"
+      "  -p, --pidfile FILE    write the process id to FILE\n"
+      "  -l, --logfile FILE    log to FILE (\"syslog\" for syslog; default stderr)\n"
+      "  -d, --debug           more debug output (repeat for more)\n"
+      "  -u, --user USER       drop root for USER after binding the sockets\n"
+      "  -i, --chroot DIR      chroot to DIR after binding (reloads read paths inside it)\n"
+      "      --no-seccomp      do not install the system-call allow-list\n"
+      "      --port N          serve on UDP port N (overrides the config's `port`)\n"
+      "      --version         print the version and exit\n"
+      "  -h, --help            this text\n");
 }
 
 static int
 parse_options(int argc, char **argv, Options *o)
 {
-  static const struct option longopts[] = {
-      {"config", required_argument, NULL, 'c'},  {"foreground", no_argument, NULL, 'n'},
-      {"no-adjust", no_argument, NULL, 'x'},     {"check-config", no_argument, NULL, 't'},
-      {"pidfile", required_argument, NULL, 'p'}, {"logfile", required_argument, NULL, 'l'},
-      {"debug", no_argument, NULL, 'd'},         {"user", required_argument, NULL, 'u'},
-      {"port", required_argument, NULL, 'P'},    {"version", no_argument, NULL, 'V'},
-      {"help", no_argument, NULL, 'h'},          {"chroot", required_argument, NULL, 'i'},
-      {"no-seccomp", no_argument, NULL, 'S'},    {"seccomp-selftest", no_argument, NULL, 'T'},
-      {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                           {"foreground", no_argument, NULL, 'n'},
+                                           {"no-adjust", no_argument, NULL, 'x'},
+                                           {"check-config", no_argument, NULL, 't'},
+                                           {"pidfile", required_argument, NULL, 'p'},
+                                           {"logfile", required_argument, NULL, 'l'},
+                                           {"debug", no_argument, NULL, 'd'},
+                                           {"user", required_argument, NULL, 'u'},
+                                           {"port", required_argument, NULL, 'P'},
+                                           {"version", no_argument, NULL, 'V'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {"chroot", required_argument, NULL, 'i'},
+                                           {"no-seccomp", no_argument, NULL, 'S'},
+                                           {"seccomp-selftest", no_argument, NULL, 'T'},
+                                           {NULL, 0, NULL, 0}};
   *o = (Options){.config_path = DEFAULT_CONFIG, .port = -1};
   int c;
   while ((c = getopt_long(argc, argv, "c:nxtp:l:du:i:h", longopts, NULL)) != -1) {
     switch (c) {
-      case 'c': o->config_path = optarg; break;
-      case 'n': o->foreground = true; break;
-      case 'x': o->no_adjust = true; break;
-      case 't': o->check_only = true; break;
-      case 'p': o->pidfile = optarg; break;
-      case 'l': o->logfile = optarg; break;
-      case 'd': o->debug++; break;
-      case 'u': o->user = optarg; break;
-      case 'i': o->chroot_dir = optarg; break;
-      case 'S': o->no_seccomp = true; break;
-      case 'T': o->seccomp_selftest = true; break;
+      case 'c':
+        o->config_path = optarg;
+        break;
+      case 'n':
+        o->foreground = true;
+        break;
+      case 'x':
+        o->no_adjust = true;
+        break;
+      case 't':
+        o->check_only = true;
+        break;
+      case 'p':
+        o->pidfile = optarg;
+        break;
+      case 'l':
+        o->logfile = optarg;
+        break;
+      case 'd':
+        o->debug++;
+        break;
+      case 'u':
+        o->user = optarg;
+        break;
+      case 'i':
+        o->chroot_dir = optarg;
+        break;
+      case 'S':
+        o->no_seccomp = true;
+        break;
+      case 'T':
+        o->seccomp_selftest = true;
+        break;
       case 'P': {
         char *end;
         long p = strtol(optarg, &end, 10);
@@ -113,9 +142,15 @@ parse_options(int argc, char **argv, Options *o)
         o->port = (int)p;
         break;
       }
-      case 'V': printf("ntpgated " NTPG_VERSION "\n"); return 0;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+      case 'V':
+        printf("ntpgated " NTPG_VERSION "\n");
+        return 0;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        usage(stderr);
+        return 2;
     }
   }
   if (optind < argc) {
@@ -209,7 +244,8 @@ reload(Daemon *d)
   RUN_Errors errs;
   LOG_Info("SIGHUP: reloading %s", d->opt.config_path);
   LOG_Reopen();
-  RUN_Pending *pending = RUN_Prepare(d->run, d->opt.config_path, &errs); /* threads keep serving */
+  RUN_Pending *pending =
+      RUN_Prepare(d->run, d->opt.config_path, &errs); /* threads keep serving */
   bool ok = false;
   if (pending) {
     NTT_Now now;
@@ -247,9 +283,14 @@ on_signal(void *arg, int fd, uint32_t events)
         LOG_Info("signal %u: exiting", si.ssi_signo);
         EVL_Stop(d->loop);
         break;
-      case SIGHUP: reload(d); break;
-      case SIGUSR1: dump_counters(d); break;
-      default: break;
+      case SIGHUP:
+        reload(d);
+        break;
+      case SIGUSR1:
+        dump_counters(d);
+        break;
+      default:
+        break;
     }
   }
 }
@@ -397,15 +438,15 @@ serve(Daemon *d)
   if (!POL_Start(d->pool, RUN_Context(d->run), err, sizeof(err)))
     LOG_Fatalx("%s", err);
   if (RUN_Config(d->run)->n_assocs > 0) {
-    d->cli = CLI_Create(d->loop, d->clk, RUN_Config(d->run), client_keys(d), on_sync, on_peers, d, err,
-                        sizeof(err));
+    d->cli = CLI_Create(d->loop, d->clk, RUN_Config(d->run), client_keys(d), on_sync, on_peers,
+                        d, err, sizeof(err));
     if (!d->cli)
       LOG_Fatalx("%s", err);
     CSV_SetClient(d->ctl, d->cli);
   }
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
-  LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s",
-           CLK_Name(d->clk), CLK_PrecisionLog2(d->clk));
+  LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s", CLK_Name(d->clk),
+           CLK_PrecisionLog2(d->clk));
   if (!EVL_Run(d->loop))
     LOG_Warn("event loop failed");
   dump_counters(d);
@@ -415,7 +456,8 @@ serve(Daemon *d)
 static void
 shutdown_daemon(Daemon *d)
 {
-  const char *pidfile = d->opt.pidfile ? d->opt.pidfile : (d->run ? RUN_PidFile(d->run) : NULL);
+  const char *pidfile =
+      d->opt.pidfile ? d->opt.pidfile : (d->run ? RUN_PidFile(d->run) : NULL);
   if (d->pid_written)
     DMN_RemovePidFile(pidfile);
   POL_Destroy(d->pool); /* threads first: the control path reads the client */

@@ -131,7 +131,6 @@ draw_leak(uint64_t *rng, int leak)
   return leak > 0 && (splitmix(rng) >> (64 - leak)) == 0;
 }
 
-
 /* Whole seconds from `from` to `to`, rounded to nearest (ntpd adds half a second and
  * truncates); 0 if `to` is not later. */
 static int64_t

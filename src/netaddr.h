@@ -11,9 +11,9 @@
 typedef enum { ADR_NONE = 0, ADR_INET4 = 4, ADR_INET6 = 6 } ADR_Family;
 
 typedef struct {
-  uint8_t family;     /* ADR_Family */
-  uint16_t port;      /* host byte order; 0 = unspecified */
-  uint8_t bytes[16];  /* network order; IPv4 uses bytes[0..3], the rest is zero */
+  uint8_t family;    /* ADR_Family */
+  uint16_t port;     /* host byte order; 0 = unspecified */
+  uint8_t bytes[16]; /* network order; IPv4 uses bytes[0..3], the rest is zero */
 } NetAddr;
 
 /* Longest text form of an address ("[v6]:port" included), with terminator. */

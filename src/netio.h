@@ -35,20 +35,20 @@ bool NIO_Connect(const NetAddr *remote, NIO_Socket *out, char *err, size_t errle
 typedef struct {
   uint8_t data[PKT_MAX_LEN];
   size_t len;
-  NetAddr src;            /* with source port */
-  NetAddr dst;            /* local address it was sent to (port = socket's) */
-  int ifindex;            /* arrival interface, 0 if unknown */
-  struct timespec rx;     /* kernel receive time (CLOCK_REALTIME); zero if none */
-  bool truncated;         /* longer than PKT_MAX_LEN: data holds the first part */
+  NetAddr src;        /* with source port */
+  NetAddr dst;        /* local address it was sent to (port = socket's) */
+  int ifindex;        /* arrival interface, 0 if unknown */
+  struct timespec rx; /* kernel receive time (CLOCK_REALTIME); zero if none */
+  bool truncated;     /* longer than PKT_MAX_LEN: data holds the first part */
 } NIO_Datagram;
 
 /* One reply to send. */
 typedef struct {
   uint8_t data[PKT_MAX_LEN];
   size_t len;
-  size_t req_len;         /* length of the request it answers (a reply is never longer) */
-  NetAddr dst;            /* the requester */
-  NetAddr src;            /* the local address to send from (the request's dst) */
+  size_t req_len; /* length of the request it answers (a reply is never longer) */
+  NetAddr dst;    /* the requester */
+  NetAddr src;    /* the local address to send from (the request's dst) */
   int ifindex;
 } NIO_Reply;
 

@@ -8,7 +8,8 @@
 #include <stdint.h>
 #include <time.h>
 
-/* On-wire timestamp: era-relative seconds since 1900 in the high 32 bits, binary fraction low. */
+/* On-wire timestamp: era-relative seconds since 1900 in the high 32 bits, binary fraction low.
+ */
 typedef uint64_t NTT_Stamp;
 /* On-wire short format: 16.16 unsigned seconds (root delay, root dispersion). */
 typedef uint32_t NTT_Short;
@@ -24,7 +25,8 @@ typedef struct {
   int64_t mono_ns;      /* CLOCK_MONOTONIC in ns: rate limits and timers use only this */
 } NTT_Now;
 
-/* Unix time -> on-wire timestamp (wraps into the right era; exact to the nanosecond's 2^-32). */
+/* Unix time -> on-wire timestamp (wraps into the right era; exact to the nanosecond's 2^-32).
+ */
 NTT_Stamp NTT_FromTimespec(const struct timespec *ts);
 /* On-wire timestamp -> Unix time, choosing the era that puts it within +-2^31 s of `pivot`. */
 void NTT_ToTimespec(NTT_Stamp s, const struct timespec *pivot, struct timespec *out);

@@ -53,13 +53,13 @@ typedef struct {
 } PKT_Ef;
 
 typedef struct {
-  uint8_t ef_count;        /* extension fields found (at most PKT_MAX_EF are described) */
+  uint8_t ef_count; /* extension fields found (at most PKT_MAX_EF are described) */
   PKT_Ef ef[PKT_MAX_EF];
-  bool has_mac;            /* a key id + digest follows the header/EFs */
-  bool crypto_nak;         /* exactly 4 zero octets after the header */
-  uint32_t key_id;         /* when has_mac */
-  uint16_t mac_offset;     /* offset of the key id; also the length that the digest covers */
-  uint16_t digest_len;     /* 16 (MD5/CMAC) or 20 (SHA1) */
+  bool has_mac;        /* a key id + digest follows the header/EFs */
+  bool crypto_nak;     /* exactly 4 zero octets after the header */
+  uint32_t key_id;     /* when has_mac */
+  uint16_t mac_offset; /* offset of the key id; also the length that the digest covers */
+  uint16_t digest_len; /* 16 (MD5/CMAC) or 20 (SHA1) */
 } PKT_Trailer;
 
 /* First-octet peeks, valid for any length >= 1. */
@@ -84,9 +84,9 @@ PKT_TrailerStatus PKT_ParseTrailer(const uint8_t *buf, size_t len, PKT_Trailer *
 const char *PKT_TrailerStatusName(PKT_TrailerStatus s);
 
 /* Reference ids. */
-uint32_t PKT_RefidFromCode(const char *code);   /* up to 4 ASCII chars, zero padded */
+uint32_t PKT_RefidFromCode(const char *code);      /* up to 4 ASCII chars, zero padded */
 void PKT_RefidToCode(uint32_t refid, char out[5]); /* printable code or "" */
-uint32_t PKT_RefidFromAddr(const NetAddr *a);   /* IPv4 address, or first 4 MD5 octets of v6 */
+uint32_t PKT_RefidFromAddr(const NetAddr *a); /* IPv4 address, or first 4 MD5 octets of v6 */
 
 /* Big-endian helpers shared by other wire codecs (mode 6, MACs). */
 static inline uint16_t

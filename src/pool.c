@@ -29,10 +29,10 @@ typedef struct {
 struct POL_Pool {
   _Alignas(64) atomic_int pause; /* an exclusive section is open or opening */
   atomic_int stopping;
-  pthread_mutex_t excl;          /* serializes exclusive sections */
-  pthread_mutex_t gate_lock;     /* with gate: where paused threads wait */
+  pthread_mutex_t excl;      /* serializes exclusive sections */
+  pthread_mutex_t gate_lock; /* with gate: where paused threads wait */
   pthread_cond_t gate;
-  int stopfd;                    /* eventfd that wakes every thread at stop */
+  int stopfd; /* eventfd that wakes every thread at stop */
   int nthreads;
   Thread *th;
   POL_ControlFn control;

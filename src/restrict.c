@@ -74,7 +74,6 @@ typedef struct {
   size_t count;
 } Intervals;
 
-
 static void *
 list_alloc(RST_List *l, size_t n, size_t size)
 {
@@ -162,16 +161,17 @@ validate(const RST_Entry *e, size_t i, char *err, size_t errlen)
 {
   if (e->addr.family != ADR_INET4 && e->addr.family != ADR_INET6) {
     MSG_SetError(err, errlen, "restrict entry %zu: address family %u unknown", i,
-              (unsigned)e->addr.family);
+                 (unsigned)e->addr.family);
     return false;
   }
   if (e->mask.family != e->addr.family) {
-    MSG_SetError(err, errlen, "restrict entry %zu: mask family differs from address family", i);
+    MSG_SetError(err, errlen, "restrict entry %zu: mask family differs from address family",
+                 i);
     return false;
   }
   if (e->mflags & ~(uint32_t)KNOWN_MFLAGS) {
     MSG_SetError(err, errlen, "restrict entry %zu: unknown match flags 0x%x", i,
-              (unsigned)(e->mflags & ~(uint32_t)KNOWN_MFLAGS));
+                 (unsigned)(e->mflags & ~(uint32_t)KNOWN_MFLAGS));
     return false;
   }
   return true;

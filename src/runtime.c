@@ -16,14 +16,14 @@
 #include "rng.h"
 
 #define LOCAL_REFRESH_NS (64LL * 1000000000) /* the LOCAL driver's poll: 2^6 s */
-#define ORPHAN_REFID 0x7f000001u              /* 127.0.0.1, as ntpd sends in orphan mode */
+#define ORPHAN_REFID 0x7f000001u             /* 127.0.0.1, as ntpd sends in orphan mode */
 
 struct RUN_State {
   CNF_Config *cfg;
   int port_override;
   int precision;
-  int64_t start_mono_ns;  /* start, or the last loss of upstream sync (orphan timing) */
-  bool client_synced;     /* the client has an upstream system peer: serve its state */
+  int64_t start_mono_ns; /* start, or the last loss of upstream sync (orphan timing) */
+  bool client_synced;    /* the client has an upstream system peer: serve its state */
   SRV_System client_sys;
   int64_t local_refresh_ns;
   SRV_Policy policy;
@@ -44,7 +44,7 @@ struct RUN_State {
    * lock lets a reload prepare (outside the exclusive section) read them safely. */
   pthread_mutex_t text_lock;
   char *runtime_text;
-  NetAddr *peers;        /* the client's servers, for `restrict source` entries */
+  NetAddr *peers; /* the client's servers, for `restrict source` entries */
   size_t npeers;
 };
 
@@ -146,7 +146,8 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
   IFC_Address local[256];
   int nlocal = IFC_List(local, 256);
   size_t nl = nlocal < 0 ? 0 : (size_t)(nlocal > 256 ? 256 : nlocal);
-  t->rst = ACC_BuildRestrict(cfg, local, nl, ACC_ResolveSystem, &t->source_flags, acc_msg, &sink);
+  t->rst =
+      ACC_BuildRestrict(cfg, local, nl, ACC_ResolveSystem, &t->source_flags, acc_msg, &sink);
   if (ACC_MonitorParams(cfg, &t->mon, acc_msg, &sink))
     t->mon.shards = shards_for(threads_for(cfg));
   if (cfg->keysfile) {
@@ -205,12 +206,12 @@ load(const char *path, const char *extra, RUN_Errors *errs)
   return cfg;
 }
 
-
 static bool
 orphan_due(const RUN_State *r, const NTT_Now *now)
 {
   const CNF_Tos *t = &r->cfg->tos;
-  return t->orphan > 0 && now->mono_ns - r->start_mono_ns >= (int64_t)t->orphanwait * 1000000000;
+  return t->orphan > 0 &&
+         now->mono_ns - r->start_mono_ns >= (int64_t)t->orphanwait * 1000000000;
 }
 
 /* The system variables follow from what we are synchronized to. With no client associations
@@ -278,8 +279,12 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
   r->policy.monitor = cfg->sw.monitor;
   update_system(r, now);
   r->mon_params = t->mon;
-  r->ctx = (SRV_Ctx){.policy = &r->policy, .sys = &r->sys, .rst = r->rst, .mon = r->mon,
-                     .keys = r->keys, .ctl_mon = r->ctl_mon};
+  r->ctx = (SRV_Ctx){.policy = &r->policy,
+                     .sys = &r->sys,
+                     .rst = r->rst,
+                     .mon = r->mon,
+                     .keys = r->keys,
+                     .ctl_mon = r->ctl_mon};
   return true;
 fail:
   free_tables(t);
@@ -655,9 +660,12 @@ static bool
 matches(const CNF_Interface *in, const IFC_Address *a)
 {
   switch (in->match) {
-    case CNF_IFM_NAME: return strcmp(in->name, a->name) == 0;
-    case CNF_IFM_IPV4: return a->addr.family == ADR_INET4;
-    case CNF_IFM_IPV6: return a->addr.family == ADR_INET6;
+    case CNF_IFM_NAME:
+      return strcmp(in->name, a->name) == 0;
+    case CNF_IFM_IPV4:
+      return a->addr.family == ADR_INET4;
+    case CNF_IFM_IPV6:
+      return a->addr.family == ADR_INET6;
     case CNF_IFM_ADDR: {
       if (in->addr.family != a->addr.family)
         return false;
@@ -667,7 +675,8 @@ matches(const CNF_Interface *in, const IFC_Address *a)
       ADR_ApplyMask(&a->addr, &mask, &y);
       return ADR_Equal(&x, &y);
     }
-    default: return false;
+    default:
+      return false;
   }
 }
 

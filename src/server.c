@@ -138,13 +138,13 @@ send_kod(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, const
  * limited source gets RATE KoDs (about one per 2^average s) and then silence. */
 static SRV_Action
 refuse(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, uint32_t rflags,
-       const char *code, SRV_Reason kod_reason, SRV_Reason silent, uint8_t *out, SRV_Verdict *v)
+       const char *code, SRV_Reason kod_reason, SRV_Reason silent, uint8_t *out,
+       SRV_Verdict *v)
 {
   if (!(rflags & RST_KOD))
     return drop(v, silent);
-  if (ctx->mon &&
-      MON_Check(ctx->mon, &rq->src, req->mode, req->version, rflags | RST_LIMITED,
-                rq->rx.mono_ns, NULL) == MON_LIMIT_DROP)
+  if (ctx->mon && MON_Check(ctx->mon, &rq->src, req->mode, req->version, rflags | RST_LIMITED,
+                            rq->rx.mono_ns, NULL) == MON_LIMIT_DROP)
     return drop(v, SRV_R_DROP_KOD_LIMIT);
   return send_kod(ctx, rq, req, code, kod_reason, out, v);
 }
@@ -156,7 +156,8 @@ rate_check(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, uin
 {
   if (!ctx->mon || (!ctx->policy->monitor && !(rflags & RST_LIMITED)))
     return true;
-  switch (MON_Check(ctx->mon, &rq->src, req->mode, req->version, rflags, rq->rx.mono_ns, NULL)) {
+  switch (
+      MON_Check(ctx->mon, &rq->src, req->mode, req->version, rflags, rq->rx.mono_ns, NULL)) {
     case MON_SERVE:
       return true;
     case MON_LEAK_SERVE:

@@ -17,37 +17,38 @@
 #include "rng.h"
 
 /* Why a datagram got the answer it got. Every value is a counter; names in SRV_ReasonName. */
-#define SRV_REASONS(X)                                                                       \
-  X(SERVED, "served")                     /* mode 4 reply sent */                             \
-  X(SERVED_AUTH, "served_auth")           /* mode 4 reply MACed with the request's key */     \
-  X(SERVED_LEAK, "served_leak")           /* over the limits, answered by the leak */         \
-  X(CRYPTO_NAK, "crypto_nak")             /* MAC we cannot check: crypto-NAK sent */          \
-  X(KOD_RATE, "kod_rate")                 /* RATE KoD sent */                                 \
-  X(KOD_DENY, "kod_deny")                 /* DENY KoD sent */                                 \
-  X(KOD_RSTR, "kod_rstr")                 /* RSTR KoD sent */                                 \
-  X(KOD_CRYP, "kod_cryp")                 /* CRYP KoD sent */                                 \
-  X(DROP_EMPTY, "dropped_empty")          /* zero-length datagram */                          \
-  X(DROP_PORT0, "dropped_port0")          /* source port 0 */                                 \
-  X(DROP_MCAST_SRC, "dropped_mcast_src")  /* multicast source address */                      \
-  X(DROP_CTL_RESPONSE, "dropped_ctl_response") /* mode 6/7 response/error/fragment (bug 1331) */\
-  X(DROP_IGNORE, "dropped_ignore")        /* restrict ignore */                               \
-  X(DROP_NOQUERY, "dropped_noquery")      /* mode 6/7 from a noquery source */                \
-  X(DROP_MODE7, "dropped_mode7")          /* mode 7 request: never answered */                \
-  X(DROP_MODE6, "dropped_mode6")          /* mode 6 request: control not served */            \
-  X(CONTROL, "control_requests")          /* mode 6 request handed to the control path */     \
+#define SRV_REASONS(X)                                                                        \
+  X(SERVED, "served")                    /* mode 4 reply sent */                              \
+  X(SERVED_AUTH, "served_auth")          /* mode 4 reply MACed with the request's key */      \
+  X(SERVED_LEAK, "served_leak")          /* over the limits, answered by the leak */          \
+  X(CRYPTO_NAK, "crypto_nak")            /* MAC we cannot check: crypto-NAK sent */           \
+  X(KOD_RATE, "kod_rate")                /* RATE KoD sent */                                  \
+  X(KOD_DENY, "kod_deny")                /* DENY KoD sent */                                  \
+  X(KOD_RSTR, "kod_rstr")                /* RSTR KoD sent */                                  \
+  X(KOD_CRYP, "kod_cryp")                /* CRYP KoD sent */                                  \
+  X(DROP_EMPTY, "dropped_empty")         /* zero-length datagram */                           \
+  X(DROP_PORT0, "dropped_port0")         /* source port 0 */                                  \
+  X(DROP_MCAST_SRC, "dropped_mcast_src") /* multicast source address */                       \
+  X(DROP_CTL_RESPONSE,                                                                        \
+    "dropped_ctl_response")          /* mode 6/7 response/error/fragment (bug 1331) */        \
+  X(DROP_IGNORE, "dropped_ignore")   /* restrict ignore */                                    \
+  X(DROP_NOQUERY, "dropped_noquery") /* mode 6/7 from a noquery source */                     \
+  X(DROP_MODE7, "dropped_mode7")     /* mode 7 request: never answered */                     \
+  X(DROP_MODE6, "dropped_mode6")     /* mode 6 request: control not served */                 \
+  X(CONTROL, "control_requests")     /* mode 6 request handed to the control path */          \
   X(DROP_CTL_LIMITED, "dropped_ctl_limited") /* mode 6 over its per-source or total limit */  \
-  X(DROP_SHORT, "dropped_short")          /* time packet shorter than 48 octets */            \
-  X(DROP_VERSION, "dropped_version")      /* version 0 or > 4, or not 4 under `version` */    \
-  X(DROP_MODE0, "dropped_mode0")          /* mode 0 (reserved) */                             \
-  X(DROP_RESPONSE, "dropped_response")    /* unsolicited mode 2/4/5: never answered */        \
-  X(DROP_SYMMETRIC, "dropped_symmetric")  /* mode 1: no symmetric service */                  \
-  X(DROP_TRAILER, "dropped_trailer")      /* malformed extension fields / MAC framing */      \
-  X(DROP_NOSERVE, "dropped_noserve")      /* restrict noserve */                              \
-  X(DROP_NOTRUST, "dropped_notrust")      /* restrict notrust without a good MAC */           \
-  X(DROP_LIMITED, "dropped_limited")      /* over the discard limits, no KoD due */           \
-  X(DROP_KOD_LIMIT, "dropped_kod_limit")  /* a KoD was due but the KoD limit refused it */    \
-  X(DROP_FLAKE, "dropped_flake")          /* restrict flake */                                \
-  X(DROP_SIGN, "dropped_sign_failed")     /* the reply's MAC could not be made */
+  X(DROP_SHORT, "dropped_short")             /* time packet shorter than 48 octets */         \
+  X(DROP_VERSION, "dropped_version")         /* version 0 or > 4, or not 4 under `version` */ \
+  X(DROP_MODE0, "dropped_mode0")             /* mode 0 (reserved) */                          \
+  X(DROP_RESPONSE, "dropped_response")       /* unsolicited mode 2/4/5: never answered */     \
+  X(DROP_SYMMETRIC, "dropped_symmetric")     /* mode 1: no symmetric service */               \
+  X(DROP_TRAILER, "dropped_trailer")         /* malformed extension fields / MAC framing */   \
+  X(DROP_NOSERVE, "dropped_noserve")         /* restrict noserve */                           \
+  X(DROP_NOTRUST, "dropped_notrust")         /* restrict notrust without a good MAC */        \
+  X(DROP_LIMITED, "dropped_limited")         /* over the discard limits, no KoD due */        \
+  X(DROP_KOD_LIMIT, "dropped_kod_limit")     /* a KoD was due but the KoD limit refused it */ \
+  X(DROP_FLAKE, "dropped_flake")             /* restrict flake */                             \
+  X(DROP_SIGN, "dropped_sign_failed")        /* the reply's MAC could not be made */
 
 typedef enum {
 #define SRV_ENUM(id, name) SRV_R_##id,
@@ -71,21 +72,21 @@ typedef enum { SRV_DROP = 0, SRV_REPLY, SRV_KOD, SRV_CONTROL } SRV_Action;
 
 /* The system variables our replies carry. Published by the main thread as a whole value. */
 typedef struct {
-  uint8_t leap;          /* PKT_LEAP_*; PKT_LEAP_UNSYNC while not synchronized */
-  uint8_t stratum;       /* 1..15 synchronized; 16 = unsynchronized (sent as 0) */
-  int8_t precision;      /* log2 s */
+  uint8_t leap;     /* PKT_LEAP_*; PKT_LEAP_UNSYNC while not synchronized */
+  uint8_t stratum;  /* 1..15 synchronized; 16 = unsynchronized (sent as 0) */
+  int8_t precision; /* log2 s */
   uint32_t refid;
-  NTT_Stamp ref_ts;      /* when the clock was last set or corrected */
-  double root_delay;     /* s */
-  double root_disp;      /* s, at update_mono_ns; grows by PHI per second after it */
+  NTT_Stamp ref_ts;  /* when the clock was last set or corrected */
+  double root_delay; /* s */
+  double root_disp;  /* s, at update_mono_ns; grows by PHI per second after it */
   int64_t update_mono_ns;
 } SRV_System;
 
 /* What the decision needs from configuration (copied in; no pointer into CNF_Config). */
 typedef struct {
-  int8_t min_poll;       /* replies advertise max(request poll, this): discard average */
+  int8_t min_poll; /* replies advertise max(request poll, this): discard average */
   int8_t max_poll;
-  bool monitor;          /* record every time request in the monitor (`enable monitor`) */
+  bool monitor; /* record every time request in the monitor (`enable monitor`) */
 } SRV_Policy;
 
 /* Everything a decision reads. rst, mon and keys may be NULL: no restrictions (every
@@ -103,17 +104,17 @@ typedef struct {
 typedef struct {
   const uint8_t *data;
   size_t len;
-  NetAddr src;          /* source address and port */
-  NTT_Now rx;           /* receive time (kernel timestamp when available) */
+  NetAddr src; /* source address and port */
+  NTT_Now rx;  /* receive time (kernel timestamp when available) */
 } SRV_Request;
 
 /* What SRV_Decide says besides the action. */
 typedef struct {
-  size_t len;      /* octets in out (SRV_REPLY/SRV_KOD) */
-  bool stamp;      /* a normal reply: the edge writes the transmit time (SRV_Finish) */
-  uint32_t key_id; /* the reply is to be MACed with this key after stamping; 0 = none */
+  size_t len;         /* octets in out (SRV_REPLY/SRV_KOD) */
+  bool stamp;         /* a normal reply: the edge writes the transmit time (SRV_Finish) */
+  uint32_t key_id;    /* the reply is to be MACed with this key after stamping; 0 = none */
   uint8_t digest_len; /* ... with this many digest octets (the request's) */
-  uint32_t rflags; /* restrict flags of the source (RST_IGNORE for a multicast source) */
+  uint32_t rflags;    /* restrict flags of the source (RST_IGNORE for a multicast source) */
   SRV_Reason why;
 } SRV_Verdict;
 

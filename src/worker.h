@@ -12,14 +12,14 @@
 #include "server.h"
 
 typedef struct {
-  uint64_t received;        /* datagrams read */
+  uint64_t received; /* datagrams read */
   uint64_t received_bytes;
-  uint64_t sent;            /* replies the kernel accepted */
+  uint64_t sent; /* replies the kernel accepted */
   uint64_t sent_bytes;
-  uint64_t send_errors;     /* replies lost to ENOBUFS/EAGAIN/... */
+  uint64_t send_errors; /* replies lost to ENOBUFS/EAGAIN/... */
   uint64_t recv_errors;
-  uint64_t oversize;        /* datagrams larger than we read: dropped */
-  uint64_t blocked_larger;  /* replies refused because larger than the request (never) */
+  uint64_t oversize;       /* datagrams larger than we read: dropped */
+  uint64_t blocked_larger; /* replies refused because larger than the request (never) */
   uint64_t reasons[SRV_R_COUNT];
 } WRK_Counters;
 
@@ -28,11 +28,11 @@ typedef struct {
 typedef struct {
   uint8_t data[PKT_MAX_LEN];
   size_t len;
-  NetAddr src;      /* the requester */
-  NetAddr dst;      /* the local address it came to */
+  NetAddr src; /* the requester */
+  NetAddr dst; /* the local address it came to */
   int ifindex;
   NTT_Now rx;
-  uint32_t rflags;  /* restrict flags of the source */
+  uint32_t rflags; /* restrict flags of the source */
   const NIO_Socket *sock;
 } WRK_Control;
 

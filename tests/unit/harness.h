@@ -28,7 +28,7 @@ static unsigned long harness_seed = 12345;
     harness_checks++;                                                                         \
     if (harness_a != harness_b) {                                                             \
       harness_failures++;                                                                     \
-      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,  \
+      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,   \
               harness_a, harness_b);                                                          \
     }                                                                                         \
   } while (0)
@@ -39,7 +39,7 @@ static unsigned long harness_seed = 12345;
     harness_checks++;                                                                         \
     if (!harness_a || !harness_b || strcmp(harness_a, harness_b) != 0) {                      \
       harness_failures++;                                                                     \
-      fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, #a,  \
+      fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, #a,   \
               #b, harness_a ? harness_a : "(null)", harness_b ? harness_b : "(null)");        \
     }                                                                                         \
   } while (0)
@@ -63,7 +63,7 @@ typedef struct {
 
 #define TEST_CASE(fn)                                                                         \
   {                                                                                           \
-    #fn, fn                                                                                   \
+#fn, fn                                                                                   \
   }
 
 static inline int

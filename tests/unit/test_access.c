@@ -83,7 +83,8 @@ env_text(const char *text, const char *keys_text)
   SRV_SystemLocal(&sys, -20, 10, PKT_RefidFromCode("LOCL"), &now);
   RNG_Init(&rng, harness_seed);
   policy.min_poll = (int8_t)e.cfg->discard.average;
-  e.ctx = (SRV_Ctx){.policy = &policy, .sys = &sys, .rst = e.rst, .mon = e.mon, .keys = e.keys};
+  e.ctx =
+      (SRV_Ctx){.policy = &policy, .sys = &sys, .rst = e.rst, .mon = e.mon, .keys = e.keys};
   return e;
 }
 
@@ -115,8 +116,8 @@ req_init(Req *r, const char *src, uint16_t port, int version, int mode, int64_t 
   r->buf[2] = 6;
   r->buf[3] = (uint8_t)-18;
   PKT_Put64(r->buf + 40, REQ_XMT);
-  r->rq = (SRV_Request){.data = r->buf, .len = 48,
-                        .rx = {.real = {1700000010, 0}, .mono_ns = mono_ns}};
+  r->rq = (SRV_Request){
+      .data = r->buf, .len = 48, .rx = {.real = {1700000010, 0}, .mono_ns = mono_ns}};
   TEST_CHECK(ADR_Parse(src, &r->rq.src));
   r->rq.src.port = port;
 }
@@ -329,8 +330,9 @@ test_acc_notrust_without_keys_denies_all(void)
   env_free(&e);
 }
 
-static const char KEYS[] = "1 MD5 onetwothree\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n"
-                           "3 MD5 untrusted\n";
+static const char KEYS[] =
+    "1 MD5 onetwothree\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n"
+    "3 MD5 untrusted\n";
 
 /* A request MACed with key `id` from src. */
 static void
@@ -499,7 +501,7 @@ test_acc_global_kod_limit(void)
   Env e = env("restrict default limited kod\ndiscard leak 0 kodlimit 1\n");
   int kods = 0, suppressed = 0;
   char src[32];
-  for (int round = 0; round < 20; round++) {      /* 20 rounds over 2 s */
+  for (int round = 0; round < 20; round++) { /* 20 rounds over 2 s */
     for (int s = 0; s < 10; s++) {
       snprintf(src, sizeof(src), "192.0.2.%d", s + 1);
       SRV_Reason why = ask(&e, src, 10.0 + round * 0.1);
@@ -682,13 +684,15 @@ test_acc_restrict_source_entries(void)
   env_free(&e);
 }
 
-TEST_MAIN(TEST_CASE(test_acc_open_config_serves), TEST_CASE(test_acc_restrict_source_entries), TEST_CASE(test_acc_ignore_takes_no_monitor_slot),
+TEST_MAIN(TEST_CASE(test_acc_open_config_serves), TEST_CASE(test_acc_restrict_source_entries),
+          TEST_CASE(test_acc_ignore_takes_no_monitor_slot),
           TEST_CASE(test_acc_noserve_with_and_without_kod),
           TEST_CASE(test_acc_noserve_leaves_queries_alone),
           TEST_CASE(test_acc_noquery_drops_modes_6_and_7_only),
           TEST_CASE(test_acc_mode7_never_answered_even_open),
           TEST_CASE(test_acc_control_responses_from_self_never_answered),
-          TEST_CASE(test_acc_version_flag), TEST_CASE(test_acc_notrust_without_keys_denies_all),
+          TEST_CASE(test_acc_version_flag),
+          TEST_CASE(test_acc_notrust_without_keys_denies_all),
           TEST_CASE(test_acc_notrust_with_keys),
           TEST_CASE(test_acc_overlapping_masks_most_specific_wins),
           TEST_CASE(test_acc_ntpport_and_interface_entries),
@@ -697,8 +701,9 @@ TEST_MAIN(TEST_CASE(test_acc_open_config_serves), TEST_CASE(test_acc_restrict_so
           TEST_CASE(test_acc_limited_kod_at_one_second_spacing),
           TEST_CASE(test_acc_limited_boundaries), TEST_CASE(test_acc_global_kod_limit),
           TEST_CASE(test_acc_kodlimit_zero_sends_none),
-          TEST_CASE(test_acc_deny_kods_limited_per_source), TEST_CASE(test_acc_leak_serves_some),
-          TEST_CASE(test_acc_no_kod_for_mode_4_or_5), TEST_CASE(test_acc_flake_drops_about_a_tenth),
+          TEST_CASE(test_acc_deny_kods_limited_per_source),
+          TEST_CASE(test_acc_leak_serves_some), TEST_CASE(test_acc_no_kod_for_mode_4_or_5),
+          TEST_CASE(test_acc_flake_drops_about_a_tenth),
           TEST_CASE(test_acc_kod_poll_and_length), TEST_CASE(test_acc_serverresponse_fuzz),
           TEST_CASE(test_acc_monitor_params_from_config),
           TEST_CASE(test_acc_monitor_bounded_under_many_sources))

@@ -109,25 +109,25 @@ free(void *p)
   __libc_free(p);
 }
 
-static const char CONFIG[] =
-    "server 192.0.2.1 iburst minpoll 4 maxpoll 10 key 1 prefer\n"
-    "pool pool.example.org iburst\n"
-    "server 127.127.1.0\nfudge 127.127.1.0 stratum 10 refid LOCL\n"
-    "restrict default kod limited nomodify nopeer noquery notrap\n"
-    "restrict -6 default ignore\n"
-    "restrict 10.0.0.0 mask 255.0.0.0 noserve ntpport\n"
-    "restrict 2001:db8::/32 version flake\n"
-    "restrict source nomodify noquery\n"
-    "unrestrict 10.0.0.0/8 ntpport\n"
-    "delrestrict 10.1.0.0 mask 255.255.0.0\n"
-    "discard average 4 minimum 1 leak 3 kodlimit 2 netprefix 24/56\n"
-    "mru maxdepth 1000 mindepth 10 maxage 30\n"
-    "interface listen 127.0.0.1\nport 12345\n"
-    "trustedkey 1 2 (5 ... 9)\ncontrolkey 1\n"
-    "tos orphan 10 orphanwait 30\nbogus directive here\n";
+static const char CONFIG[] = "server 192.0.2.1 iburst minpoll 4 maxpoll 10 key 1 prefer\n"
+                             "pool pool.example.org iburst\n"
+                             "server 127.127.1.0\nfudge 127.127.1.0 stratum 10 refid LOCL\n"
+                             "restrict default kod limited nomodify nopeer noquery notrap\n"
+                             "restrict -6 default ignore\n"
+                             "restrict 10.0.0.0 mask 255.0.0.0 noserve ntpport\n"
+                             "restrict 2001:db8::/32 version flake\n"
+                             "restrict source nomodify noquery\n"
+                             "unrestrict 10.0.0.0/8 ntpport\n"
+                             "delrestrict 10.1.0.0 mask 255.255.0.0\n"
+                             "discard average 4 minimum 1 leak 3 kodlimit 2 netprefix 24/56\n"
+                             "mru maxdepth 1000 mindepth 10 maxage 30\n"
+                             "interface listen 127.0.0.1\nport 12345\n"
+                             "trustedkey 1 2 (5 ... 9)\ncontrolkey 1\n"
+                             "tos orphan 10 orphanwait 30\nbogus directive here\n";
 
-static const char KEYS[] = "1 MD5 onetwothree\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n"
-                           "4 AES128CMAC 000102030405060708090a0b0c0d0e0f\n";
+static const char KEYS[] =
+    "1 MD5 onetwothree\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n"
+    "4 AES128CMAC 000102030405060708090a0b0c0d0e0f\n";
 
 typedef bool (*Step)(void);
 
@@ -285,8 +285,10 @@ test_allocfail_restrict(void)
   good_cfg = CNF_Create();
   CNF_Errors e;
   CNF_InitErrors(&e);
-  CNF_ParseText(good_cfg, "t.conf", "restrict default limited\nrestrict 10.0.0.0/8 noserve\n"
-                                    "restrict example.invalid ignore\nrestrict ::1\n", &e);
+  CNF_ParseText(good_cfg, "t.conf",
+                "restrict default limited\nrestrict 10.0.0.0/8 noserve\n"
+                "restrict example.invalid ignore\nrestrict ::1\n",
+                &e);
   CNF_ClearErrors(&e);
   sweep("restrict list", step_restrict, true);
   CNF_Destroy(good_cfg);

@@ -497,7 +497,8 @@ test_restrict_kod_without_limited_warns(void)
   TEST_CHECK(ok);
   TEST_EQ_INT(e.errors.count, 0);
   TEST_EQ_INT(e.warnings.count, 1);
-  TEST_EQ_STR(wrn(&e, 0), "t.conf:1: restrict: 'kod' without 'limited' sends no RATE KoDs (only DENY, RSTR and CRYP)");
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:1: restrict: 'kod' without 'limited' sends no RATE KoDs "
+                          "(only DENY, RSTR and CRYP)");
   TEST_EQ_INT(c->n_restricts, 3);
   TEST_EQ_INT(c->restricts[0].flags, RST_KOD | RST_NOMODIFY);
   CNF_ClearErrors(&e);
@@ -885,7 +886,8 @@ test_every_error_reported_with_lines(void)
   TEST_EQ_STR(err(&e, 4), "t.conf:9: tos: orphan 'x' is not a number");
   TEST_EQ_STR(err(&e, 5), "t.conf:11: threads: 99 is out of range 0..64");
   TEST_EQ_INT(e.warnings.count, 1);
-  TEST_EQ_STR(wrn(&e, 0), "t.conf:6: restrict: 'kod' without 'limited' sends no RATE KoDs (only DENY, RSTR and CRYP)");
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:6: restrict: 'kod' without 'limited' sends no RATE KoDs "
+                          "(only DENY, RSTR and CRYP)");
   /* The good lines still recorded; the bad ones did not. */
   TEST_EQ_INT(c->n_assocs, 1);
   TEST_EQ_INT(c->n_restricts, 3);

@@ -39,8 +39,9 @@ make_request(uint8_t *buf, size_t len, int version, int mode)
   buf[2] = 6; /* poll */
   if (len >= 48)
     PKT_Put64(buf + 40, 0x0123456789abcdefULL);
-  SRV_Request rq = {.data = buf, .len = len, .rx = {.real = {1700000010, 500000000},
-                                                   .mono_ns = 11000000000LL}};
+  SRV_Request rq = {.data = buf,
+                    .len = len,
+                    .rx = {.real = {1700000010, 500000000}, .mono_ns = 11000000000LL}};
   ADR_Parse("127.0.0.2", &rq.src);
   rq.src.port = 40000;
   return rq;
