@@ -207,6 +207,9 @@ typedef struct {
   uint32_t control_key;  /* `controlkey`; 0: none, so CONFIGURE/reslist are refused */
   CTW_VerifyFn verify;   /* NULL: KEY_Verify */
   CTW_SignFn sign;       /* NULL: KEY_Sign */
+  /* The request came over the daemon's root-only local control socket: it has the control
+   * key's rights (CONFIGURE, reslist) without a MAC, and no amplification bound. */
+  bool local_admin;
   /* MRU nonces: a secret random key (e.g. RNG_Secure at start; replace it to revoke) */
   uint8_t nonce_secret[16];
   /* runtime configuration; NULL: CONFIGURE answers CTW_ERR_BADOP */

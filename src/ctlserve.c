@@ -1,8 +1,14 @@
 #include "ctlserve.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "control.h"
 #include "log.h"
@@ -25,6 +31,8 @@ struct CSV_Server {
   LOG_Limiter log_limit;
   CLI_Client *cli;
   CTL_Peer peers[CSV_MAX_PEERS];
+  int local_fd;
+  char local_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
 void
@@ -43,6 +51,7 @@ CSV_Create(RUN_State *run, POL_Pool *pool, const CLK_Clock *clk, const char *con
   s->pool = pool;
   s->clk = clk;
   s->config_path = config_path;
+  s->local_fd = -1;
   NTT_Now now;
   CLK_ReadNow(clk, &now);
   s->start_mono_ns = now.mono_ns;
@@ -54,6 +63,8 @@ CSV_Create(RUN_State *run, POL_Pool *pool, const CLK_Clock *clk, const char *con
 void
 CSV_Destroy(CSV_Server *s)
 {
+  if (s)
+    CSV_CloseLocal(s);
   free(s);
 }
 
@@ -150,6 +161,22 @@ send_reply(CSV_Server *s, const WRK_Control *c)
   }
 }
 
+/* The context for the configuration in force (inside an exclusive section). */
+static void
+build_context(CSV_Server *s, const WRK_Counters *sum, const CTL_Stats *st, ConfigureArg *ca,
+              CTL_Ctx *ctx)
+{
+  RUN_ControlContext(s->run, ctx);
+  if (s->cli)
+    CLI_FillControl(s->cli, ctx, s->peers, CSV_MAX_PEERS);
+  ctx->stats = st;
+  ctx->counters = s->counters;
+  ctx->n_counters = fill_counters(s, sum);
+  ctx->configure = configure;
+  ctx->configure_arg = ca;
+  ca->changed = false;
+}
+
 void
 CSV_Handle(void *arg, int self, WRK_Worker *w)
 {
@@ -166,23 +193,178 @@ CSV_Handle(void *arg, int self, WRK_Worker *w)
   ConfigureArg ca = {.s = s};
   CTL_Ctx ctx;
   for (size_t i = 0; i < n; i++) {
-    if (i == 0 || ca.changed) { /* a :config replaced the tables the context points to */
-      RUN_ControlContext(s->run, &ctx);
-      if (s->cli)
-        CLI_FillControl(s->cli, &ctx, s->peers, CSV_MAX_PEERS);
-      ctx.stats = &st;
-      ctx.counters = s->counters;
-      ctx.n_counters = fill_counters(s, &sum);
-      ctx.configure = configure;
-      ctx.configure_arg = &ca;
-      ca.changed = false;
-    }
+    if (i == 0 || ca.changed) /* a :config replaced the tables the context points to */
+      build_context(s, &sum, &st, &ca, &ctx);
     CTL_Reason why = CTL_Handle(&ctx, reqs[i].data, reqs[i].len, &reqs[i].src, reqs[i].rflags,
                                 &reqs[i].rx, &s->out);
     s->reasons[why]++;
     send_reply(s, &reqs[i]);
   }
   POL_Release(s->pool);
+}
+
+int
+CSV_OpenLocal(CSV_Server *s, const char *path, char *err, size_t errlen)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof(sa.sun_path)) {
+    snprintf(err, errlen, "control socket path too long: %s", path);
+    return -1;
+  }
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "control socket: %s", strerror(errno));
+    return -1;
+  }
+  unlink(path);             /* a stale socket from an earlier run */
+  mode_t old = umask(0177); /* created 0600: only its owner (root) may send to it */
+  int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+  umask(old);
+  if (rc < 0) {
+    snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  s->local_fd = fd;
+  snprintf(s->local_path, sizeof(s->local_path), "%s", path);
+  return fd;
+}
+
+void
+CSV_CloseLocal(CSV_Server *s)
+{
+  if (s->local_fd < 0)
+    return;
+  close(s->local_fd);
+  unlink(s->local_path);
+  s->local_fd = -1;
+}
+
+void
+CSV_HandleLocal(CSV_Server *s)
+{
+  uint8_t req[PKT_MAX_LEN];
+  struct sockaddr_un from;
+  for (int round = 0; round < 16; round++) {
+    socklen_t fl = sizeof(from);
+    ssize_t n = recvfrom(s->local_fd, req, sizeof(req), 0, (struct sockaddr *)&from, &fl);
+    if (n <= 0)
+      return;
+    POL_Exclusive(s->pool, -1);
+    NTT_Now now;
+    CLK_ReadNow(s->clk, &now);
+    WRK_Counters sum;
+    POL_SumCounters(s->pool, &sum);
+    CTL_Stats st;
+    fill_stats(s, &sum, now.mono_ns, &st);
+    ConfigureArg ca = {.s = s};
+    CTL_Ctx ctx;
+    build_context(s, &sum, &st, &ca, &ctx);
+    ctx.local_admin = true;
+    NetAddr src;
+    ADR_Parse("127.0.0.1", &src);
+    CTL_Reason why = CTL_Handle(&ctx, req, (size_t)n, &src, 0, &now, &s->out);
+    s->reasons[why]++;
+    for (size_t i = 0; i < s->out.wire.count; i++)
+      if (sendto(s->local_fd, s->out.wire.buf[i], s->out.wire.len[i], 0,
+                 (struct sockaddr *)&from, fl) < 0)
+        break;
+    POL_Release(s->pool);
+  }
+}
+
+/* A mode 6 request: READVAR (opcode 2) of names, or CONFIGURE (8) of text. */
+static size_t
+local_request(uint8_t opcode, const char *text, uint16_t seq, uint8_t *buf, size_t cap)
+{
+  size_t n = strlen(text);
+  if (12 + n + 3 > cap)
+    return 0;
+  memset(buf, 0, 12 + n + 3);
+  buf[0] = (2 << 3) | 6;
+  buf[1] = opcode;
+  PKT_Put16(buf + 2, seq);
+  PKT_Put16(buf + 10, (uint16_t)n);
+  memcpy(buf + 12, text, n);
+  return 12 + ((n + 3) & ~(size_t)3);
+}
+
+/* Collect the answer to (seq, opcode) into data; returns the reassembly result. */
+static CTW_ReassembleResult
+local_answer(int fd, uint16_t seq, uint8_t opcode, uint8_t *data, size_t cap, size_t *len,
+             uint16_t *status)
+{
+  static uint8_t dg[CTW_MAX_FRAGS][CTW_MAX_DATAGRAM];
+  const uint8_t *ptrs[CTW_MAX_FRAGS];
+  size_t lens[CTW_MAX_FRAGS], n = 0;
+  CTW_ReassembleResult ra = CTW_RA_NO_LAST;
+  while (n < CTW_MAX_FRAGS) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 5000) <= 0)
+      return CTW_RA_NO_LAST;
+    ssize_t got = recv(fd, dg[n], sizeof(dg[n]), 0);
+    if (got <= 0)
+      continue;
+    ptrs[n] = dg[n];
+    lens[n++] = (size_t)got;
+    ra = CTW_Reassemble(ptrs, lens, n, seq, opcode, 0, data, cap, len, status);
+    if (ra != CTW_RA_NO_LAST && ra != CTW_RA_GAP)
+      break;
+  }
+  return ra;
+}
+
+int
+CSV_LocalQuery(const char *path, const char *command, FILE *out)
+{
+  uint8_t opcode = 2;
+  const char *text = "";
+  if (strncmp(command, ":config ", 8) == 0) {
+    opcode = 8;
+    text = command + 8;
+  } else if (strcmp(command, "rv") == 0 || strncmp(command, "rv ", 3) == 0) {
+    text = command[2] ? command + 3 : "";
+  } else {
+    fprintf(stderr, "ntpgated: --control: the command is `rv [NAMES]` or `:config LINE`\n");
+    return 2;
+  }
+  struct sockaddr_un srv = {.sun_family = AF_UNIX}, me = {.sun_family = AF_UNIX};
+  snprintf(srv.sun_path, sizeof(srv.sun_path), "%s", path);
+  snprintf(me.sun_path, sizeof(me.sun_path), "/tmp/ntpgated-ctl.%d", (int)getpid());
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  unlink(me.sun_path);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) < 0) {
+    fprintf(stderr, "ntpgated: --control: %s\n", strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return 2;
+  }
+  chmod(me.sun_path, 0666); /* the daemon may have dropped root: let it answer */
+  uint8_t req[PKT_MAX_LEN];
+  static uint8_t data[CTW_MAX_FRAGS * CTW_MAX_DATA + 1];
+  uint16_t seq = (uint16_t)(getpid() & 0xffff), status = 0;
+  size_t len = local_request(opcode, text, seq, req, sizeof(req)), data_len = 0;
+  int rc = 2;
+  if (len == 0 || sendto(fd, req, len, 0, (struct sockaddr *)&srv, sizeof(srv)) < 0) {
+    fprintf(stderr, "ntpgated: --control %s: %s\n", path, len ? strerror(errno) : "too long");
+  } else {
+    CTW_ReassembleResult ra =
+        local_answer(fd, seq, opcode, data, sizeof(data) - 1, &data_len, &status);
+    if (ra == CTW_RA_SERVER_ERROR) {
+      fprintf(stderr, "ntpgated: --control: refused (error %u)\n", status >> 8);
+      rc = 1;
+    } else if (ra != CTW_RA_OK) {
+      fprintf(stderr, "ntpgated: --control %s: no valid answer (%d)\n", path, (int)ra);
+    } else {
+      data[data_len] = '\0';
+      fprintf(out, "%s%s", (char *)data, data_len && data[data_len - 1] == '\n' ? "" : "\n");
+      rc = opcode == 8 && strstr((char *)data, "Failed") ? 1 : 0;
+    }
+  }
+  close(fd);
+  unlink(me.sun_path);
+  return rc;
 }
 
 void

@@ -9,6 +9,7 @@
 #define NTPG_CTLSERVE_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "client.h"
 #include "clock.h"
@@ -24,6 +25,20 @@ void CSV_Destroy(CSV_Server *s);
 void CSV_SetClient(CSV_Server *s, CLI_Client *cli);
 /* A POL_ControlFn: arg is the CSV_Server. */
 void CSV_Handle(void *arg, int self, WRK_Worker *w);
+/* The local control path: a Unix datagram socket at path, created mode 0600 (owned by the
+ * user the daemon starts as, root in practice), whose requests have the control key's rights
+ * without a MAC. Returns its descriptor (-1 with a reason in err). */
+int CSV_OpenLocal(CSV_Server *s, const char *path, char *err, size_t errlen);
+/* Answer what is waiting on the local socket (call from the event loop). */
+void CSV_HandleLocal(CSV_Server *s);
+/* Close the local socket and remove its file. */
+void CSV_CloseLocal(CSV_Server *s);
+
+/* A client of the local socket (ntpgated --control): send one request -- "rv [NAMES]" (read
+ * system variables) or ":config LINE" -- and write the answer's text to out. Returns an exit
+ * status: 0 answered, 1 refused or failed, 2 could not ask. */
+int CSV_LocalQuery(const char *path, const char *command, FILE *out);
+
 /* Log the control counters as `stats: ctl_NAME VALUE` (caller in an exclusive section or
  * the only thread touching them). */
 void CSV_LogCounters(const CSV_Server *s);

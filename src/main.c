@@ -36,7 +36,9 @@ typedef struct {
   const char *chroot_dir;
   int port; /* -1 = from config */
   bool no_seccomp;
-  bool seccomp_selftest; /* make a forbidden system call once the filter is on (tests) */
+  bool seccomp_selftest;      /* make a forbidden system call once the filter is on (tests) */
+  const char *control_socket; /* -s: the root-only local control socket */
+  const char *control_query;  /* --control: ask a running daemon through that socket */
   int debug;
   bool foreground;
   bool no_adjust;
@@ -72,6 +74,9 @@ usage(FILE *out)
       "  -u, --user USER       drop root for USER after binding the sockets\n"
       "  -i, --chroot DIR      chroot to DIR after binding (reloads read paths inside it)\n"
       "      --no-seccomp      do not install the system-call allow-list\n"
+      "  -s, --control-socket PATH  serve the root-only local control socket at PATH\n"
+      "      --control PATH CMD     ask the daemon at control socket PATH: `rv [NAMES]`\n"
+      "                             or `:config LINE` (no key needed), print the answer\n"
       "      --port N          serve on UDP port N (overrides the config's `port`)\n"
       "      --version         print the version and exit\n"
       "  -h, --help            this text\n");
@@ -94,10 +99,12 @@ parse_options(int argc, char **argv, Options *o)
                                            {"chroot", required_argument, NULL, 'i'},
                                            {"no-seccomp", no_argument, NULL, 'S'},
                                            {"seccomp-selftest", no_argument, NULL, 'T'},
+                                           {"control-socket", required_argument, NULL, 's'},
+                                           {"control", required_argument, NULL, 'C'},
                                            {NULL, 0, NULL, 0}};
   *o = (Options){.config_path = DEFAULT_CONFIG, .port = -1};
   int c;
-  while ((c = getopt_long(argc, argv, "c:nxtp:l:du:i:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:nxtp:l:du:i:s:h", longopts, NULL)) != -1) {
     switch (c) {
       case 'c':
         o->config_path = optarg;
@@ -132,6 +139,12 @@ parse_options(int argc, char **argv, Options *o)
       case 'T':
         o->seccomp_selftest = true;
         break;
+      case 's':
+        o->control_socket = optarg;
+        break;
+      case 'C':
+        o->control_query = optarg;
+        break;
       case 'P': {
         char *end;
         long p = strtol(optarg, &end, 10);
@@ -153,9 +166,17 @@ parse_options(int argc, char **argv, Options *o)
         return 2;
     }
   }
-  if (optind < argc) {
+  if (optind < argc && !o->control_query) {
     fprintf(stderr, "ntpgated: unexpected argument: %s\n", argv[optind]);
     return 2;
+  }
+  if (o->control_query) {
+    if (optind != argc - 1) {
+      fprintf(stderr, "ntpgated: --control PATH needs one command: `rv [NAMES]` or "
+                      "`:config LINE`\n");
+      return 2;
+    }
+    return CSV_LocalQuery(o->control_query, argv[optind], stdout);
   }
   return -1; /* go on */
 }
@@ -236,6 +257,15 @@ on_peers(void *arg, const NetAddr *peers, size_t n)
   POL_Release(d->pool);
   if (!ok)
     LOG_Warnx("out of memory adding `restrict source` entries");
+}
+
+static void
+on_local(void *arg, int fd, uint32_t events)
+{
+  Daemon *d = arg;
+  (void)fd;
+  (void)events;
+  CSV_HandleLocal(d->ctl);
 }
 
 static void
@@ -413,6 +443,15 @@ start(Daemon *d)
     LOG_Fatalx("%s", err);
   if (!open_sockets(d))
     return 1;
+  d->ctl = CSV_Create(d->run, d->pool, d->clk, o->config_path);
+  if (!d->ctl)
+    LOG_Fatalx("out of memory");
+  if (o->control_socket) { /* bound while still root, so the file is root's, mode 0600 */
+    int fd = CSV_OpenLocal(d->ctl, o->control_socket, err, sizeof(err));
+    if (fd < 0 || !EVL_AddFd(d->loop, fd, on_local, d))
+      LOG_Fatalx("%s", fd < 0 ? err : "cannot watch the control socket");
+    LOG_Info("local control socket %s", o->control_socket);
+  }
   if (!o->foreground && !DMN_Detach(err, sizeof(err)))
     LOG_Fatalx("%s", err);
   const char *pidfile = o->pidfile ? o->pidfile : RUN_PidFile(d->run);
@@ -431,9 +470,6 @@ serve(Daemon *d)
   d->sigfd = setup_signals(); /* blocked before the threads start, so only we get them */
   if (d->sigfd < 0 || !EVL_AddFd(d->loop, d->sigfd, on_signal, d))
     LOG_Fatal("signalfd");
-  d->ctl = CSV_Create(d->run, d->pool, d->clk, d->opt.config_path);
-  if (!d->ctl)
-    LOG_Fatalx("out of memory");
   POL_SetControlHandler(d->pool, CSV_Handle, d->ctl);
   if (!POL_Start(d->pool, RUN_Context(d->run), err, sizeof(err)))
     LOG_Fatalx("%s", err);
