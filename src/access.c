@@ -219,7 +219,9 @@ mru_entries(const CNF_MruSize *s)
 {
   if (!s->in_kib)
     return s->value;
-  uint64_t n = (uint64_t)s->value * 1024 / MON_RECORD_BYTES;
+  /* a record plus room for its share of the index and the table's fixed parts, so that
+   * the whole table stays within maxmem */
+  uint64_t n = (uint64_t)s->value * 1024 / (MON_RECORD_BYTES + 4);
   return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 

@@ -626,9 +626,16 @@ test_acc_monitor_params_from_config(void)
   TEST_EQ_INT(p.monitor, 100);
   TEST_EQ_INT(p.leak, 3);
   TEST_EQ_INT(p.kodlimit, 5);
-  TEST_EQ_INT(p.maxdepth, 64 * 1024 / MON_RECORD_BYTES);
+  TEST_EQ_INT(p.maxdepth, 64 * 1024 / (MON_RECORD_BYTES + 4));
   TEST_EQ_INT(p.mindepth, 10);
   TEST_EQ_INT(p.maxage, 30);
+  env_free(&e);
+  /* maxmem bounds the whole table (records, index and fixed parts) at a real size */
+  e = env("mru maxmem 65536\n");
+  TEST_CHECK(ACC_MonitorParams(e.cfg, &p, msg_fn, NULL));
+  MON_Table *t = MON_Create(&p, 1);
+  TEST_CHECK(t && MON_MemoryBytes(t) <= 65536u * 1024);
+  MON_Destroy(t);
   env_free(&e);
 }
 
@@ -646,7 +653,7 @@ test_acc_monitor_bounded_under_many_sources(void)
   MON_Stats ms;
   MON_GetStats(e.mon, &ms);
   TEST_EQ_INT(MON_MemoryBytes(e.mon), before);
-  TEST_CHECK(ms.entries <= 64 * 1024 / MON_RECORD_BYTES);
+  TEST_CHECK(ms.entries <= 64 * 1024 / (MON_RECORD_BYTES + 4));
   TEST_CHECK(ms.evictions + ms.not_tracked > 0);
   env_free(&e);
 }
