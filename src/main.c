@@ -467,6 +467,11 @@ static int
 serve(Daemon *d)
 {
   char err[256];
+  const char *fault = getenv("NTPG_TEST_SEND_FAULT"); /* tests only: docs/security.md */
+  if (fault && atoi(fault) > 0) {
+    NIO_SetSendFault((unsigned)atoi(fault), atoi(fault) % 2 ? ENOBUFS : EAGAIN);
+    LOG_Warnx("fault injection: every %d-th send fails", atoi(fault));
+  }
   d->sigfd = setup_signals(); /* blocked before the threads start, so only we get them */
   if (d->sigfd < 0 || !EVL_AddFd(d->loop, d->sigfd, on_signal, d))
     LOG_Fatal("signalfd");

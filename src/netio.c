@@ -38,6 +38,17 @@ configure_socket(int fd, const NetAddr *local, bool reuseport, char *err, size_t
   return set_opt(fd, IPPROTO_IP, IP_PKTINFO, 1, "IP_PKTINFO", err, errlen);
 }
 
+static unsigned fault_every; /* NIO_SetSendFault: written once before the threads start */
+static int fault_errno;
+static _Thread_local unsigned fault_count;
+
+void
+NIO_SetSendFault(unsigned every, int err)
+{
+  fault_every = every;
+  fault_errno = err;
+}
+
 bool
 NIO_Open(const NetAddr *local, bool reuseport, NIO_Socket *out, char *err, size_t errlen)
 {
@@ -192,6 +203,10 @@ NIO_Send(const NIO_Socket *s, NIO_Batch *b, int n)
         .msg_control = ctl ? b->sctl[i] : NULL,
         .msg_controllen = ctl,
     };
+  }
+  if (fault_every && ++fault_count % fault_every == 0) {
+    errno = fault_errno;
+    return -1;
   }
   int sent = 0;
   while (sent < n) {

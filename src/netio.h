@@ -69,4 +69,9 @@ int NIO_Receive(const NIO_Socket *s, NIO_Batch *b);
  * UDP), or -1 with errno. */
 int NIO_Send(const NIO_Socket *s, NIO_Batch *b, int n);
 
+/* Fault injection for tests (set once at start, before any thread sends): every `every`-th
+ * NIO_Send call of each thread fails as if the kernel said err (ENOBUFS, EAGAIN) without
+ * sending anything. 0 turns it off (the default). */
+void NIO_SetSendFault(unsigned every, int err);
+
 #endif

@@ -1,6 +1,8 @@
 """Faults the daemon must survive: a receive queue that overflows while the daemon is stopped
 (SIGSTOP; the kernel drops what does not fit, the daemon then drains the rest and serves on),
-and a log file that disappears (it keeps serving; SIGHUP re-creates the log)."""
+a log file that disappears (it keeps serving; SIGHUP re-creates the log), and sends the
+kernel refuses with ENOBUFS or EAGAIN (injected with NTPG_TEST_SEND_FAULT: every N-th send
+fails; the replies are lost and counted, the daemon serves on)."""
 
 import os
 import signal
@@ -58,6 +60,35 @@ def main(c, tmp):
     c.check("SIGTERM exits 0", rc == 0, rc)
     rep = d.sanitizer_report()
     c.check("no sanitizer report", not rep, rep)
+
+    for every, name in ((3, "ENOBUFS"), (4, "EAGAIN")):
+        c.section("%s on every %d-th send" % (name, every))
+        os.environ["NTPG_TEST_SEND_FAULT"] = str(every)
+        try:
+            f = ntpg.Daemon(tmp, [ntpg.server_addr(2)], port=123, stratum=STRATUM,
+                            name="sendfault%d" % every)
+            started = f.start()
+        finally:
+            del os.environ["NTPG_TEST_SEND_FAULT"]
+        if not c.check("daemon with send faults starts", started):
+            continue
+        before = f.stats() or {}
+        answered = sum(ntpg.query(ntpg.server_addr(2), 123, src=ntpg.source_addr(3),
+                                  timeout=0.3) is not None for _ in range(30))
+        after = f.stats() or {}
+        dl = ntpg.stats_delta(before, after)
+        c.info("answered %d of 30; delta replied %s send_errors %s" % (
+            answered, dl.get("replied"), dl.get("send_errors")))
+        c.check("some replies lost to the injected %s, the rest answered" % name,
+                0 < answered < 30 and dl.get("send_errors", 0) > 0, answered)
+        c.check("every request is counted: replied + send_errors = served",
+                dl.get("replied", 0) + dl.get("send_errors", 0) == dl.get("served", 0),
+                {k: dl.get(k) for k in ("served", "replied", "send_errors")})
+        c.check("still answers afterwards", ntpg.wait_until(
+            lambda: ntpg.query(ntpg.server_addr(2), 123, src=ntpg.source_addr(3),
+                               timeout=0.3) is not None, 5.0))
+        rc, _ = f.stop()
+        c.check("SIGTERM exits 0", rc == 0, rc)
 
 
 if __name__ == "__main__":
