@@ -177,26 +177,40 @@ build_context(CSV_Server *s, const WRK_Counters *sum, const CTL_Stats *st, Confi
   ca->changed = false;
 }
 
+/* What answering control requests needs, gathered once the other threads wait. */
+typedef struct {
+  NTT_Now now;
+  WRK_Counters sum;
+  CTL_Stats st;
+  ConfigureArg ca;
+  CTL_Ctx ctx;
+} Section;
+
+/* Open an exclusive section (the caller POL_Releases it) and build the context. */
+static void
+enter(CSV_Server *s, int self, Section *x)
+{
+  POL_Exclusive(s->pool, self);
+  CLK_ReadNow(s->clk, &x->now);
+  POL_SumCounters(s->pool, &x->sum);
+  fill_stats(s, &x->sum, x->now.mono_ns, &x->st);
+  x->ca = (ConfigureArg){.s = s};
+  build_context(s, &x->sum, &x->st, &x->ca, &x->ctx);
+}
+
 void
 CSV_Handle(void *arg, int self, WRK_Worker *w)
 {
   CSV_Server *s = arg;
   size_t n;
   WRK_Control *reqs = WRK_PendingControl(w, &n);
-  POL_Exclusive(s->pool, self);
-  NTT_Now now;
-  CLK_ReadNow(s->clk, &now);
-  WRK_Counters sum;
-  POL_SumCounters(s->pool, &sum);
-  CTL_Stats st;
-  fill_stats(s, &sum, now.mono_ns, &st);
-  ConfigureArg ca = {.s = s};
-  CTL_Ctx ctx;
+  Section x;
+  enter(s, self, &x);
   for (size_t i = 0; i < n; i++) {
-    if (i == 0 || ca.changed) /* a :config replaced the tables the context points to */
-      build_context(s, &sum, &st, &ca, &ctx);
-    CTL_Reason why = CTL_Handle(&ctx, reqs[i].data, reqs[i].len, &reqs[i].src, reqs[i].rflags,
-                                &reqs[i].rx, &s->out);
+    if (i > 0 && x.ca.changed) /* a :config replaced the tables the context points to */
+      build_context(s, &x.sum, &x.st, &x.ca, &x.ctx);
+    CTL_Reason why = CTL_Handle(&x.ctx, reqs[i].data, reqs[i].len, &reqs[i].src,
+                                reqs[i].rflags, &reqs[i].rx, &s->out);
     s->reasons[why]++;
     send_reply(s, &reqs[i]);
   }
@@ -251,20 +265,12 @@ CSV_HandleLocal(CSV_Server *s)
     ssize_t n = recvfrom(s->local_fd, req, sizeof(req), 0, (struct sockaddr *)&from, &fl);
     if (n <= 0)
       return;
-    POL_Exclusive(s->pool, -1);
-    NTT_Now now;
-    CLK_ReadNow(s->clk, &now);
-    WRK_Counters sum;
-    POL_SumCounters(s->pool, &sum);
-    CTL_Stats st;
-    fill_stats(s, &sum, now.mono_ns, &st);
-    ConfigureArg ca = {.s = s};
-    CTL_Ctx ctx;
-    build_context(s, &sum, &st, &ca, &ctx);
-    ctx.local_admin = true;
+    Section x;
+    enter(s, -1, &x);
+    x.ctx.local_admin = true;
     NetAddr src;
     ADR_Parse("127.0.0.1", &src);
-    CTL_Reason why = CTL_Handle(&ctx, req, (size_t)n, &src, 0, &now, &s->out);
+    CTL_Reason why = CTL_Handle(&x.ctx, req, (size_t)n, &src, 0, &x.now, &s->out);
     s->reasons[why]++;
     for (size_t i = 0; i < s->out.wire.count; i++)
       if (sendto(s->local_fd, s->out.wire.buf[i], s->out.wire.len[i], 0,

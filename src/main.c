@@ -197,27 +197,34 @@ dump_counters(const Daemon *d)
     LOG_Info("stats: thread%d_received %llu", i, (unsigned long long)per_thread[i]);
   if (d->cli)
     CLI_LogCounters(d->cli);
-  LOG_Info("stats: received %llu", (unsigned long long)sum.received);
-  LOG_Info("stats: received_bytes %llu", (unsigned long long)sum.received_bytes);
-  LOG_Info("stats: replied %llu", (unsigned long long)sum.sent);
-  LOG_Info("stats: replied_bytes %llu", (unsigned long long)sum.sent_bytes);
-  LOG_Info("stats: send_errors %llu", (unsigned long long)sum.send_errors);
-  LOG_Info("stats: recv_errors %llu", (unsigned long long)sum.recv_errors);
-  LOG_Info("stats: dropped_oversize %llu", (unsigned long long)sum.oversize);
-  LOG_Info("stats: blocked_larger %llu", (unsigned long long)sum.blocked_larger);
+  MON_Stats ms;
+  MON_GetStats(RUN_Monitor(d->run), &ms);
+  const struct {
+    const char *name;
+    uint64_t value;
+  } totals[] = {
+      {"received", sum.received},
+      {"received_bytes", sum.received_bytes},
+      {"replied", sum.sent},
+      {"replied_bytes", sum.sent_bytes},
+      {"send_errors", sum.send_errors},
+      {"recv_errors", sum.recv_errors},
+      {"dropped_oversize", sum.oversize},
+      {"blocked_larger", sum.blocked_larger},
+      {"mon_entries", ms.entries},
+      {"mon_capacity", ms.capacity},
+      {"mon_evictions", ms.evictions},
+      {"mon_not_tracked", ms.not_tracked},
+      {"mon_net_entries", ms.net_entries},
+      {"mon_memory_bytes", ms.memory_bytes},
+      {"kod_granted", ms.kod_granted},
+      {"kod_refused", ms.kod_refused},
+  };
+  for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++)
+    LOG_Info("stats: %s %llu", totals[i].name, (unsigned long long)totals[i].value);
   for (int r = 0; r < SRV_R_COUNT; r++)
     LOG_Info("stats: %s %llu", SRV_ReasonName((SRV_Reason)r),
              (unsigned long long)sum.reasons[r]);
-  MON_Stats ms;
-  MON_GetStats(RUN_Monitor(d->run), &ms);
-  LOG_Info("stats: mon_entries %llu", (unsigned long long)ms.entries);
-  LOG_Info("stats: mon_capacity %llu", (unsigned long long)ms.capacity);
-  LOG_Info("stats: mon_evictions %llu", (unsigned long long)ms.evictions);
-  LOG_Info("stats: mon_not_tracked %llu", (unsigned long long)ms.not_tracked);
-  LOG_Info("stats: mon_net_entries %llu", (unsigned long long)ms.net_entries);
-  LOG_Info("stats: mon_memory_bytes %llu", (unsigned long long)ms.memory_bytes);
-  LOG_Info("stats: kod_granted %llu", (unsigned long long)ms.kod_granted);
-  LOG_Info("stats: kod_refused %llu", (unsigned long long)ms.kod_refused);
 }
 
 /* The client's own keys table, from the configuration in force (NULL without keys). */
