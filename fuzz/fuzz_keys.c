@@ -4,19 +4,16 @@
 #include <string.h>
 
 #include "keys.h"
+#include "fuzz_text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  if (size > 65536)
-    return 0;
-  char *text = malloc(size + 1);
+  char *text = fuzz_text(data, size);
   if (!text)
     return 0;
-  memcpy(text, data, size);
-  text[size] = '\0';
   KEY_Errors errs;
   KEY_InitErrors(&errs);
   KEY_Table *t = KEY_ParseText("fuzz.keys", text, &errs);
