@@ -255,6 +255,11 @@ def main(c, tmp):
                 if r and r["reply"]["stratum"] == UP_STRATUM + 1 and name not in ts:
                     ts[name] = round(t, 1)
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t0 - t)))
+        # the fakes (and the flood) stop first, so every packet they sent has been handled
+        # when the counters are read
+        stop.set()
+        th.join(3)
+        time.sleep(0.5)
         stats = {name: cstats(d) for name, d in ds.items()}
         served = {}
         for name, d in ds.items():
