@@ -5,7 +5,7 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 30
 JOBS ?= $(shell nproc)
 
 .PHONY: all deps deps-build run check test test-plain test-asan test-fuzz fuzz-long clean
