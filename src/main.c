@@ -227,6 +227,19 @@ dump_counters(const Daemon *d)
              (unsigned long long)sum.reasons[r]);
 }
 
+/* Configuration messages: errors at warning level; warnings (which already say
+ * "FILE:LINE: warning: ...") at notice level, so the level prefix is not doubled. */
+static void
+log_config_messages(const RUN_Errors *errs)
+{
+  for (size_t i = 0; i < errs->count; i++) {
+    if (strstr(errs->msgs[i], ": warning: "))
+      LOG_Msg(LOG_LVL_NOTICE, "%s", errs->msgs[i]);
+    else
+      LOG_Warnx("%s", errs->msgs[i]);
+  }
+}
+
 /* The client's own keys table, from the configuration in force (NULL without keys). */
 static KEY_Table *
 client_keys(const Daemon *d)
@@ -293,13 +306,11 @@ reload(Daemon *d)
     POL_Release(d->pool);
   }
   if (!ok) {
-    for (size_t i = 0; i < errs.count; i++)
-      LOG_Warnx("%s", errs.msgs[i]);
+    log_config_messages(&errs);
     LOG_Warnx("reload failed with %zu error(s); the previous configuration stays in force",
               errs.count);
   } else {
-    for (size_t i = 0; i < errs.count; i++)
-      LOG_Warnx("%s", errs.msgs[i]);
+    log_config_messages(&errs);
     if (d->cli)
       CLI_SetKeys(d->cli, client_keys(d));
     LOG_Info("configuration reloaded (associations change only on restart)");
@@ -433,11 +444,9 @@ start(Daemon *d)
   NTT_Now now;
   CLK_ReadNow(d->clk, &now);
   d->run = RUN_Create(o->config_path, o->port, CLK_PrecisionLog2(d->clk), &now, &errs);
-  for (size_t i = 0; i < errs.count; i++) {
-    LOG_Warnx("%s", errs.msgs[i]);
-    if (o->logfile) /* the operator at the terminal must see why we refuse to start */
-      fprintf(stderr, "%s\n", errs.msgs[i]);
-  }
+  log_config_messages(&errs);
+  for (size_t i = 0; o->logfile && i < errs.count; i++) /* the operator at the terminal */
+    fprintf(stderr, "%s\n", errs.msgs[i]);              /* must see why we refuse to start */
   RUN_FreeErrors(&errs);
   if (!d->run) {
     LOG_Warnx("configuration %s has errors; not starting", o->config_path);
