@@ -377,6 +377,7 @@ compute_sample(const ASC_Assoc *a, const PKT_Header *h, const NTT_Now *rx, ASC_R
   res->leap = h->leap;
   res->poll = h->poll;
   res->refid = h->refid;
+  res->reftime = h->ref_ts;
   res->mono_ns = rx->mono_ns;
   return (res->root_delay + res->delay) / 2 + res->root_disp + res->disp < a->p.maxdist;
 }

@@ -103,6 +103,7 @@ typedef struct {
   uint8_t stratum, leap;
   int8_t poll;             /* the server's poll field */
   uint32_t refid;          /* the server's refid */
+  NTT_Stamp reftime;       /* the server's reference time */
   int64_t mono_ns;         /* receive time */
   DSC_FilterResult filter; /* DSC_FILTER_NEW: run the selection (DSC_Update) */
   /* ASC_KOD_* */

@@ -35,7 +35,9 @@ typedef struct {
   uint16_t associd; /* for ntpq: 1.. in creation order, never reused */
   uint64_t sent;
   uint64_t outcomes[ASC_OUTCOME_COUNT];
-  uint8_t select; /* CTW_SEL_* from the last selection */
+  uint8_t select;    /* CTW_SEL_* from the last selection */
+  NTT_Now last_rx;   /* when the last accepted reply arrived (mono_ns 0: none yet) */
+  NTT_Stamp reftime; /* the server's reference time in that reply */
 } Peer;
 
 typedef struct {
@@ -472,6 +474,10 @@ on_reply(void *arg, int fd, uint32_t events)
     ASC_Outcome o = ASC_ProcessReply(p->a, d->data, d->len, &from, &rx, c->keys, &res);
     p->outcomes[o]++;
     c->outcomes[o]++;
+    if (o == ASC_SAMPLE) {
+      p->last_rx = rx;
+      p->reftime = res.reftime;
+    }
     if (o == ASC_KOD_DENY || o == ASC_KOD_RATE || o == ASC_KOD_IGNORED)
       log_kod(c, p, o, &res, now.mono_ns);
     /* The selection runs on every accepted sample, not only on a new filter output: a
@@ -704,6 +710,11 @@ fill_peer(const CLI_Client *c, const Peer *p, const NTT_Now *now, CTL_Peer *o)
   o->oldpkt = p->outcomes[ASC_DROP_DUPLICATE] + p->outcomes[ASC_DROP_NOT_PENDING];
   int64_t next = ASC_NextPollTime(p->a);
   o->timer = next > now->mono_ns ? (uint32_t)((next - now->mono_ns) / 1000000000) : 0;
+  if (p->last_rx.mono_ns != 0) { /* ntpq's "when" */
+    o->rec = NTT_FromTimespec(&p->last_rx.real);
+    o->reftime = p->reftime;
+    o->timerec = (uint32_t)((now->mono_ns - p->last_rx.mono_ns) / 1000000000);
+  }
   o->leap = PKT_LEAP_UNSYNC;
   o->stratum = 16;
   if (have) {
