@@ -10,7 +10,7 @@ function take(f,   s, d, c, k, n, i, keys) {
   put(s, d, "rps", f["rps"])
   put(s, d, "cpu_ans", f["valid"] ? c / f["valid"] : "")
   put(s, d, "cpu_req", f["sent"] ? c / f["sent"] : "")
-  n = split("valid kod sent sent_per_s p99_us daemon_cpu_pct rss0_kb rss1_kb mon_sources mon_depth", keys, " ")
+  n = split("valid kod sent sent_per_s p99_us daemon_cpu_pct rss0_kb rss1_kb mon_sources mon_depth gen_cpu_us", keys, " ")
   for (i = 1; i <= n; i++) if (keys[i] in f) put(s, d, keys[i], f[keys[i]])
   for (k in f) if (k ~ /^d?srv_/) put(s, d, k, f[k])
 }
@@ -54,11 +54,13 @@ function notes(s,   g, c, o, e, r, ne, fill) {
     return r sprintf("; KoD %s / %s", num(get(s, g, "kod"), 0), num(get(s, c, "kod"), 0))
   }
   if (s ~ /^flood/)
-    return sprintf("CPU per request; offered %s/s; ntpgated answered %s + %s KoD of %s (served %s, leak %s, RATE KoD %s, dropped %s, KoD refused by kodlimit %s); chronyd %s + %s KoD of %s",
+    return sprintf("CPU per request; offered %s/s; ntpgated answered %s + %s KoD of %s (served %s, leak %s of which shed samples %s, RATE KoD %s, dropped %s, dropped in the kernel %s, KoD refused by kodlimit %s); chronyd %s + %s KoD of %s; generator CPU us/request %s / %s",
                    num(get(s, g, "sent_per_s"), 0), num(get(s, g, "valid"), 0), num(get(s, g, "kod"), 0), num(get(s, g, "sent"), 0),
-                   num(z(get(s, g, "dsrv_served")), 0), num(z(get(s, g, "dsrv_served_leak")), 0), num(z(get(s, g, "dsrv_kod_rate")), 0),
-                   num(z(get(s, g, "dsrv_dropped_limited")), 0), num(z(get(s, g, "dsrv_dropped_kod_limit")), 0),
-                   num(get(s, c, "valid"), 0), num(get(s, c, "kod"), 0), num(get(s, c, "sent"), 0))
+                   num(z(get(s, g, "dsrv_served")), 0), num(z(get(s, g, "dsrv_served_leak")), 0), num(z(get(s, g, "dsrv_shed_samples")), 0),
+                   num(z(get(s, g, "dsrv_kod_rate")), 0),
+                   num(z(get(s, g, "dsrv_dropped_limited")), 0), num(z(get(s, g, "dsrv_kernel_drops")), 0), num(z(get(s, g, "dsrv_dropped_kod_limit")), 0),
+                   num(get(s, c, "valid"), 0), num(get(s, c, "kod"), 0), num(get(s, c, "sent"), 0),
+                   num(get(s, g, "gen_cpu_us"), 2), num(get(s, c, "gen_cpu_us"), 2))
   if (s ~ /^mon.*:/) {
     r = sprintf("%s sources; RSS MiB ntpgated %s->%s, chronyd %s->%s; ntpgated records %s of %s",
                 num(get(s, g, "mon_sources") == "" ? get(s, c, "mon_sources") : get(s, g, "mon_sources"), 0),

@@ -957,6 +957,9 @@ static const OptSpec discard_opts[] = {
     {"netprefix", OPT_PAIR, 0, 32, offsetof(CNF_Discard, netprefix4), 128,
      offsetof(CNF_Discard, netprefix6)},
     {"netaverage", OPT_INT, -16, CNF_MAX_POLL, offsetof(CNF_Discard, netaverage), 0, 0},
+    {"shedrate", OPT_INT, 0, 1000000, offsetof(CNF_Discard, shedrate), 0, 0},
+    {"sheddepth", OPT_INT, 1, 64, offsetof(CNF_Discard, sheddepth), 0, 0},
+    {"shedhold", OPT_INT, 1, 3600, offsetof(CNF_Discard, shedhold), 0, 0},
 };
 
 static void
@@ -1633,8 +1636,15 @@ CNF_Create(void)
                                     .maxpoll = CNF_DEFAULT_MAXPOLL,
                                     .stratum = CNF_LOCAL_DEFAULT_STRATUM,
                                     .refid = CNF_LOCAL_DEFAULT_REFID};
-  c->discard = (CNF_Discard){
-      .average = 3, .minimum = 2, .monitor = 3000, .leak = 4, .kodlimit = 1, .netaverage = -3};
+  c->discard = (CNF_Discard){.average = 3,
+                             .minimum = 2,
+                             .monitor = 3000,
+                             .leak = 4,
+                             .kodlimit = 1,
+                             .netaverage = -3,
+                             .shedrate = 1000,
+                             .sheddepth = 32,
+                             .shedhold = 8};
   c->mru = (CNF_Mru){
       .max = {true, 1024}, .init = {true, 4}, .inc = {true, 4}, .mindepth = 600, .maxage = 64};
   c->port = CNF_NTP_PORT;

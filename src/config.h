@@ -137,6 +137,9 @@ typedef struct {
   int netprefix4; /* aggregate IPv4 sources per /netprefix4 network; 0 = off (default) */
   int netprefix6; /* aggregate IPv6 sources per /netprefix6 network; 0 = off (default) */
   int netaverage; /* log2 s between packets allowed from one whole network, -16..17, -3 */
+  int shedrate;   /* rate-limit drops/s that shed a source into the kernel filter; 0 = off */
+  int sheddepth;  /* most shed sources, 1..64, default 32 */
+  int shedhold;   /* s a shed source stays after its last over-limit packet, 1..3600, 8 */
 } CNF_Discard;
 
 /* One of ntpd's "count or memory" pairs: the last of the pair on the line wins. */

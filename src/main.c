@@ -54,6 +54,7 @@ typedef struct {
   CSV_Server *ctl; /* the control path (mode 6) */
   CLI_Client *cli; /* upstream associations and the clock discipline */
   bool pid_written;
+  uint64_t shed_logged; /* shed sources last logged */
   int sigfd;
   int exit_code;
 } Daemon;
@@ -199,6 +200,8 @@ dump_counters(const Daemon *d)
     CLI_LogCounters(d->cli);
   MON_Stats ms;
   MON_GetStats(RUN_Monitor(d->run), &ms);
+  SHD_Stats ss;
+  SHD_GetStats(RUN_Shed(d->run), &ss);
   const struct {
     const char *name;
     uint64_t value;
@@ -219,6 +222,13 @@ dump_counters(const Daemon *d)
       {"mon_memory_bytes", ms.memory_bytes},
       {"kod_granted", ms.kod_granted},
       {"kod_refused", ms.kod_refused},
+      {"shed_now", ss.shed_now},
+      {"shed_total", ss.shed},
+      {"shed_expired", ss.expired},
+      {"shed_displaced", ss.displaced},
+      {"shed_samples", ss.samples},
+      {"shed_filter_errors", POL_ShedErrors(d->pool)},
+      {"kernel_drops", POL_KernelDrops(d->pool)},
   };
   for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++)
     LOG_Info("stats: %s %llu", totals[i].name, (unsigned long long)totals[i].value);
@@ -343,12 +353,33 @@ on_signal(void *arg, int fd, uint32_t events)
   }
 }
 
+/* Load shedding: let go of sources whose hold ran out, install a changed list (serving
+ * threads install what they shed themselves; this catches expiries and reloads), and say
+ * when the number of shed sources changes. */
+static void
+shed_tick(Daemon *d, const NTT_Now *now)
+{
+  SHD_Table *t = RUN_Shed(d->run);
+  SHD_Expire(t, now->mono_ns);
+  int failed = POL_ApplyShed(d->pool);
+  if (failed > 0)
+    LOG_Warnx("load shedding: %d socket(s) refused the filter", failed);
+  SHD_Stats st;
+  SHD_GetStats(t, &st);
+  if (st.shed_now != d->shed_logged) {
+    LOG_Info("load shedding: %llu source(s) dropped in the kernel (%llu shed since start)",
+             (unsigned long long)st.shed_now, (unsigned long long)st.shed);
+    d->shed_logged = st.shed_now;
+  }
+}
+
 static void
 on_tick(void *arg)
 {
   Daemon *d = arg;
   NTT_Now now;
   CLK_ReadNow(d->clk, &now);
+  shed_tick(d, &now);
   if (!RUN_TickDue(d->run, &now))
     return;
   POL_Exclusive(d->pool, -1);
@@ -492,6 +523,7 @@ serve(Daemon *d)
   if (d->sigfd < 0 || !EVL_AddFd(d->loop, d->sigfd, on_signal, d))
     LOG_Fatal("signalfd");
   POL_SetControlHandler(d->pool, CSV_Handle, d->ctl);
+  POL_SetShed(d->pool, RUN_Shed(d->run));
   if (!POL_Start(d->pool, RUN_Context(d->run), err, sizeof(err)))
     LOG_Fatalx("%s", err);
   if (RUN_Config(d->run)->n_assocs > 0) {

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -219,4 +221,95 @@ NIO_Send(const NIO_Socket *s, NIO_Batch *b, int n)
     sent += k;
   }
   return sent;
+}
+
+/* ---- load shedding: a classic BPF socket filter ----
+ * The program loads the source address from the network header (negative offsets reach it
+ * from a UDP socket's filter), compares it with each shed address, accepts the packet if
+ * none matches, and otherwise accepts it only if the low `leak` bits of a kernel random
+ * number are zero. Loads are big-endian: an address word is compared as ntohl() of it. */
+
+#define INSN(c, k) ((struct sock_filter){(uint16_t)(c), 0, 0, (uint32_t)(k)})
+#define JUMP(c, k, jt, jf)                                                                    \
+  ((struct sock_filter){(uint16_t)(c), (uint8_t)(jt), (uint8_t)(jf), (uint32_t)(k)})
+#define ACCEPT 0xffffffffu
+
+static uint32_t
+word_at(const uint8_t *b)
+{
+  return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* Writes the program into prog (room for 9 * NIO_SHED_MAX + 6); returns its length. */
+static size_t
+shed_program(int family, const NetAddr *addrs, size_t n, int leak, struct sock_filter *prog)
+{
+  size_t k = 0;
+  size_t matches[NIO_SHED_MAX]; /* jumps to patch to the match section */
+  size_t nm = 0;
+  for (size_t i = 0; i < n && nm < NIO_SHED_MAX; i++) {
+    if (addrs[i].family != family)
+      continue;
+    if (family == ADR_INET4) {
+      prog[k++] = INSN(BPF_LD | BPF_W | BPF_ABS, SKF_NET_OFF + 12);
+      prog[k++] = JUMP(BPF_JMP | BPF_JEQ | BPF_K, word_at(addrs[i].bytes), 0, 1);
+    } else {
+      for (int w = 0; w < 4; w++) { /* a mismatch skips the rest of this address */
+        prog[k++] = INSN(BPF_LD | BPF_W | BPF_ABS, SKF_NET_OFF + 8 + 4 * w);
+        prog[k++] = JUMP(BPF_JMP | BPF_JEQ | BPF_K, word_at(addrs[i].bytes + 4 * w), 0,
+                         2 * (3 - w) + 1);
+      }
+    }
+    matches[nm++] = k;
+    prog[k++] = INSN(BPF_JMP | BPF_JA, 0); /* patched below */
+  }
+  if (nm == 0)
+    return 0;
+  prog[k++] = INSN(BPF_RET | BPF_K, ACCEPT); /* no shed address */
+  size_t match = k;
+  if (leak > 0) {
+    prog[k++] = INSN(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_RANDOM);
+    prog[k++] = INSN(BPF_ALU | BPF_AND | BPF_K, (1u << leak) - 1);
+    prog[k++] = JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
+    prog[k++] = INSN(BPF_RET | BPF_K, ACCEPT); /* the sample */
+  }
+  prog[k++] = INSN(BPF_RET | BPF_K, 0);
+  for (size_t i = 0; i < nm; i++)
+    prog[matches[i]].k = (uint32_t)(match - matches[i] - 1);
+  return k;
+}
+
+bool
+NIO_SetShedFilter(const NIO_Socket *s, const NetAddr *addrs, size_t n, int leak)
+{
+  struct sock_filter prog[9 * NIO_SHED_MAX + 6];
+  if (leak < 0 || leak > 30) {
+    errno = EINVAL;
+    return false;
+  }
+  size_t len = shed_program(s->local.family, addrs, n, leak, prog);
+  if (len == 0) {
+    int unused = 0;
+    return setsockopt(s->fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof(unused)) == 0 ||
+           errno == ENOENT;
+  }
+  struct sock_fprog fp = {.len = (unsigned short)len, .filter = prog};
+  if (setsockopt(s->fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof(fp)) == 0)
+    return true;
+  /* fail open: an older list must not stay in force (e.g. net.core.optmem_max too small) */
+  int e = errno, unused = 0;
+  setsockopt(s->fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof(unused));
+  errno = e;
+  return false;
+}
+
+uint64_t
+NIO_KernelDrops(const NIO_Socket *s)
+{
+  uint32_t mem[SK_MEMINFO_VARS] = {0};
+  socklen_t len = sizeof(mem);
+  if (getsockopt(s->fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 ||
+      len < (SK_MEMINFO_DROPS + 1) * sizeof(uint32_t))
+    return 0;
+  return mem[SK_MEMINFO_DROPS];
 }

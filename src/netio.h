@@ -69,6 +69,16 @@ int NIO_Receive(const NIO_Socket *s, NIO_Batch *b);
  * UDP), or -1 with errno. */
 int NIO_Send(const NIO_Socket *s, NIO_Batch *b, int n);
 
+/* Load shedding (shed.h): install a socket filter on s that drops, in the kernel, every
+ * datagram from one of the n addresses (of s's family; others are ignored) except 1 in
+ * 2^leak chosen at random (leak 0: all of them). n = 0 removes the filter. The swap is
+ * atomic: each datagram sees either the old filter or the new one. False with errno if the
+ * kernel refused it; the socket then has no filter at all (fail open). */
+#define NIO_SHED_MAX 64
+bool NIO_SetShedFilter(const NIO_Socket *s, const NetAddr *addrs, size_t n, int leak);
+/* Datagrams the kernel dropped on s (filter and full receive buffer); 0 if unknown. */
+uint64_t NIO_KernelDrops(const NIO_Socket *s);
+
 /* Fault injection for tests (set once at start, before any thread sends): every `every`-th
  * NIO_Send call of each thread fails as if the kernel said err (ENOBUFS, EAGAIN) without
  * sending anything. 0 turns it off (the default). */

@@ -37,7 +37,71 @@ struct POL_Pool {
   Thread *th;
   POL_ControlFn control;
   void *control_arg;
+  SHD_Table *shed;
+  pthread_mutex_t shed_lock;     /* serializes filter installations */
+  _Atomic uint64_t shed_applied; /* generation on the sockets */
+  _Atomic uint64_t shed_errors;
 };
+
+void
+POL_SetShed(POL_Pool *p, SHD_Table *shed)
+{
+  p->shed = shed;
+}
+
+int
+POL_ApplyShed(POL_Pool *p)
+{
+  if (!p->shed || SHD_Generation(p->shed) == atomic_load(&p->shed_applied))
+    return 0;
+  int failed = 0;
+  pthread_mutex_lock(&p->shed_lock);
+  uint64_t gen = SHD_Generation(p->shed);
+  if (gen != atomic_load(&p->shed_applied)) {
+    NetAddr v4[NIO_SHED_MAX], v6[NIO_SHED_MAX];
+    int leak4, leak6;
+    uint64_t gen4, gen6;
+    size_t n4 = SHD_Snapshot(p->shed, ADR_INET4, v4, NIO_SHED_MAX, &leak4, &gen4);
+    size_t n6 = SHD_Snapshot(p->shed, ADR_INET6, v6, NIO_SHED_MAX, &leak6, &gen6);
+    gen = gen4 < gen6 ? gen4 : gen6; /* a change between the two snapshots: apply again */
+    for (int i = 0; i < p->nthreads; i++) {
+      Thread *t = &p->th[i];
+      for (size_t k = 0; k < t->nsocks; k++) {
+        bool v6s = t->socks[k].local.family == ADR_INET6;
+        if (!NIO_SetShedFilter(&t->socks[k], v6s ? v6 : v4, v6s ? n6 : n4,
+                               v6s ? leak6 : leak4))
+          failed++;
+      }
+    }
+    /* Only a list in force everywhere makes what gets through a sample. After a refusal the
+     * sockets concerned have no filter, and the limiter judges everything as usual. */
+    if (failed == 0) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts); /* the kernel's receive stamps are on this clock */
+      SHD_Applied(p->shed, gen, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+    }
+    atomic_store(&p->shed_applied, gen);
+    atomic_fetch_add(&p->shed_errors, (uint64_t)failed);
+  }
+  pthread_mutex_unlock(&p->shed_lock);
+  return failed;
+}
+
+uint64_t
+POL_KernelDrops(POL_Pool *p)
+{
+  uint64_t sum = 0;
+  for (int i = 0; i < p->nthreads; i++)
+    for (size_t k = 0; k < p->th[i].nsocks; k++)
+      sum += NIO_KernelDrops(&p->th[i].socks[k]);
+  return sum;
+}
+
+uint64_t
+POL_ShedErrors(POL_Pool *p)
+{
+  return atomic_load(&p->shed_errors);
+}
 
 void
 POL_SetControlHandler(POL_Pool *p, POL_ControlFn fn, void *arg)
@@ -96,6 +160,7 @@ thread_main(void *arg)
         WRK_Serve(t->w, &t->socks[k]);
     }
     leave(t);
+    POL_ApplyShed(p); /* a source this batch shed, if any: one atomic load otherwise */
     size_t nctl;
     WRK_PendingControl(t->w, &nctl);
     if (nctl > 0) {
@@ -137,6 +202,7 @@ POL_Create(const CLK_Clock *clk, int nthreads, const NetAddr *addrs, size_t nadd
   p->nthreads = nthreads;
   pthread_mutex_init(&p->excl, NULL);
   pthread_mutex_init(&p->gate_lock, NULL);
+  pthread_mutex_init(&p->shed_lock, NULL);
   pthread_cond_init(&p->gate, NULL);
   p->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   for (int i = 0; i < nthreads; i++) {
@@ -219,6 +285,7 @@ POL_Destroy(POL_Pool *p)
   pthread_cond_destroy(&p->gate);
   pthread_mutex_destroy(&p->gate_lock);
   pthread_mutex_destroy(&p->excl);
+  pthread_mutex_destroy(&p->shed_lock);
   free(p->th);
   free(p);
 }

@@ -19,6 +19,7 @@
 
 #include "clock.h"
 #include "netaddr.h"
+#include "shed.h"
 #include "worker.h"
 
 #define POL_MAX_THREADS 64
@@ -35,6 +36,17 @@ POL_Pool *POL_Create(const CLK_Clock *clk, int nthreads, const NetAddr *addrs, s
  * must WRK_ClearControl. Set before POL_Start. */
 typedef void (*POL_ControlFn)(void *arg, int self, WRK_Worker *w);
 void POL_SetControlHandler(POL_Pool *p, POL_ControlFn fn, void *arg);
+
+/* Load shedding: the table whose list the sockets' filters follow (set before POL_Start; the
+ * table must outlive the pool). A serving thread installs a changed list after its batch. */
+void POL_SetShed(POL_Pool *p, SHD_Table *shed);
+/* Install the shed list on every socket if it changed since the last installation (any
+ * thread, any time; serialized inside). Returns the number of sockets that refused it. */
+int POL_ApplyShed(POL_Pool *p);
+/* Datagrams the kernel dropped on the pool's sockets (shed filter, full buffers). */
+uint64_t POL_KernelDrops(POL_Pool *p);
+/* Times a socket refused a shed filter. */
+uint64_t POL_ShedErrors(POL_Pool *p);
 
 /* Start the threads, deciding with ctx. Call with the signals the main thread handles already
  * blocked (threads inherit the mask). */

@@ -37,6 +37,7 @@ struct RUN_State {
   RST_List *prev_rst;
   KEY_Table *prev_keys;
   MON_Table *ctl_mon;    /* mode 6 limits (fixed parameters, see ctl_limits) */
+  SHD_Table *shed;       /* load shedding; created once, reconfigured on reloads */
   MON_Params mon_params; /* of mon, for monstats */
   uint8_t nonce_secret[16];
   struct utsname uts;
@@ -279,12 +280,18 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
   r->policy.monitor = cfg->sw.monitor;
   update_system(r, now);
   r->mon_params = t->mon;
+  SHD_Params sp = {.rate = (uint32_t)cfg->discard.shedrate,
+                   .depth = (uint32_t)cfg->discard.sheddepth,
+                   .hold_s = (uint32_t)cfg->discard.shedhold,
+                   .leak = cfg->discard.leak};
+  SHD_Configure(r->shed, &sp); /* the parser checked the ranges */
   r->ctx = (SRV_Ctx){.policy = &r->policy,
                      .sys = &r->sys,
                      .rst = r->rst,
                      .mon = r->mon,
                      .keys = r->keys,
-                     .ctl_mon = r->ctl_mon};
+                     .ctl_mon = r->ctl_mon,
+                     .shed = r->shed};
   return true;
 fail:
   free_tables(t);
@@ -361,11 +368,13 @@ RUN_Create(const char *path, int port_override, int precision, const NTT_Now *no
   MON_Params cp;
   ctl_limits(&cp);
   r->ctl_mon = MON_Create(&cp, RNG_Seed());
-  if (!r->ctl_mon || !RNG_Secure(r->nonce_secret, sizeof(r->nonce_secret)) ||
+  r->shed = SHD_Create(RNG_Seed());
+  if (!r->ctl_mon || !r->shed || !RNG_Secure(r->nonce_secret, sizeof(r->nonce_secret)) ||
       !apply(r, cfg, &t, now, errs)) {
-    if (!r->ctl_mon)
+    if (!r->ctl_mon || !r->shed)
       add_msg(errs, "out of memory creating the control table");
     MON_Destroy(r->ctl_mon);
+    SHD_Destroy(r->shed);
     pthread_mutex_destroy(&r->text_lock);
     free(r);
     return NULL;
@@ -386,6 +395,7 @@ RUN_Destroy(RUN_State *r)
   KEY_Destroy(r->prev_keys);
   MON_Destroy(r->mon);
   MON_Destroy(r->ctl_mon);
+  SHD_Destroy(r->shed);
   pthread_mutex_destroy(&r->text_lock);
   free(r->runtime_text);
   free(r->peers);
@@ -578,6 +588,12 @@ MON_Table *
 RUN_Monitor(const RUN_State *r)
 {
   return r->mon;
+}
+
+SHD_Table *
+RUN_Shed(const RUN_State *r)
+{
+  return r->shed;
 }
 
 bool

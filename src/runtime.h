@@ -74,6 +74,8 @@ size_t RUN_ListenAddresses(const RUN_State *r, NetAddr *out, size_t max);
 const char *RUN_LogFile(const RUN_State *r);
 /* The monitor table (for counters and, later, the control path). */
 MON_Table *RUN_Monitor(const RUN_State *r);
+/* The load-shedding table (kept across reloads). */
+SHD_Table *RUN_Shed(const RUN_State *r);
 const char *RUN_PidFile(const RUN_State *r);
 
 #endif

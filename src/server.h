@@ -15,6 +15,7 @@
 #include "ntptime.h"
 #include "restrict.h"
 #include "rng.h"
+#include "shed.h"
 
 /* Why a datagram got the answer it got. Every value is a counter; names in SRV_ReasonName. */
 #define SRV_REASONS(X)                                                                        \
@@ -99,6 +100,8 @@ typedef struct {
   MON_Table *mon;
   const KEY_Table *keys;
   MON_Table *ctl_mon; /* mode 6 limits per source and in total; NULL: mode 6 not served */
+  SHD_Table *shed;    /* load shedding (shed.h): rate-limit drops are reported to it, and a
+                         shed source's samples are answered as the leak; NULL: none */
 } SRV_Ctx;
 
 typedef struct {

@@ -24,6 +24,7 @@ typedef struct {
   RST_List *rst;
   MON_Table *mon;
   KEY_Table *keys;
+  SHD_Table *shed;
   SRV_Ctx ctx;
 } Env;
 
@@ -83,8 +84,19 @@ env_text(const char *text, const char *keys_text)
   SRV_SystemLocal(&sys, -20, 10, PKT_RefidFromCode("LOCL"), &now);
   RNG_Init(&rng, harness_seed);
   policy.min_poll = (int8_t)e.cfg->discard.average;
-  e.ctx =
-      (SRV_Ctx){.policy = &policy, .sys = &sys, .rst = e.rst, .mon = e.mon, .keys = e.keys};
+  e.shed = SHD_Create(harness_seed); /* configured as runtime.c does */
+  TEST_CHECK(e.shed != NULL);
+  SHD_Params sp = {.rate = (uint32_t)e.cfg->discard.shedrate,
+                   .depth = (uint32_t)e.cfg->discard.sheddepth,
+                   .hold_s = (uint32_t)e.cfg->discard.shedhold,
+                   .leak = e.cfg->discard.leak};
+  SHD_Configure(e.shed, &sp);
+  e.ctx = (SRV_Ctx){.policy = &policy,
+                    .sys = &sys,
+                    .rst = e.rst,
+                    .mon = e.mon,
+                    .keys = e.keys,
+                    .shed = e.shed};
   return e;
 }
 
@@ -100,6 +112,7 @@ env_free(Env *e)
   RST_Destroy(e->rst);
   MON_Destroy(e->mon);
   KEY_Destroy(e->keys);
+  SHD_Destroy(e->shed);
   CNF_Destroy(e->cfg);
 }
 
@@ -691,7 +704,67 @@ test_acc_restrict_source_entries(void)
   env_free(&e);
 }
 
-TEST_MAIN(TEST_CASE(test_acc_open_config_serves), TEST_CASE(test_acc_restrict_source_entries),
+/* Load shedding through the decision core: a flooder's rate-limit drops shed it; once its
+ * filter is in place, what the kernel lets through is answered as the leak; the verdicts
+ * before that, and for everyone else, are the rate limiter's. */
+static void
+test_acc_flooder_is_shed_and_samples_answered(void)
+{
+  Env e = env("restrict default limited kod\ndiscard shedrate 50 shedhold 4 leak 4\n");
+  int count[SRV_R_COUNT] = {0};
+  Req r;
+  uint8_t out[PKT_MAX_LEN];
+  SRV_Verdict v;
+  for (int i = 0; i < 200; i++) { /* 200 requests in 0.2 s */
+    req_init(&r, "192.0.2.9", 40000, 4, 3, 10 * SEC + i * (SEC / 1000));
+    decide(&e, &r, &v, out);
+    count[v.why]++;
+  }
+  TEST_EQ_INT(count[SRV_R_SERVED], 1);
+  TEST_EQ_INT(count[SRV_R_KOD_RATE], 1);
+  TEST_EQ_INT(count[SRV_R_DROP_LIMITED] + count[SRV_R_SERVED_LEAK], 198);
+  SHD_Stats st;
+  SHD_GetStats(e.shed, &st);
+  TEST_EQ_INT(st.shed_now, 1);
+  NetAddr l[SHD_MAX_DEPTH];
+  int leak;
+  uint64_t gen;
+  TEST_EQ_INT(SHD_Snapshot(e.shed, ADR_INET4, l, SHD_MAX_DEPTH, &leak, &gen), 1);
+  TEST_EQ_INT(leak, 4);
+  /* the filter is in place as of real time 1700000010.5; later arrivals are samples */
+  SHD_Applied(e.shed, gen, 1700000010 * SEC + SEC / 2);
+  int leaked = 0;
+  for (int i = 0; i < 20; i++) {
+    req_init(&r, "192.0.2.9", 40001, 4, 3, 11 * SEC + i * (SEC / 1000));
+    r.rq.rx.real = (struct timespec){1700000011, i};
+    TEST_EQ_INT(decide(&e, &r, &v, out), SRV_REPLY);
+    leaked += v.why == SRV_R_SERVED_LEAK;
+  }
+  TEST_EQ_INT(leaked, 20);
+  /* queued before the filter: the rate limiter's verdict (a drop or its own leak) */
+  req_init(&r, "192.0.2.9", 40001, 4, 3, 11 * SEC + 30 * (SEC / 1000));
+  r.rq.rx.real = (struct timespec){1700000010, 0};
+  decide(&e, &r, &v, out);
+  TEST_CHECK(v.why == SRV_R_DROP_LIMITED || v.why == SRV_R_SERVED_LEAK);
+  /* a polite neighbour is served as always */
+  TEST_EQ_INT(ask(&e, "192.0.2.10", 11.5), SRV_R_SERVED);
+  /* gone after its hold once it stops */
+  TEST_CHECK(SHD_Expire(e.shed, 16 * SEC));
+  env_free(&e);
+
+  /* shedrate 0: never shed */
+  e = env("restrict default limited kod\ndiscard shedrate 0\n");
+  for (int i = 0; i < 2000; i++) {
+    req_init(&r, "192.0.2.9", 40000, 4, 3, 10 * SEC + i * (SEC / 10000));
+    decide(&e, &r, &v, out);
+  }
+  SHD_GetStats(e.shed, &st);
+  TEST_EQ_INT(st.shed, 0);
+  env_free(&e);
+}
+
+TEST_MAIN(TEST_CASE(test_acc_flooder_is_shed_and_samples_answered),
+          TEST_CASE(test_acc_open_config_serves), TEST_CASE(test_acc_restrict_source_entries),
           TEST_CASE(test_acc_ignore_takes_no_monitor_slot),
           TEST_CASE(test_acc_noserve_with_and_without_kod),
           TEST_CASE(test_acc_noserve_leaves_queries_alone),
