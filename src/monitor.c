@@ -11,14 +11,20 @@
 #include "restrict.h"
 #include "siphash.h"
 
-/* Layout. Source and network records both start with a Head: LRU links, hash chain link,
- * the 32-bit keyed hash and the address. Addresses are kept in IPv6 form (IPv4 as
- * ::ffff:a.b.c.d), so the 16 bytes alone are the key. Each shard owns a flat array of
- * records preallocated to its bound; records in [0, used) are in use (a record is recycled,
- * never freed), chained from a power-of-two bucket array and threaded on one LRU list.
- * The hash picks the shard with its top bits and the bucket with its low bits. */
+/* Layout. Source and network records both start with a Head: LRU links, hash chain link
+ * and the address. Addresses are kept in IPv6 form (IPv4 as ::ffff:a.b.c.d), so the 16
+ * bytes alone are the key. Each shard owns a flat array of records preallocated to its
+ * bound; records in [0, used) are in use (a record is recycled, never freed), chained from
+ * a power-of-two bucket array and threaded on one LRU list. The keyed hash of the address
+ * (t->key for sources, t->netkey for networks) picks the shard with its top bits and the
+ * bucket with its low bits. The hash is not stored in the record: a lookup compares
+ * addresses (chains are about two long); the last record of a chain links to CHAIN_END |
+ * its bucket, so unlinking a record (eviction) finds its bucket by walking to the end of
+ * its chain, without hashing; and moving records to new shards (MON_Reconfigure)
+ * recomputes their hash with the key their Index keeps. */
 
 #define NIL UINT32_MAX
+#define CHAIN_END 0x80000000u /* | bucket: end of a hash chain (NIL too: an empty bucket) */
 #define NS_PER_S 1000000000LL
 #define CACHE_LINE 64
 #define MODE_SERVER 4
@@ -27,15 +33,20 @@
 #define MAX_DEPTH (1u << 24)
 #define MAX_SHARDS 256
 
+_Static_assert(MAX_DEPTH <= CHAIN_END, "record and bucket numbers must stay below CHAIN_END");
+
 typedef struct {
   uint32_t prev, next; /* LRU neighbours: prev is more recently seen */
-  uint32_t hnext;      /* hash chain */
-  uint32_t hash;
+  uint32_t hnext;      /* hash chain: next record, or CHAIN_END | bucket after the last */
   uint8_t addr[16];
 } Head;
 
-/* Source record: 64 bytes. Times are monotonic ns (no wraparound for 292 years). */
-typedef struct {
+/* Source record: 60 bytes, so that a record and its share of the bucket array (under 4
+ * bytes) fit in 64. Times are monotonic ns (no wraparound for 292 years). The array stride
+ * is 60, so a record is only 4-aligned: packed (with alignment 4) lets the compiler access
+ * the 64-bit times at any 4-aligned address. Read and write the fields by value only: no
+ * pointer to a member of an Entry. */
+typedef struct __attribute__((packed, aligned(4))) {
   Head h;
   int64_t first_ns, last_ns;
   uint32_t count;
@@ -46,8 +57,10 @@ typedef struct {
   uint8_t spare;
 } Entry;
 
-_Static_assert(sizeof(Entry) == MON_RECORD_BYTES && MON_RECORD_BYTES <= 64,
-               "a monitor record must fit in 64 bytes");
+_Static_assert(sizeof(Entry) == MON_RECORD_BYTES && MON_RECORD_BYTES + 4 <= 64,
+               "a monitor record and its index share must fit in 64 bytes");
+_Static_assert(alignof(Entry) == alignof(Head) && MON_RECORD_BYTES % alignof(Head) == 0,
+               "every record in the array must be aligned for its Head");
 
 /* Network record. */
 typedef struct {
@@ -57,11 +70,14 @@ typedef struct {
   int64_t last_ns; /* for ordering on reconfiguration */
 } NetEntry;
 
+_Static_assert(sizeof(NetEntry) == 56, "monitor.h gives the size of a network record");
+
 typedef struct {
-  char *base;    /* records */
-  size_t stride; /* bytes per record */
-  uint32_t *bucket;
-  uint32_t mask; /* buckets - 1 */
+  char *base;       /* records */
+  size_t stride;    /* bytes per record */
+  SIP_Key key;      /* of the records' hash (t->key or t->netkey), to move them on reload */
+  uint32_t *bucket; /* chain heads; an empty bucket holds NIL or CHAIN_END | itself */
+  uint32_t mask;    /* buckets - 1 */
   uint32_t cap, used;
   uint32_t head, tail; /* most / least recently seen */
 } Index;
@@ -217,12 +233,13 @@ head_at(const Index *ix, uint32_t i)
   return (Head *)(void *)(ix->base + (size_t)i * ix->stride);
 }
 
+/* The record with address key, whose hash is hash, or NIL. */
 static uint32_t
 ix_find(const Index *ix, uint32_t hash, const uint8_t key[16])
 {
-  for (uint32_t i = ix->bucket[hash & ix->mask]; i != NIL; i = head_at(ix, i)->hnext) {
-    const Head *h = head_at(ix, i);
-    if (h->hash == hash && memcmp(h->addr, key, 16) == 0)
+  uint32_t i = ix->bucket[hash & ix->mask];
+  for (; !(i & CHAIN_END); i = head_at(ix, i)->hnext) {
+    if (memcmp(head_at(ix, i)->addr, key, 16) == 0)
       return i;
   }
   return NIL;
@@ -264,22 +281,26 @@ lru_touch(Index *ix, uint32_t i)
   lru_push_head(ix, i);
 }
 
+/* Unlink record i from its hash chain, whose end names the bucket (no need to hash). */
 static void
 chain_remove(Index *ix, uint32_t i)
 {
-  uint32_t *link = &ix->bucket[head_at(ix, i)->hash & ix->mask];
+  uint32_t end = i;
+  while (!(end & CHAIN_END))
+    end = head_at(ix, end)->hnext;
+  uint32_t *link = &ix->bucket[end & ~CHAIN_END];
   while (*link != i)
     link = &head_at(ix, *link)->hnext;
   *link = head_at(ix, i)->hnext;
 }
 
-/* Link record i, whose hash and addr are set, as the most recently seen. */
+/* Link record i, whose addr is set and hashes to hash, as the most recently seen. */
 static void
-ix_insert(Index *ix, uint32_t i)
+ix_insert(Index *ix, uint32_t i, uint32_t hash)
 {
   Head *h = head_at(ix, i);
-  uint32_t *b = &ix->bucket[h->hash & ix->mask];
-  h->hnext = *b;
+  uint32_t *b = &ix->bucket[hash & ix->mask];
+  h->hnext = *b & CHAIN_END ? CHAIN_END | (hash & ix->mask) : *b;
   *b = i;
   lru_push_head(ix, i);
 }
@@ -292,16 +313,18 @@ ix_remove(Index *ix, uint32_t i)
 }
 
 static bool
-ix_alloc(Index *ix, size_t stride, uint32_t cap, size_t *bytes)
+ix_alloc(Index *ix, size_t stride, uint32_t cap, const SIP_Key *key, size_t *bytes)
 {
   /* at most two records per bucket on average when full: chains stay short (the hash is
    * keyed, so nobody can lengthen one on purpose) and the index costs under 4 octets a
-   * record, so a million clients fit in 64 MiB with their 64-octet records */
+   * record (beyond the 16-bucket minimum), so a source record and its index share take
+   * under 64 octets: a million clients fit in 64 MB (60 + 2.1 octets each) */
   uint32_t buckets = 16;
   while (buckets < cap / 2)
     buckets *= 2;
   memset(ix, 0, sizeof(*ix));
   ix->stride = stride;
+  ix->key = *key;
   ix->cap = cap;
   ix->mask = buckets - 1;
   ix->head = ix->tail = NIL;
@@ -346,7 +369,8 @@ free_shards(Shard *src, NetShard *net, uint32_t n)
 }
 
 static bool
-init_shards(const MON_Params *p, uint64_t *rng, Shard *src, NetShard *net, size_t *bytes)
+init_shards(const MON_Table *t, const MON_Params *p, uint64_t *rng, Shard *src, NetShard *net,
+            size_t *bytes)
 {
   uint32_t n = p->shards;
   bool ok = true;
@@ -356,15 +380,18 @@ init_shards(const MON_Params *p, uint64_t *rng, Shard *src, NetShard *net, size_
     src[i].mindepth = per_shard(p->mindepth, n);
     src[i].rng = splitmix(rng);
     net[i].rng = splitmix(rng);
-    ok = ix_alloc(&src[i].ix, sizeof(Entry), per_shard(p->maxdepth, n), bytes) && ok;
-    ok = ix_alloc(&net[i].ix, sizeof(NetEntry), per_shard(p->netdepth, n), bytes) && ok;
+    uint32_t cap = per_shard(p->maxdepth, n), netcap = per_shard(p->netdepth, n);
+    ok = ix_alloc(&src[i].ix, sizeof(Entry), cap, &t->key, bytes) && ok;
+    ok = ix_alloc(&net[i].ix, sizeof(NetEntry), netcap, &t->netkey, bytes) && ok;
   }
   return ok;
 }
 
-/* Allocate and initialise a set of shards; bytes gets what was allocated. */
+/* Allocate and initialise a set of shards for t (whose keys they use); bytes gets what was
+ * allocated. */
 static bool
-create_shards(const MON_Params *p, uint64_t *rng, Shard **src, NetShard **net, size_t *bytes)
+create_shards(const MON_Table *t, const MON_Params *p, uint64_t *rng, Shard **src,
+              NetShard **net, size_t *bytes)
 {
   size_t n = p->shards;
   *bytes = n * (sizeof(Shard) + sizeof(NetShard));
@@ -374,7 +401,7 @@ create_shards(const MON_Params *p, uint64_t *rng, Shard **src, NetShard **net, s
     memset(*src, 0, n * sizeof(Shard));
   if (*net)
     memset(*net, 0, n * sizeof(NetShard));
-  if (*src && *net && init_shards(p, rng, *src, *net, bytes))
+  if (*src && *net && init_shards(t, p, rng, *src, *net, bytes))
     return true;
   free_shards(*src, *net, *src && *net ? p->shards : 0);
   return false;
@@ -459,7 +486,7 @@ MON_Create(const MON_Params *p, uint64_t seed)
   t->kod_tat = INT64_MIN;
   pthread_mutex_init(&t->kod_lock, NULL);
   size_t shard_bytes;
-  if (!create_shards(p, &t->rng, &t->src, &t->net, &shard_bytes)) {
+  if (!create_shards(t, p, &t->rng, &t->src, &t->net, &shard_bytes)) {
     pthread_mutex_destroy(&t->kod_lock);
     free(t);
     return NULL;
@@ -582,7 +609,6 @@ init_source(Shard *s, uint32_t i, uint32_t hash, const Packet *pk)
 {
   Entry *e = entry_at(s, i);
   memset(e, 0, sizeof(*e));
-  e->h.hash = hash;
   memcpy(e->h.addr, pk->key, 16);
   e->first_ns = e->last_ns = pk->now;
   e->count = 1;
@@ -590,7 +616,7 @@ init_source(Shard *s, uint32_t i, uint32_t hash, const Packet *pk)
   e->rflags = flags_after(pk->rflags, V_OK);
   e->port = pk->port;
   e->vn_mode = pk->vn_mode;
-  ix_insert(&s->ix, i);
+  ix_insert(&s->ix, i, hash);
 }
 
 /* Record the packet in the source's shard (locked by the caller). */
@@ -647,11 +673,10 @@ find_network(NetShard *s, uint32_t hash, const uint8_t nk[16], int64_t now)
   }
   NetEntry *n = net_at(s, i);
   memset(n, 0, sizeof(*n));
-  n->h.hash = hash;
   memcpy(n->h.addr, nk, 16);
   n->tat_ns = now;
   n->kod_ns = INT64_MIN;
-  ix_insert(ix, i);
+  ix_insert(ix, i, hash);
   return n;
 }
 
@@ -989,16 +1014,20 @@ collect_records(const Index *const *ix, uint32_t n, size_t stride, size_t *count
   return buf;
 }
 
-/* Insert copied records, oldest first, into fresh shards chosen with shard_bits; a full
- * shard drops its least recently seen record. Returns the number dropped. */
+/* Insert copied records, oldest first, into fresh shards chosen with shard_bits by the
+ * records' hash, recomputed with the key of the fresh shards (all of one kind share the
+ * table's key for that kind); a full shard drops its least recently seen record. Returns
+ * the number dropped. */
 static uint64_t
 insert_records(Index *const *ix, uint32_t shard_bits, const char *buf, size_t count,
                size_t stride)
 {
   uint64_t dropped = 0;
+  const SIP_Key *key = &ix[0]->key;
   for (size_t k = 0; k < count; k++) {
     const Head *src = (const Head *)(const void *)(buf + k * stride);
-    Index *dst = ix[shard_pick(shard_bits, src->hash)];
+    uint32_t hash = hash_key(key, src->addr);
+    Index *dst = ix[shard_pick(shard_bits, hash)];
     uint32_t i;
     if (dst->used < dst->cap) {
       i = dst->used++;
@@ -1008,7 +1037,7 @@ insert_records(Index *const *ix, uint32_t shard_bits, const char *buf, size_t co
       dropped++;
     }
     memcpy(head_at(dst, i), src, stride);
-    ix_insert(dst, i);
+    ix_insert(dst, i, hash);
   }
   return dropped;
 }
@@ -1062,7 +1091,7 @@ MON_Reconfigure(MON_Table *t, const MON_Params *p)
   NetShard *net;
   size_t shard_bytes;
   uint64_t dropped[2] = {0, 0}, rng = t->rng;
-  if (!MON_ValidateParams(p, NULL, 0) || !create_shards(p, &rng, &src, &net, &shard_bytes))
+  if (!MON_ValidateParams(p, NULL, 0) || !create_shards(t, p, &rng, &src, &net, &shard_bytes))
     return false;
   bool keep_nets = p->netprefix4 == t->p.netprefix4 && p->netprefix6 == t->p.netprefix6;
   if (!move_records(t, p, src, net, keep_nets, dropped)) {

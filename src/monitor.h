@@ -42,7 +42,13 @@
  * divided by shards, rounded up.
  *
  * Hashing: SipHash-2-4 with a 128-bit key derived from the seed; pass a secret random seed
- * (e.g. from getrandom) so that remote senders cannot aim many addresses at one chain. */
+ * (e.g. from getrandom) so that remote senders cannot aim many addresses at one chain.
+ * Records do not store their hash (that keeps a record at MON_RECORD_BYTES = 60 bytes):
+ * recycling a record needs no hashing, and MON_Reconfigure rehashes the records it moves.
+ *
+ * Memory: MON_RECORD_BYTES per source record and under 4 bytes of hash index per record,
+ * plus the network table (a 56-byte record and its index share per netdepth record), all
+ * allocated up front. */
 #ifndef NTPG_MONITOR_H
 #define NTPG_MONITOR_H
 
@@ -56,7 +62,7 @@ typedef struct {
   int average;       /* log2 s of the average packet spacing; ntpd default 3; 0..24 */
   int minimum;       /* s, minimum packet spacing; default 2; 0..3600 */
   uint32_t monitor;  /* s, full-table recycling scale; default 3000 (0: always recycle) */
-  uint32_t maxdepth; /* max source records; default 16384 (1 MiB); 1..2^24 */
+  uint32_t maxdepth; /* max source records; default 16384 (~1 MiB); 1..2^24 */
   uint32_t mindepth; /* records kept regardless of age; default 600 */
   uint32_t maxage;   /* s; older records are recycled once mindepth is reached; 64 */
   int leak;          /* serve 1 in 2^leak over-limit packets anyway; 0 = never; 0..30 */
@@ -117,8 +123,10 @@ typedef struct {
 
 typedef struct MON_Table MON_Table;
 
-/* Bytes of one source record in the table (checked by a static assert in monitor.c). */
-#define MON_RECORD_BYTES 64
+/* Bytes of one source record in the table (checked by a static assert in monitor.c). The
+ * hash index adds under 4 bytes per record (a 32-bit bucket per two records, rounded up to
+ * a power of two), so a large table costs at most 64 bytes per source record in all. */
+#define MON_RECORD_BYTES 60
 
 /* ntpd 4.2.8 defaults, with our additions as listed above. */
 void MON_DefaultParams(MON_Params *p);

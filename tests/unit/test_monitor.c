@@ -462,6 +462,60 @@ test_mon_eviction_under_pressure_keeps_bound(void)
   MON_Destroy(t);
 }
 
+/* A full table under constant recycling holds exactly the most recently seen sources:
+ * hash chains stay intact while records leave and join them at every position. */
+static void
+test_mon_constant_recycling_keeps_most_recent(void)
+{
+  enum { POOL = 200, DEPTH = 64 };
+  MON_Params p;
+  MON_DefaultParams(&p);
+  p.maxdepth = DEPTH;
+  p.monitor = 0; /* a full table always recycles its least recently seen record */
+  MON_Table *t = table_with(&p);
+  int64_t last[POOL];
+  uint64_t x = harness_seed;
+  for (int n = 0; n < POOL; n++)
+    last[n] = -1;
+  for (int k = 1; k <= 20000; k++) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    uint32_t n = (uint32_t)(x >> 33) % POOL;
+    int more_recent = 0;
+    for (int o = 0; o < POOL; o++)
+      more_recent += last[o] > last[n];
+    NetAddr a = nth_addr(n);
+    MON_Info info;
+    MON_Check(t, &a, MODE_CLIENT, 4, 0, k * MS, &info);
+    TEST_CHECK(info.tracked);
+    TEST_EQ_INT(info.new_source, last[n] < 0 || more_recent >= DEPTH);
+    last[n] = k;
+    if (k % 500 != 0)
+      continue;
+    /* the DEPTH most recent sources are exactly the ones with a record */
+    int found = 0, expected = 0;
+    for (int m = 0; m < POOL; m++) {
+      int newer = 0;
+      for (int o = 0; o < POOL; o++)
+        newer += last[o] > last[m];
+      bool want = last[m] >= 0 && newer < DEPTH;
+      NetAddr b = nth_addr((uint32_t)m);
+      MON_Record r;
+      bool have = MON_Lookup(t, &b, &r);
+      TEST_EQ_INT(have, want);
+      found += have;
+      expected += want;
+      if (have)
+        TEST_EQ_INT(r.last_ns, last[m] * MS);
+    }
+    TEST_EQ_INT(found, expected);
+  }
+  MON_Stats st;
+  MON_GetStats(t, &st);
+  TEST_EQ_INT(st.entries, DEPTH);
+  TEST_CHECK(st.evictions > 10000);
+  MON_Destroy(t);
+}
+
 static void
 test_mon_maxage_recycles_oldest_beyond_mindepth(void)
 {
@@ -811,6 +865,75 @@ test_mon_network_limit_ipv6_prefix(void)
   MON_Destroy(t);
 }
 
+/* A host of 192.0.2.0/24 (one new source each time, so only the network limit applies). */
+static MON_Result
+net_a_client(MON_Table *t, int host, int64_t now, MON_Info *info)
+{
+  NetAddr a = nth_addr(0);
+  a.bytes[0] = 192;
+  a.bytes[1] = 0;
+  a.bytes[2] = 2;
+  a.bytes[3] = (uint8_t)host;
+  return MON_Check(t, &a, MODE_CLIENT, 4, LIMITED_KOD, now, info);
+}
+
+/* Network records are found by their own key across evictions (unlinking a record
+ * recomputes its hash) and across reconfigurations that move them between shards. */
+static void
+test_mon_network_records_survive_eviction_and_reconfigure(void)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  p.netprefix4 = 24;
+  p.netaverage = 0; /* 1 packet/s per network */
+  p.netburst = 8;
+  p.netdepth = 64;
+  MON_Table *t = table_with(&p);
+  MON_Info info;
+  int host = 1;
+  for (int k = 0; k < 8; k++)
+    TEST_EQ_INT(net_a_client(t, host++, 0, &info), MON_SERVE);
+  /* 1000 other networks churn through the 64 network records; 192.0.2.0/24 stays recent
+   * and stays over its limit. */
+  int limited = 0;
+  for (uint32_t k = 0; k < 1000; k++) {
+    NetAddr a = nth_addr(k << 8 | 1);
+    TEST_EQ_INT(client(t, &a, 0), MON_SERVE);
+    if (k % 16 == 15) {
+      limited += net_a_client(t, host++, 0, &info) != MON_SERVE && info.by_network;
+    }
+  }
+  TEST_EQ_INT(limited, 62);
+  MON_Stats st;
+  MON_GetStats(t, &st);
+  TEST_EQ_INT(st.net_entries, 64);
+  TEST_EQ_INT(st.net_evictions, 1001 - 64);
+  /* Into 4 shards of 16 network records (some drop their oldest), then 2 shards of 64. */
+  TEST_CHECK(net_a_client(t, host++, 0, &info) != MON_SERVE && info.by_network);
+  p.shards = 4;
+  TEST_CHECK(MON_Reconfigure(t, &p));
+  MON_GetStats(t, &st);
+  TEST_EQ_INT(st.net_entries + st.net_evictions, 1001);
+  TEST_CHECK(st.net_entries <= 64);
+  TEST_CHECK(net_a_client(t, host++, SEC / 2, &info) != MON_SERVE && info.by_network);
+  p.shards = 2;
+  p.netdepth = 128;
+  uint64_t entries = st.net_entries;
+  TEST_CHECK(MON_Reconfigure(t, &p));
+  MON_GetStats(t, &st);
+  TEST_EQ_INT(st.net_entries, entries);
+  TEST_EQ_INT(st.net_entries + st.net_evictions, 1001);
+  /* one packet a second refills: one served at 1 s, not two */
+  TEST_EQ_INT(net_a_client(t, host++, SEC, &info), MON_SERVE);
+  TEST_CHECK(net_a_client(t, host++, SEC, &info) != MON_SERVE && info.by_network);
+  /* and the other networks' records still work as well */
+  NetAddr last = nth_addr(999u << 8 | 2);
+  TEST_EQ_INT(client(t, &last, SEC), MON_SERVE);
+  MON_GetStats(t, &st);
+  TEST_EQ_INT(st.net_entries, entries);
+  MON_Destroy(t);
+}
+
 static void
 test_mon_network_limit_off_by_default(void)
 {
@@ -831,7 +954,9 @@ test_mon_network_limit_off_by_default(void)
 static void
 test_mon_record_size_at_most_64(void)
 {
+  /* a record plus its index share (under 4 bytes: one 32-bit bucket per two records) */
   TEST_CHECK(MON_RECORD_BYTES <= 64);
+  TEST_CHECK(MON_RECORD_BYTES + 4 <= 64);
   /* Per-record memory measured: 1024 more records cost 1024 records + 512 buckets (two
    * records per bucket when full). */
   MON_Params p;
@@ -848,6 +973,34 @@ test_mon_record_size_at_most_64(void)
   MON_Destroy(m);
   MON_Destroy(a);
   MON_Destroy(b);
+}
+
+/* Everything the table allocates (records, hash index, shards, the default network table),
+ * divided by the source records it holds: at most 64 bytes a client. */
+static void
+test_mon_memory_per_client_at_most_64(void)
+{
+  static const uint32_t depths[] = {1000000, 1u << 20};
+  static const uint32_t shards[] = {1, 4};
+  for (size_t d = 0; d < sizeof(depths) / sizeof(depths[0]); d++)
+    for (size_t k = 0; k < sizeof(shards) / sizeof(shards[0]); k++) {
+      MON_Params p;
+      MON_DefaultParams(&p);
+      p.maxdepth = depths[d];
+      p.shards = shards[k];
+      MON_Table *t = table_with(&p);
+      if (!t)
+        continue;
+      size_t bytes = MON_MemoryBytes(t);
+      MON_Stats st;
+      MON_GetStats(t, &st);
+      TEST_EQ_INT(st.capacity, depths[d]);
+      TEST_CHECK(bytes > (size_t)depths[d] * MON_RECORD_BYTES);
+      TEST_CHECK(bytes <= (size_t)64 * depths[d]); /* bytes / maxdepth <= 64, unrounded */
+      fprintf(stderr, "maxdepth %u, shards %u: %zu bytes, %.2f per record\n", depths[d],
+              shards[k], bytes, (double)bytes / depths[d]);
+      MON_Destroy(t);
+    }
 }
 
 static void
@@ -1000,6 +1153,7 @@ TEST_MAIN(TEST_CASE(test_mon_first_packet_served),
           TEST_CASE(test_mon_global_kod_limit_zero_means_none),
           TEST_CASE(test_mon_global_kod_limit_rate_and_burst),
           TEST_CASE(test_mon_eviction_under_pressure_keeps_bound),
+          TEST_CASE(test_mon_constant_recycling_keeps_most_recent),
           TEST_CASE(test_mon_maxage_recycles_oldest_beyond_mindepth),
           TEST_CASE(test_mon_below_mindepth_old_entries_kept),
           TEST_CASE(test_mon_untracked_newcomer_served),
@@ -1013,7 +1167,9 @@ TEST_MAIN(TEST_CASE(test_mon_first_packet_served),
           TEST_CASE(test_mon_network_limit_kod_once_per_window),
           TEST_CASE(test_mon_network_limit_ipv6_prefix),
           TEST_CASE(test_mon_network_limit_off_by_default),
+          TEST_CASE(test_mon_network_records_survive_eviction_and_reconfigure),
           TEST_CASE(test_mon_record_size_at_most_64),
+          TEST_CASE(test_mon_memory_per_client_at_most_64),
           TEST_CASE(test_mon_list_newest_first_pages_with_cursor),
           TEST_CASE(test_mon_list_oldest_first_shows_updated_record_again),
           TEST_CASE(test_mon_validate_params), TEST_CASE(test_mon_bench))
