@@ -960,6 +960,7 @@ static const OptSpec discard_opts[] = {
     {"shedrate", OPT_INT, 0, 1000000, offsetof(CNF_Discard, shedrate), 0, 0},
     {"sheddepth", OPT_INT, 1, 64, offsetof(CNF_Discard, sheddepth), 0, 0},
     {"shedhold", OPT_INT, 1, 3600, offsetof(CNF_Discard, shedhold), 0, 0},
+    {"shedwait", OPT_INT, 0, 20, offsetof(CNF_Discard, shedwait), 0, 0},
 };
 
 static void
@@ -1644,7 +1645,8 @@ CNF_Create(void)
                              .netaverage = -3,
                              .shedrate = 1000,
                              .sheddepth = 32,
-                             .shedhold = 8};
+                             .shedhold = 8,
+                             .shedwait = 2};
   c->mru = (CNF_Mru){
       .max = {true, 1024}, .init = {true, 4}, .inc = {true, 4}, .mindepth = 600, .maxage = 64};
   c->port = CNF_NTP_PORT;

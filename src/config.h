@@ -140,6 +140,7 @@ typedef struct {
   int shedrate;   /* rate-limit drops/s that shed a source into the kernel filter; 0 = off */
   int sheddepth;  /* most shed sources, 1..64, default 32 */
   int shedhold;   /* s a shed source stays after its last over-limit packet, 1..3600, 8 */
+  int shedwait;   /* ms a thread waits after a wakeup of nothing but shed samples, 0..20, 2 */
 } CNF_Discard;
 
 /* One of ntpd's "count or memory" pairs: the last of the pair on the line wins. */

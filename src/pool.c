@@ -154,6 +154,7 @@ thread_main(void *arg)
     if (n < 0 || atomic_load(&p->stopping))
       break;
     enter(t);
+    WRK_BeginWakeup(t->w);
     for (int i = 0; i < n; i++) {
       uint32_t k = ev[i].data.u32;
       if (k < t->nsocks)
@@ -167,6 +168,12 @@ thread_main(void *arg)
       if (p->control)
         p->control(p->control_arg, t->index, t->w);
       WRK_ClearControl(t->w);
+    }
+    /* nothing but samples of shed sources: let the next ones queue up (shed.h) */
+    int64_t wait = p->shed && WRK_OnlySamples(t->w) ? SHD_WaitNs(p->shed) : 0;
+    if (wait > 0) {
+      struct timespec ts = {0, (long)wait};
+      nanosleep(&ts, NULL);
     }
   }
   return NULL;

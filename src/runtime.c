@@ -283,7 +283,8 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
   SHD_Params sp = {.rate = (uint32_t)cfg->discard.shedrate,
                    .depth = (uint32_t)cfg->discard.sheddepth,
                    .hold_s = (uint32_t)cfg->discard.shedhold,
-                   .leak = cfg->discard.leak};
+                   .leak = cfg->discard.leak,
+                   .wait_ms = (uint32_t)cfg->discard.shedwait};
   SHD_Configure(r->shed, &sp); /* the parser checked the ranges */
   r->ctx = (SRV_Ctx){.policy = &r->policy,
                      .sys = &r->sys,

@@ -172,6 +172,7 @@ rate_check(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, uin
       if (SHD_Drop(ctx->shed, &rq->src, rq->rx.mono_ns,
                    (int64_t)rq->rx.real.tv_sec * 1000000000 + rq->rx.real.tv_nsec)) {
         v->why = SRV_R_SERVED_LEAK;
+        v->shed_sample = true;
         return true;
       }
       *act = drop(v, SRV_R_DROP_LIMITED);

@@ -118,6 +118,7 @@ typedef struct {
   uint32_t key_id;    /* the reply is to be MACed with this key after stamping; 0 = none */
   uint8_t digest_len; /* ... with this many digest octets (the request's) */
   uint32_t rflags;    /* restrict flags of the source (RST_IGNORE for a multicast source) */
+  bool shed_sample;   /* a shed source's packet that passed the kernel filter (shed.h) */
   SRV_Reason why;
 } SRV_Verdict;
 

@@ -13,6 +13,7 @@
 #define NOT_YET INT64_MAX
 #define MAX_RATE 1000000u
 #define MAX_HOLD 3600u
+#define MAX_WAIT_MS 20u
 
 typedef struct {
   NetAddr addr;   /* port 0; family ADR_NONE = free */
@@ -34,6 +35,7 @@ struct SHD_Table {
   Shed list[SHD_MAX_DEPTH];
   size_t n;
   _Atomic uint64_t gen;
+  _Atomic int64_t wait_ns;
   SHD_Stats st;
   Candidate cand[NCAND];
 };
@@ -41,7 +43,7 @@ struct SHD_Table {
 void
 SHD_DefaultParams(SHD_Params *p)
 {
-  *p = (SHD_Params){.rate = 1000, .depth = 32, .hold_s = 8, .leak = 4};
+  *p = (SHD_Params){.rate = 1000, .depth = 32, .hold_s = 8, .leak = 4, .wait_ms = 2};
 }
 
 bool
@@ -53,6 +55,8 @@ SHD_ValidateParams(const SHD_Params *p, char *err, size_t errlen)
     snprintf(err, errlen, "shed depth %u is not in 1..%d", p->depth, SHD_MAX_DEPTH);
   else if (p->hold_s < 1 || p->hold_s > MAX_HOLD)
     snprintf(err, errlen, "shed hold %u is not in 1..%u", p->hold_s, MAX_HOLD);
+  else if (p->wait_ms > MAX_WAIT_MS)
+    snprintf(err, errlen, "shed wait %u ms is above %u", p->wait_ms, MAX_WAIT_MS);
   else if (p->leak < 0 || p->leak > 30)
     snprintf(err, errlen, "leak %d is not in 0..30", p->leak);
   else
@@ -116,6 +120,7 @@ SHD_Configure(SHD_Table *t, const SHD_Params *p)
   pthread_mutex_lock(&t->lock);
   bool changed = p->leak != t->p.leak;
   t->p = *p;
+  atomic_store(&t->wait_ns, p->rate ? (int64_t)p->wait_ms * 1000000 : 0);
   size_t keep = p->rate == 0 ? 0 : p->depth;
   while (t->n > keep) {
     remove_at(t, first_to_go(t));
@@ -210,6 +215,12 @@ SHD_Expire(SHD_Table *t, int64_t now_ns)
     bump(t);
   pthread_mutex_unlock(&t->lock);
   return changed;
+}
+
+int64_t
+SHD_WaitNs(const SHD_Table *t)
+{
+  return atomic_load_explicit(&t->wait_ns, memory_order_relaxed);
 }
 
 uint64_t

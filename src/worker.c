@@ -16,6 +16,7 @@ struct WRK_Worker {
   LOG_Limiter kod_log;             /* KoDs sent: a few lines, then one a minute */
   WRK_Control control[WRK_MAX_CONTROL];
   size_t ncontrol;
+  uint64_t wake_datagrams, wake_samples; /* since WRK_BeginWakeup */
   NIO_Batch batch;
 };
 
@@ -81,6 +82,7 @@ decide_batch(WRK_Worker *w, const NIO_Socket *s, NIO_Batch *b, int n, const NTT_
     SRV_Verdict *v = &w->verdicts[nout];
     SRV_Action act = SRV_Decide(w->ctx, &rq, &w->rng, r->data, v);
     w->counters.reasons[v->why]++;
+    w->wake_samples += v->shed_sample;
     if (act == SRV_DROP)
       continue;
     if (act == SRV_CONTROL) {
@@ -154,6 +156,7 @@ WRK_Serve(WRK_Worker *w, const NIO_Socket *s)
     if (n == 0)
       return;
     w->counters.received += (uint64_t)n;
+    w->wake_datagrams += (uint64_t)n;
     NTT_Now now;
     CLK_ReadNow(w->clk, &now);
     int nout = decide_batch(w, s, b, n, &now);
@@ -162,6 +165,18 @@ WRK_Serve(WRK_Worker *w, const NIO_Socket *s)
     if (n < NIO_BATCH)
       return;
   }
+}
+
+void
+WRK_BeginWakeup(WRK_Worker *w)
+{
+  w->wake_datagrams = w->wake_samples = 0;
+}
+
+bool
+WRK_OnlySamples(const WRK_Worker *w)
+{
+  return w->wake_datagrams > 0 && w->wake_samples == w->wake_datagrams;
 }
 
 WRK_Control *

@@ -5,6 +5,7 @@
 #ifndef NTPG_WORKER_H
 #define NTPG_WORKER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "clock.h"
@@ -44,6 +45,11 @@ void WRK_Destroy(WRK_Worker *w);
 void WRK_SetContext(WRK_Worker *w, const SRV_Ctx *ctx);
 /* Drain up to a bounded number of batches from s (so timers and signals are not starved). */
 void WRK_Serve(WRK_Worker *w, const NIO_Socket *s);
+/* Start counting a wakeup (any number of WRK_Serve calls) for WRK_OnlySamples. */
+void WRK_BeginWakeup(WRK_Worker *w);
+/* True if every datagram since WRK_BeginWakeup was a sample of a shed source (and there was
+ * at least one): the thread may wait a little so that the next samples come in a batch. */
+bool WRK_OnlySamples(const WRK_Worker *w);
 const WRK_Counters *WRK_GetCounters(const WRK_Worker *w);
 /* Mode 6 requests kept by the last WRK_Serve calls: *n of them; WRK_ClearControl when done. */
 WRK_Control *WRK_PendingControl(WRK_Worker *w, size_t *n);

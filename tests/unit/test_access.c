@@ -89,7 +89,8 @@ env_text(const char *text, const char *keys_text)
   SHD_Params sp = {.rate = (uint32_t)e.cfg->discard.shedrate,
                    .depth = (uint32_t)e.cfg->discard.sheddepth,
                    .hold_s = (uint32_t)e.cfg->discard.shedhold,
-                   .leak = e.cfg->discard.leak};
+                   .leak = e.cfg->discard.leak,
+                   .wait_ms = (uint32_t)e.cfg->discard.shedwait};
   SHD_Configure(e.shed, &sp);
   e.ctx = (SRV_Ctx){.policy = &policy,
                     .sys = &sys,
@@ -738,7 +739,7 @@ test_acc_flooder_is_shed_and_samples_answered(void)
     req_init(&r, "192.0.2.9", 40001, 4, 3, 11 * SEC + i * (SEC / 1000));
     r.rq.rx.real = (struct timespec){1700000011, i};
     TEST_EQ_INT(decide(&e, &r, &v, out), SRV_REPLY);
-    leaked += v.why == SRV_R_SERVED_LEAK;
+    leaked += v.why == SRV_R_SERVED_LEAK && v.shed_sample;
   }
   TEST_EQ_INT(leaked, 20);
   /* queued before the filter: the rate limiter's verdict (a drop or its own leak) */
@@ -746,8 +747,11 @@ test_acc_flooder_is_shed_and_samples_answered(void)
   r.rq.rx.real = (struct timespec){1700000010, 0};
   decide(&e, &r, &v, out);
   TEST_CHECK(v.why == SRV_R_DROP_LIMITED || v.why == SRV_R_SERVED_LEAK);
-  /* a polite neighbour is served as always */
-  TEST_EQ_INT(ask(&e, "192.0.2.10", 11.5), SRV_R_SERVED);
+  TEST_CHECK(!v.shed_sample);
+  /* a polite neighbour is served as always, and is no sample */
+  req_init(&r, "192.0.2.10", 40000, 4, 3, 11 * SEC + SEC / 2);
+  TEST_EQ_INT(decide(&e, &r, &v, out), SRV_REPLY);
+  TEST_CHECK(v.why == SRV_R_SERVED && !v.shed_sample);
   /* gone after its hold once it stops */
   TEST_CHECK(SHD_Expire(e.shed, 16 * SEC));
   env_free(&e);

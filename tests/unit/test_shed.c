@@ -219,6 +219,19 @@ test_shd_validate(void)
   SHD_DefaultParams(&p);
   TEST_CHECK(SHD_ValidateParams(&p, err, sizeof(err)));
   TEST_EQ_INT(p.rate, 1000);
+  TEST_EQ_INT(p.wait_ms, 2);
+  SHD_Table *t = SHD_Create(1);
+  TEST_CHECK(SHD_WaitNs(t) == 0); /* off until configured */
+  SHD_Configure(t, &p);
+  TEST_CHECK(SHD_WaitNs(t) == 2000000);
+  p.rate = 0; /* shedding off: no waiting either */
+  SHD_Configure(t, &p);
+  TEST_CHECK(SHD_WaitNs(t) == 0);
+  SHD_Destroy(t);
+  SHD_DefaultParams(&p);
+  p.wait_ms = 21;
+  TEST_CHECK(!SHD_ValidateParams(&p, err, sizeof(err)));
+  SHD_DefaultParams(&p);
   p.depth = 0;
   TEST_CHECK(!SHD_ValidateParams(&p, err, sizeof(err)));
   p.depth = SHD_MAX_DEPTH + 1;
