@@ -60,6 +60,12 @@ setup(void)
   SRV_SystemLocal(&sys, -20, 10, PKT_RefidFromCode("LOCL"), &now);
   ctx.policy = &policy;
   ctx.sys = &sys;
+  /* load shedding with a low rate, so that fuzzed floods shed sources and produce samples */
+  ctx.shed = SHD_Create(1);
+  SHD_Params sp = {.rate = 3, .depth = 4, .hold_s = 2, .leak = 2, .wait_ms = 0};
+  if (!ctx.shed)
+    abort();
+  SHD_Configure(ctx.shed, &sp);
   RNG_Init(&rng, 1);
   CNF_Destroy(cfg);
 }
@@ -83,9 +89,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   mono_ns += (int64_t)(data[3] & 0x7f) * 10000000; /* 0..1.27 s per packet */
   rq.rx.mono_ns = mono_ns;
   rq.rx.real.tv_sec = 1700000000 + mono_ns / 1000000000;
+  /* as pool.c does: expire, and "install" a changed list as of now */
+  static uint64_t applied;
+  SHD_Expire(ctx.shed, mono_ns);
+  if (SHD_Generation(ctx.shed) != applied) {
+    applied = SHD_Generation(ctx.shed);
+    SHD_Applied(ctx.shed, applied,
+                (int64_t)rq.rx.real.tv_sec * 1000000000 + rq.rx.real.tv_nsec - 1);
+  }
   uint8_t out[PKT_MAX_LEN];
   SRV_Verdict v;
   SRV_Action a = SRV_Decide(&ctx, &rq, &rng, out, &v);
+  if (v.shed_sample && v.why == SRV_R_DROP_LIMITED) /* a sample passed the limiter */
+    abort();
   if ((unsigned)v.why >= SRV_R_COUNT)
     abort();
   if (a == SRV_DROP)
