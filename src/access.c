@@ -251,3 +251,14 @@ ACC_MonitorParams(const CNF_Config *cfg, MON_Params *p, ACC_MsgFn msg, void *arg
   msg(arg, false, 0, text);
   return false;
 }
+
+void
+ACC_ShedParams(const CNF_Config *cfg, SHD_Params *out)
+{
+  const CNF_Discard *d = &cfg->discard;
+  *out = (SHD_Params){.rate = (uint32_t)d->shedrate,
+                      .depth = (uint32_t)d->sheddepth,
+                      .hold_s = (uint32_t)d->shedhold,
+                      .leak = d->leak,
+                      .wait_ms = (uint32_t)d->shedwait};
+}

@@ -13,6 +13,7 @@
 #include "iface.h"
 #include "monitor.h"
 #include "restrict.h"
+#include "shed.h"
 
 /* Receives every problem found: line is the configuration line (0: not line-bound). */
 typedef void (*ACC_MsgFn)(void *arg, bool warning, int line, const char *text);
@@ -47,5 +48,8 @@ RST_List *ACC_WithSources(const RST_List *base, const NetAddr *peers, size_t npe
  * in s. maxmem KiB becomes entries of MON_RECORD_BYTES each. False (reported) if a value is
  * outside what the monitor accepts. */
 bool ACC_MonitorParams(const CNF_Config *cfg, MON_Params *out, ACC_MsgFn msg, void *arg);
+/* Load-shedding parameters from `discard` (shedrate, sheddepth, shedhold, shedwait and the
+ * leak it shares with the rate limit). The parser has checked their ranges. */
+void ACC_ShedParams(const CNF_Config *cfg, SHD_Params *out);
 
 #endif

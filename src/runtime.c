@@ -280,12 +280,9 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
   r->policy.monitor = cfg->sw.monitor;
   update_system(r, now);
   r->mon_params = t->mon;
-  SHD_Params sp = {.rate = (uint32_t)cfg->discard.shedrate,
-                   .depth = (uint32_t)cfg->discard.sheddepth,
-                   .hold_s = (uint32_t)cfg->discard.shedhold,
-                   .leak = cfg->discard.leak,
-                   .wait_ms = (uint32_t)cfg->discard.shedwait};
-  SHD_Configure(r->shed, &sp); /* the parser checked the ranges */
+  SHD_Params sp;
+  ACC_ShedParams(cfg, &sp);
+  SHD_Configure(r->shed, &sp);
   r->ctx = (SRV_Ctx){.policy = &r->policy,
                      .sys = &r->sys,
                      .rst = r->rst,

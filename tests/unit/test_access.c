@@ -86,11 +86,10 @@ env_text(const char *text, const char *keys_text)
   policy.min_poll = (int8_t)e.cfg->discard.average;
   e.shed = SHD_Create(harness_seed); /* configured as runtime.c does */
   TEST_CHECK(e.shed != NULL);
-  SHD_Params sp = {.rate = (uint32_t)e.cfg->discard.shedrate,
-                   .depth = (uint32_t)e.cfg->discard.sheddepth,
-                   .hold_s = (uint32_t)e.cfg->discard.shedhold,
-                   .leak = e.cfg->discard.leak,
-                   .wait_ms = (uint32_t)e.cfg->discard.shedwait};
+  SHD_Params sp;
+  ACC_ShedParams(e.cfg, &sp);
+  char err[128];
+  TEST_CHECK(SHD_ValidateParams(&sp, err, sizeof(err)));
   SHD_Configure(e.shed, &sp);
   e.ctx = (SRV_Ctx){.policy = &policy,
                     .sys = &sys,
