@@ -105,7 +105,7 @@ take_ef(const uint8_t *buf, size_t off, size_t rem, PKT_Trailer *t, size_t *ef_l
   return true;
 }
 
-/* NTPv4 (PROTOCOL.md 9.4): extension fields, then optional MAC. A trailer of 20 or 24 octets
+/* NTPv4 (RFC 7822 section 7, RFC 5905 section 7.5): extension fields, then optional MAC. A trailer of 20 or 24 octets
  * is always the MAC, so an EF that ends the packet must reach 28 octets; together these make
  * the split unambiguous. */
 static PKT_TrailerStatus
@@ -220,7 +220,7 @@ PKT_RefidToCode(uint32_t refid, char out[5])
   out[n] = '\0';
 }
 
-/* First four octets of MD5 over the 16-octet address, in digest order (PROTOCOL.md 5.3). */
+/* First four octets of MD5 over the 16-octet address, in digest order (RFC 5905 section 7.3, refid of an IPv6 reference). */
 static uint32_t
 refid_from_v6(const uint8_t bytes[16])
 {

@@ -78,7 +78,7 @@ PKT_PeekVersion(const uint8_t *buf)
 bool PKT_DecodeHeader(const uint8_t *buf, size_t len, PKT_Header *h);
 /* Encode h into the first 48 octets of buf. */
 void PKT_EncodeHeader(const PKT_Header *h, uint8_t *buf);
-/* Walk what follows the header (PROTOCOL.md 9.4): NTPv4 may carry extension fields before an
+/* Walk what follows the header (RFC 7822 section 7): NTPv4 may carry extension fields before an
  * optional MAC; v1-v3 only a MAC. Fills t even on failure as far as it got. */
 PKT_TrailerStatus PKT_ParseTrailer(const uint8_t *buf, size_t len, PKT_Trailer *t);
 const char *PKT_TrailerStatusName(PKT_TrailerStatus s);

@@ -306,7 +306,7 @@ def build_packet(li=0, vn=4, mode=3, stratum=0, poll=0, precision=0, rootdelay=0
 
 
 def client_request(vn=4, xmt=None):
-    """A data-minimised client request (PROTOCOL.md 5.2): everything zero but the nonce."""
+    """A data-minimised client request (RFC 9109, draft-ietf-ntp-data-minimization): everything zero but the nonce."""
     return build_packet(vn=vn, mode=3, precision=0x20, xmt=xmt)
 
 
@@ -641,7 +641,7 @@ class Daemon:
 
     def reply_mode(self, vn, mode):
         """The mode this kind of daemon answers a (version, mode) request with, or None if it
-        must drop it. ntpgated (for now) answers only mode 3, versions 1-4 (PROTOCOL.md 2.1).
+        must drop it. ntpgated (for now) answers only mode 3, versions 1-4 (RFC 5905 section 7.3).
         chronyd also answers mode 1 statelessly with mode 2, and NTPv1 mode 0 as a client."""
         if vn not in (1, 2, 3, 4):
             return None

@@ -1,4 +1,4 @@
-"""The server-side rows of /work/shared/spec/SECURITY.md that apply now, one check group per
+"""The server-side rows of the CVE table in docs/security.md that apply now, one check group per
 CVE, named after it, against the real ntpgated on loopback (issue 8 item 1):
 
   CVE-2009-3563   bug 1331: malformed mode 7 and mode 6 responses/errors never answered;

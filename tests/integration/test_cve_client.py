@@ -1,4 +1,4 @@
-"""Client-side CVEs (SECURITY.md sections 2, 3 and 6) against fake upstreams: each fake server
+"""Client-side CVEs (the client rows of the CVE table in docs/security.md) against fake upstreams: each fake server
 S is a Python UDP socket on one of this file's addresses, port 123, that an ntpgated (-x)
 polls with `server S iburst minpoll 3 maxpoll 3`. S reads every request (so it knows the real
 origin cookie) and crafts the replies. All scenarios run at the same time, one daemon each:

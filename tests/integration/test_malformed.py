@@ -28,7 +28,7 @@ def seed_from_args():
 
 
 def may_answer(d, data):
-    """May the daemon reply at all to this datagram (PROTOCOL.md 1, 2.1, 4)?"""
+    """May the daemon reply at all to this datagram (RFC 5905 sections 7.3 and 9.2, RFC 7822)?"""
     if len(data) < 48:
         return False
     return d.reply_mode((data[0] >> 3) & 7, data[0] & 7) is not None

@@ -1,6 +1,6 @@
 """Serving time: real clients (ntpdig, chronyd -Q, python3-ntplib) see this machine's clock
 within 1 ms and the configured stratum, over IPv4 (port 123 on this file's own address) and
-over IPv6 ::1 (a port of this file's own); raw replies have the fields PROTOCOL.md section 5
+over IPv6 ::1 (a port of this file's own); raw replies have the fields RFC 5905 section 9.2 and ntpd's fast_xmit()
 asks for; tshark decodes a reply with no malformed or expert warnings."""
 
 import os
@@ -31,7 +31,7 @@ def check_client(c, label, best, tries, stratum, refid=None):
 
 
 def check_raw_reply(c, d, addr, port, vn, src):
-    """A hand-built request and the decoded reply, field by field (PROTOCOL.md 5.1)."""
+    """A hand-built request and the decoded reply, field by field (RFC 5905 section 7.3)."""
     label = "raw v%d query from %s to %s" % (vn, src, addr)
     req = ntpg.client_request(vn=vn)
     r = ntpg.query(addr, port, src=src, packet=req, timeout=2.0)

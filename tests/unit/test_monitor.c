@@ -1,4 +1,4 @@
-/* monitor table and rate limiting: ntpd 4.2.8 test vectors (ACCESS-CONTROL.md 4.2) with an
+/* monitor table and rate limiting: ntpd 4.2.8 test vectors (ntpd 4.2.8 ntp_monitor.c, ntp_restrict.c) with an
  * injected monotonic clock, the MRU new-entry policy (4.3), leak, global KoD limit,
  * per-network limit, reconfiguration and listing. */
 #include "monitor.h"
