@@ -142,7 +142,10 @@ def section_confined(c, tmp, addr):
     rc, out = control(sock, "rv stratum")
     c.check("rv answered by the daemon running as nobody", rc == 0 and "stratum=7" in out, out)
     rc, _ = d.stop()
-    c.check("SIGTERM exits 0", rc == 0, rc)
+    err = d.all_output()  # sanitizer build: LeakSanitizer cannot read /proc in the chroot
+    lsan_chroot = (ntpg.SANITIZE and rc == 1 and "Can't open /proc" in err
+                   and "ERROR: AddressSanitizer" not in err and "runtime error" not in err)
+    c.check("SIGTERM exits 0", rc == 0 or lsan_chroot, rc)
     c.check("the socket file is removed at exit (by the cleaner)", not os.path.exists(sock))
 
 

@@ -143,6 +143,15 @@ def section_chroot(c, tmp, addr, src):
     d.stop()
 
 
+def exited_cleanly(rc, jail, output):
+    """Exit status 0; in the sanitizer build inside a chroot LeakSanitizer cannot read /proc
+    at exit and makes it 1: accepted only for that, and only without any other report."""
+    if rc == 0:
+        return True
+    return (SANITIZE and jail and rc == 1 and "Can't open /proc" in output
+            and "ERROR: AddressSanitizer" not in output and "runtime error" not in output)
+
+
 def stratum_of(addr, src):
     return (ntpg.query(addr, 123, src=src, timeout=0.3) or {}).get("reply", {}).get("stratum")
 
@@ -209,7 +218,8 @@ def lifecycle(c, tmp, addr, src, user, jail, pidfile, logfile, detach=False):
         gone = ntpg.wait_until(lambda: not os.path.exists("/proc/%d" % pid), 10.0)
         c.check("[%s] exits on SIGTERM" % tag, gone)
     else:
-        c.check("[%s] exits 0 on SIGTERM" % tag, d.wait_exit(10) == 0, d.rc)
+        c.check("[%s] exits 0 on SIGTERM" % tag,
+                exited_cleanly(d.wait_exit(10), jail, d.all_output()), d.rc)
     leftover = [f for f in os.listdir(tmp) if f.startswith(name) and f.endswith(".pid")]
     c.check("[%s] no pid file left" % tag, not leftover, leftover)
     c.check("[%s] the cleaner is gone too" % tag,
