@@ -241,6 +241,12 @@ def section_lifecycle(c, tmp, addr, src):
         nobody = None
         c.skip("combinations with -u", "no user nobody")
     os.chmod(tmp, 0o755)  # nobody reads the reloaded config below tmp
+    d = ntpg.Daemon(tmp, [addr], port=123, stratum=7, name="nouser")
+    d.start(wait=False, more=["-u", "ntpg-no-such-user", "-i", tmp])
+    rc = d.wait_exit(10)
+    c.check("an unknown -u user is refused at start, exit 2, before anything is bound",
+            rc == 2 and "unknown user ntpg-no-such-user" in d.all_output()
+            and "listening on" not in d.all_output(), "rc %r" % rc, why=d.all_output()[-300:])
     users = (None, nobody) if nobody else (None,)
     for user, jail, pidfile, logfile in itertools.product(users, (False, True), (False, True),
                                                           (False, True)):
