@@ -27,9 +27,10 @@ typedef void (*CLI_SyncFn)(void *arg, const SRV_System *sys);
 /* Called the same way whenever the set of servers we poll changed (for `restrict source`). */
 typedef void (*CLI_PeersFn)(void *arg, const NetAddr *peers, size_t n);
 
-/* NULL (reason in err) if the configuration has no association at all is NOT an error:
- * then a client with nothing to do is returned. keys: the client's own table (it takes
- * ownership; may be NULL). clk: adjusted through the discipline unless it is no-adjust. */
+/* A client for cfg's associations (none is not an error: the client then has nothing to
+ * do). NULL with a reason in err if it cannot be set up. keys: the client's own table (it
+ * takes ownership, also on failure; may be NULL). clk: adjusted through the discipline
+ * unless it is no-adjust. */
 CLI_Client *CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *keys,
                        CLI_SyncFn on_sync, CLI_PeersFn on_peers, void *arg, char *err,
                        size_t errlen);

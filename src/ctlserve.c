@@ -32,6 +32,7 @@ struct CSV_Server {
   CLI_Client *cli;
   CTL_Peer peers[CSV_MAX_PEERS];
   int local_fd;
+  bool local_unlink; /* CSV_CloseLocal removes the file (see CSV_LeaveLocalFile) */
   char local_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -226,23 +227,30 @@ CSV_OpenLocal(CSV_Server *s, const char *path, char *err, size_t errlen)
     return -1;
   }
   snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     snprintf(err, errlen, "control socket: %s", strerror(errno));
     return -1;
   }
   unlink(path);             /* a stale socket from an earlier run */
-  mode_t old = umask(0177); /* created 0600: only its owner (root) may send to it */
+  mode_t old = umask(0177); /* created 0600: only its owner (root) may connect */
   int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
   umask(old);
-  if (rc < 0) {
+  if (rc < 0 || listen(fd, 8) < 0) {
     snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
     close(fd);
     return -1;
   }
   s->local_fd = fd;
+  s->local_unlink = true;
   snprintf(s->local_path, sizeof(s->local_path), "%s", path);
   return fd;
+}
+
+void
+CSV_LeaveLocalFile(CSV_Server *s)
+{
+  s->local_unlink = false;
 }
 
 void
@@ -251,32 +259,62 @@ CSV_CloseLocal(CSV_Server *s)
   if (s->local_fd < 0)
     return;
   close(s->local_fd);
-  unlink(s->local_path);
+  if (s->local_unlink)
+    unlink(s->local_path);
   s->local_fd = -1;
+}
+
+/* Who may ask: root, or the user the daemon runs as. */
+static bool
+local_peer_allowed(CSV_Server *s, int fd)
+{
+  struct ucred cred;
+  socklen_t cl = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
+    return false;
+  if (cred.uid == 0 || cred.uid == geteuid())
+    return true;
+  NTT_Now now;
+  CLK_ReadNow(s->clk, &now);
+  if (LOG_Allow(&s->log_limit, now.mono_ns, 5, 60))
+    LOG_Warnx("local control: refused uid %u (pid %d): only root or the daemon's user may ask",
+              (unsigned)cred.uid, (int)cred.pid);
+  return false;
+}
+
+/* One connection: one request (waited for at most 1 s), its answer, close. */
+static void
+local_exchange(CSV_Server *s, int fd)
+{
+  uint8_t req[PKT_MAX_LEN];
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (!local_peer_allowed(s, fd) || poll(&p, 1, 1000) <= 0)
+    return;
+  ssize_t n = recv(fd, req, sizeof(req), 0);
+  if (n <= 0)
+    return;
+  Section x;
+  enter(s, -1, &x);
+  x.ctx.local_admin = true;
+  NetAddr src;
+  ADR_Parse("127.0.0.1", &src);
+  CTL_Reason why = CTL_Handle(&x.ctx, req, (size_t)n, &src, 0, &x.now, &s->out);
+  s->reasons[why]++;
+  for (size_t i = 0; i < s->out.wire.count; i++) /* the connection's own buffer holds them */
+    if (send(fd, s->out.wire.buf[i], s->out.wire.len[i], MSG_NOSIGNAL) < 0)
+      break;
+  POL_Release(s->pool); /* s->out belongs to the section */
 }
 
 void
 CSV_HandleLocal(CSV_Server *s)
 {
-  uint8_t req[PKT_MAX_LEN];
-  struct sockaddr_un from;
   for (int round = 0; round < 16; round++) {
-    socklen_t fl = sizeof(from);
-    ssize_t n = recvfrom(s->local_fd, req, sizeof(req), 0, (struct sockaddr *)&from, &fl);
-    if (n <= 0)
+    int fd = accept4(s->local_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
       return;
-    Section x;
-    enter(s, -1, &x);
-    x.ctx.local_admin = true;
-    NetAddr src;
-    ADR_Parse("127.0.0.1", &src);
-    CTL_Reason why = CTL_Handle(&x.ctx, req, (size_t)n, &src, 0, &x.now, &s->out);
-    s->reasons[why]++;
-    for (size_t i = 0; i < s->out.wire.count; i++)
-      if (sendto(s->local_fd, s->out.wire.buf[i], s->out.wire.len[i], 0,
-                 (struct sockaddr *)&from, fl) < 0)
-        break;
-    POL_Release(s->pool);
+    local_exchange(s, fd);
+    close(fd);
   }
 }
 
@@ -310,8 +348,10 @@ local_answer(int fd, uint16_t seq, uint8_t opcode, uint8_t *data, size_t cap, si
     if (poll(&p, 1, 5000) <= 0)
       return CTW_RA_NO_LAST;
     ssize_t got = recv(fd, dg[n], sizeof(dg[n]), 0);
-    if (got <= 0)
+    if (got < 0 && errno == EINTR)
       continue;
+    if (got <= 0) /* closed: the daemon refused us, or went away */
+      return CTW_RA_NO_LAST;
     ptrs[n] = dg[n];
     lens[n++] = (size_t)got;
     ra = CTW_Reassemble(ptrs, lens, n, seq, opcode, 0, data, cap, len, status);
@@ -319,6 +359,38 @@ local_answer(int fd, uint16_t seq, uint8_t opcode, uint8_t *data, size_t cap, si
       break;
   }
   return ra;
+}
+
+/* Connect to the daemon at path: a connection only the process that listens there can
+ * answer. It must have been set up by root or by us (SO_PEERCRED: the credentials at
+ * listen()), else another user's socket would be believed. -1 after saying why. */
+static int
+local_connect(const char *path)
+{
+  struct sockaddr_un srv = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof(srv.sun_path)) {
+    fprintf(stderr, "ntpgated: --control: path too long: %s\n", path);
+    return -1;
+  }
+  snprintf(srv.sun_path, sizeof(srv.sun_path), "%s", path);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&srv, sizeof(srv)) < 0) {
+    fprintf(stderr, "ntpgated: --control %s: %s\n", path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  struct ucred cred;
+  socklen_t cl = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+      (cred.uid != 0 && cred.uid != geteuid())) {
+    fprintf(stderr,
+            "ntpgated: --control %s: served by uid %d, neither root nor us: not asking\n",
+            path, cl == sizeof(cred) ? (int)cred.uid : -1);
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 int
@@ -335,25 +407,20 @@ CSV_LocalQuery(const char *path, const char *command, FILE *out)
     fprintf(stderr, "ntpgated: --control: the command is `rv [NAMES]` or `:config LINE`\n");
     return 2;
   }
-  struct sockaddr_un srv = {.sun_family = AF_UNIX}, me = {.sun_family = AF_UNIX};
-  snprintf(srv.sun_path, sizeof(srv.sun_path), "%s", path);
-  snprintf(me.sun_path, sizeof(me.sun_path), "/tmp/ntpgated-ctl.%d", (int)getpid());
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  unlink(me.sun_path);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) < 0) {
-    fprintf(stderr, "ntpgated: --control: %s\n", strerror(errno));
-    if (fd >= 0)
-      close(fd);
-    return 2;
-  }
-  chmod(me.sun_path, 0666); /* the daemon may have dropped root: let it answer */
   uint8_t req[PKT_MAX_LEN];
   static uint8_t data[CTW_MAX_FRAGS * CTW_MAX_DATA + 1];
   uint16_t seq = (uint16_t)(getpid() & 0xffff), status = 0;
   size_t len = local_request(opcode, text, seq, req, sizeof(req)), data_len = 0;
+  if (len == 0) {
+    fprintf(stderr, "ntpgated: --control: command too long\n");
+    return 2;
+  }
+  int fd = local_connect(path);
+  if (fd < 0)
+    return 2;
   int rc = 2;
-  if (len == 0 || sendto(fd, req, len, 0, (struct sockaddr *)&srv, sizeof(srv)) < 0) {
-    fprintf(stderr, "ntpgated: --control %s: %s\n", path, len ? strerror(errno) : "too long");
+  if (send(fd, req, len, MSG_NOSIGNAL) < 0) {
+    fprintf(stderr, "ntpgated: --control %s: %s\n", path, strerror(errno));
   } else {
     CTW_ReassembleResult ra =
         local_answer(fd, seq, opcode, data, sizeof(data) - 1, &data_len, &status);
@@ -369,7 +436,6 @@ CSV_LocalQuery(const char *path, const char *command, FILE *out)
     }
   }
   close(fd);
-  unlink(me.sun_path);
   return rc;
 }
 

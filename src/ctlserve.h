@@ -25,18 +25,24 @@ void CSV_Destroy(CSV_Server *s);
 void CSV_SetClient(CSV_Server *s, CLI_Client *cli);
 /* A POL_ControlFn: arg is the CSV_Server. */
 void CSV_Handle(void *arg, int self, WRK_Worker *w);
-/* The local control path: a Unix datagram socket at path, created mode 0600 (owned by the
- * user the daemon starts as, root in practice), whose requests have the control key's rights
- * without a MAC. Returns its descriptor (-1 with a reason in err). */
+/* The local control path: a listening Unix SOCK_SEQPACKET socket at path, created mode 0600
+ * (owned by the user the daemon starts as, root in practice). Each connection carries one
+ * request and its answer; only a peer whose uid (SO_PEERCRED) is root's or the daemon's own
+ * is answered, with the control key's rights and no MAC. Returns its descriptor (-1 with a
+ * reason in err). */
 int CSV_OpenLocal(CSV_Server *s, const char *path, char *err, size_t errlen);
-/* Answer what is waiting on the local socket (call from the event loop). */
+/* Answer the connections waiting on the local socket (call from the event loop). */
 void CSV_HandleLocal(CSV_Server *s);
-/* Close the local socket and remove its file. */
+/* Close the local socket and remove its file (unless CSV_LeaveLocalFile). */
 void CSV_CloseLocal(CSV_Server *s);
+/* Someone else removes the file at exit (the privileged cleaner, daemon.h): after a chroot
+ * or the switch to another user the daemon could not, or would remove the wrong one. */
+void CSV_LeaveLocalFile(CSV_Server *s);
 
-/* A client of the local socket (ntpgated --control): send one request -- "rv [NAMES]" (read
- * system variables) or ":config LINE" -- and write the answer's text to out. Returns an exit
- * status: 0 answered, 1 refused or failed, 2 could not ask. */
+/* A client of the local socket (ntpgated --control): connect, check that the socket is
+ * served by root or by our own uid, send one request -- "rv [NAMES]" (read system variables)
+ * or ":config LINE" -- and write the answer's text to out. Returns an exit status: 0
+ * answered, 1 refused or failed, 2 could not ask. */
 int CSV_LocalQuery(const char *path, const char *command, FILE *out);
 
 /* Log the control counters as `stats: ctl_NAME VALUE` (caller in an exclusive section or

@@ -1,13 +1,17 @@
 #include "daemon.h"
 
+#include "sandbox.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 bool
@@ -70,4 +74,74 @@ DMN_RemovePidFile(const char *path)
 {
   if (path && *path)
     unlink(path);
+}
+
+/* The cleaner's life: confine, wait for the daemon to go, remove its files. */
+static void
+run_cleaner(int fd, const char *const *paths, size_t n, bool with_seccomp)
+{
+  static const int ignored[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, SIGQUIT};
+  for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+    signal(ignored[i], SIG_IGN); /* a signal to the process group: the daemon handles it */
+  if (fd > STDERR_FILENO + 1)
+    close_range(STDERR_FILENO + 1, (unsigned)fd - 1, 0);
+  close_range((unsigned)fd + 1, ~0U, 0);
+  prctl(PR_SET_NAME, "ntpgated-clean", 0, 0, 0);
+  char err[256]; /* nowhere to report it: unconfined, the cleaner still only waits and
+                    removes the daemon's own files */
+  (void)SBX_ConfineCleaner(with_seccomp, err, sizeof(err));
+  char b;
+  for (;;) {
+    ssize_t r = read(fd, &b, 1);
+    if (r == 0 || (r < 0 && errno != EINTR))
+      break;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (paths[i] && *paths[i])
+      unlink(paths[i]);
+  _exit(0);
+}
+
+bool
+DMN_StartCleaner(DMN_Cleaner *c, const char *const *paths, size_t n, bool with_seccomp,
+                 char *err, size_t errlen)
+{
+  int p[2];
+  c->pid = 0;
+  c->fd = -1;
+  if (pipe2(p, O_CLOEXEC) < 0) {
+    snprintf(err, errlen, "pipe: %s", strerror(errno));
+    return false;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(err, errlen, "fork: %s", strerror(errno));
+    close(p[0]);
+    close(p[1]);
+    return false;
+  }
+  if (pid == 0) {
+    close(p[1]);
+    run_cleaner(p[0], paths, n, with_seccomp);
+  }
+  close(p[0]);
+  c->pid = pid;
+  c->fd = p[1];
+  return true;
+}
+
+void
+DMN_StopCleaner(DMN_Cleaner *c)
+{
+  if (c->pid <= 0)
+    return;
+  close(c->fd);
+  c->fd = -1;
+  for (int i = 0; i < 200; i++) { /* bounded: 200 x 10 ms */
+    pid_t r = waitpid(c->pid, NULL, WNOHANG);
+    if (r == c->pid || (r < 0 && errno != EINTR))
+      break;
+    nanosleep(&(struct timespec){0, 10000000}, NULL);
+  }
+  c->pid = 0;
 }

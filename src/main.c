@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/netlink.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -36,10 +39,10 @@ typedef struct {
   const char *chroot_dir;
   int port; /* -1 = from config */
   bool no_seccomp;
-  bool seccomp_selftest;      /* make a forbidden system call once the filter is on (tests) */
-  const char *control_socket; /* -s: the root-only local control socket */
-  const char *control_query;  /* --control: ask a running daemon through that socket */
-  int debug;
+  const char *seccomp_selftest; /* make a forbidden system call once the filter is on */
+  const char *control_socket;   /* -s: the root-only local control socket */
+  const char *control_query;    /* --control: ask a running daemon through that socket */
+  bool debug;
   bool foreground;
   bool no_adjust;
   bool check_only;
@@ -53,7 +56,10 @@ typedef struct {
   POL_Pool *pool;  /* the serving threads and their sockets */
   CSV_Server *ctl; /* the control path (mode 6) */
   CLI_Client *cli; /* upstream associations and the clock discipline */
+  SBX_User user;   /* -u, looked up before any chroot */
   bool pid_written;
+  const char *files[2]; /* what the cleaner removes at exit */
+  DMN_Cleaner cleaner;  /* with -u or -i: removes the pid file and control socket */
   uint64_t shed_logged; /* shed sources last logged */
   int sigfd;
   int exit_code;
@@ -69,9 +75,9 @@ usage(FILE *out)
       "  -n, --foreground      do not detach\n"
       "  -x, --no-adjust       never modify the system clock\n"
       "  -t, --check-config    check the configuration, print every error, exit 0 or 2\n"
-      "  -p, --pidfile FILE    write the process id to FILE\n"
+      "  -p, --pidfile FILE    write the process id to FILE (removed at exit)\n"
       "  -l, --logfile FILE    log to FILE (\"syslog\" for syslog; default stderr)\n"
-      "  -d, --debug           more debug output (repeat for more)\n"
+      "  -d, --debug           debug output (on or off)\n"
       "  -u, --user USER       drop root for USER after binding the sockets\n"
       "  -i, --chroot DIR      chroot to DIR after binding (reloads read paths inside it)\n"
       "      --no-seccomp      do not install the system-call allow-list\n"
@@ -83,89 +89,106 @@ usage(FILE *out)
       "  -h, --help            this text\n");
 }
 
+static const struct option longopts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"foreground", no_argument, NULL, 'n'},
+    {"no-adjust", no_argument, NULL, 'x'},
+    {"check-config", no_argument, NULL, 't'},
+    {"pidfile", required_argument, NULL, 'p'},
+    {"logfile", required_argument, NULL, 'l'},
+    {"debug", no_argument, NULL, 'd'},
+    {"user", required_argument, NULL, 'u'},
+    {"port", required_argument, NULL, 'P'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {"chroot", required_argument, NULL, 'i'},
+    {"no-seccomp", no_argument, NULL, 'S'},
+    {"seccomp-selftest", optional_argument, NULL, 'T'}, /* tests only: docs/security.md */
+    {"control-socket", required_argument, NULL, 's'},
+    {"control", required_argument, NULL, 'C'},
+    {NULL, 0, NULL, 0}};
+
+/* The options that take a string or are a plain switch; false if c is none of them. */
+static bool
+set_simple(Options *o, int c, const char *arg)
+{
+  switch (c) {
+    case 'c':
+      o->config_path = arg;
+      return true;
+    case 'p':
+      o->pidfile = arg;
+      return true;
+    case 'l':
+      o->logfile = arg;
+      return true;
+    case 'u':
+      o->user = arg;
+      return true;
+    case 'i':
+      o->chroot_dir = arg;
+      return true;
+    case 's':
+      o->control_socket = arg;
+      return true;
+    case 'C':
+      o->control_query = arg;
+      return true;
+    case 'T':
+      o->seccomp_selftest = arg ? arg : "personality";
+      return true;
+    case 'n':
+      o->foreground = true;
+      return true;
+    case 'x':
+      o->no_adjust = true;
+      return true;
+    case 't':
+      o->check_only = true;
+      return true;
+    case 'd':
+      o->debug = true;
+      return true;
+    case 'S':
+      o->no_seccomp = true;
+      return true;
+    default:
+      return false;
+  }
+}
+
+/* One option that is not simple: -1 to go on, or an exit status. */
+static int
+set_other(Options *o, int c, const char *arg)
+{
+  if (c == 'P') {
+    char *end;
+    long p = strtol(arg, &end, 10);
+    if (*end || p < 1 || p > 65535) {
+      fprintf(stderr, "ntpgated: --port: not a port number: %s\n", arg);
+      return 2;
+    }
+    o->port = (int)p;
+    return -1;
+  }
+  if (c == 'V') {
+    printf("ntpgated " NTPG_VERSION "\n");
+    return 0;
+  }
+  usage(c == 'h' ? stdout : stderr);
+  return c == 'h' ? 0 : 2;
+}
+
+/* -1 to start the daemon, or an exit status (also after answering --control). */
 static int
 parse_options(int argc, char **argv, Options *o)
 {
-  static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                           {"foreground", no_argument, NULL, 'n'},
-                                           {"no-adjust", no_argument, NULL, 'x'},
-                                           {"check-config", no_argument, NULL, 't'},
-                                           {"pidfile", required_argument, NULL, 'p'},
-                                           {"logfile", required_argument, NULL, 'l'},
-                                           {"debug", no_argument, NULL, 'd'},
-                                           {"user", required_argument, NULL, 'u'},
-                                           {"port", required_argument, NULL, 'P'},
-                                           {"version", no_argument, NULL, 'V'},
-                                           {"help", no_argument, NULL, 'h'},
-                                           {"chroot", required_argument, NULL, 'i'},
-                                           {"no-seccomp", no_argument, NULL, 'S'},
-                                           {"seccomp-selftest", no_argument, NULL, 'T'},
-                                           {"control-socket", required_argument, NULL, 's'},
-                                           {"control", required_argument, NULL, 'C'},
-                                           {NULL, 0, NULL, 0}};
   *o = (Options){.config_path = DEFAULT_CONFIG, .port = -1};
   int c;
   while ((c = getopt_long(argc, argv, "c:nxtp:l:du:i:s:h", longopts, NULL)) != -1) {
-    switch (c) {
-      case 'c':
-        o->config_path = optarg;
-        break;
-      case 'n':
-        o->foreground = true;
-        break;
-      case 'x':
-        o->no_adjust = true;
-        break;
-      case 't':
-        o->check_only = true;
-        break;
-      case 'p':
-        o->pidfile = optarg;
-        break;
-      case 'l':
-        o->logfile = optarg;
-        break;
-      case 'd':
-        o->debug++;
-        break;
-      case 'u':
-        o->user = optarg;
-        break;
-      case 'i':
-        o->chroot_dir = optarg;
-        break;
-      case 'S':
-        o->no_seccomp = true;
-        break;
-      case 'T':
-        o->seccomp_selftest = true;
-        break;
-      case 's':
-        o->control_socket = optarg;
-        break;
-      case 'C':
-        o->control_query = optarg;
-        break;
-      case 'P': {
-        char *end;
-        long p = strtol(optarg, &end, 10);
-        if (*end || p < 1 || p > 65535) {
-          fprintf(stderr, "ntpgated: --port: not a port number: %s\n", optarg);
-          return 2;
-        }
-        o->port = (int)p;
-        break;
-      }
-      case 'V':
-        printf("ntpgated " NTPG_VERSION "\n");
-        return 0;
-      case 'h':
-        usage(stdout);
-        return 0;
-      default:
-        usage(stderr);
-        return 2;
-    }
+    int rc = set_simple(o, c, optarg) ? -1 : set_other(o, c, optarg);
+    if (rc >= 0)
+      return rc;
   }
   if (optind < argc && !o->control_query) {
     fprintf(stderr, "ntpgated: unexpected argument: %s\n", argv[optind]);
@@ -433,6 +456,22 @@ check_config(const Options *o)
   return ok ? 0 : 2;
 }
 
+/* Tests only (docs/security.md): make one call the filter forbids, which must kill us. */
+static void
+seccomp_selftest(const char *what)
+{
+  LOG_Info("seccomp self-test: %s, which is not allowed", what);
+  if (strcmp(what, "socket") == 0) /* a raw packet socket */
+    close(socket(AF_PACKET, SOCK_DGRAM, 0));
+  else if (strcmp(what, "netlink") == 0) /* netlink other than NETLINK_ROUTE */
+    close(socket(AF_NETLINK, SOCK_DGRAM, NETLINK_KOBJECT_UEVENT));
+  else if (strcmp(what, "ioctl") == 0) /* push a character into a terminal's input */
+    ioctl(STDIN_FILENO, TIOCSTI, "x");
+  else
+    syscall(SYS_personality, 0xffffffffUL);
+  LOG_Warnx("seccomp self-test: still alive");
+}
+
 /* chroot, drop root (keeping CAP_SYS_TIME only for the real clock driver), seccomp. */
 static bool
 confine(Daemon *d, char *err, size_t errlen)
@@ -441,8 +480,11 @@ confine(Daemon *d, char *err, size_t errlen)
   bool adjusts = !CLK_IsNoAdjust(d->clk);
   if (o->chroot_dir && !SBX_Chroot(o->chroot_dir, err, errlen))
     return false;
-  if (o->user && !SBX_DropPrivileges(o->user, adjusts, err, errlen))
+  if (o->user && !SBX_DropPrivileges(&d->user, adjusts, err, errlen))
     return false;
+  if (geteuid() == 0)
+    LOG_Warnx("running as root: give -u USER to drop root once the sockets are bound "
+              "(docs/security.md)");
   if (o->no_seccomp) {
     LOG_Info("seccomp filter disabled (--no-seccomp)");
   } else if (!SBX_SeccompAvailable()) {
@@ -451,13 +493,33 @@ confine(Daemon *d, char *err, size_t errlen)
     if (!SBX_ApplySeccomp(adjusts, err, errlen))
       return false;
     LOG_Info("seccomp filter installed");
-    if (o->seccomp_selftest) {
-      LOG_Info("seccomp self-test: calling personality(2), which is not allowed");
-      syscall(SYS_personality, 0xffffffffUL);
-      LOG_Warnx("seccomp self-test: still alive");
-    }
+    if (o->seccomp_selftest)
+      seccomp_selftest(o->seccomp_selftest);
   }
   return true;
+}
+
+/* The pid file, and with -u or -i the cleaner that removes it (and the control socket) at
+ * exit: once confined the daemon cannot (docs/security.md). */
+static void
+write_pid_file(Daemon *d)
+{
+  const Options *o = &d->opt;
+  char err[256];
+  const char *pidfile = o->pidfile ? o->pidfile : RUN_PidFile(d->run);
+  if (pidfile && !DMN_WritePidFile(pidfile, err, sizeof(err)))
+    LOG_Fatalx("%s", err);
+  d->pid_written = pidfile != NULL;
+  size_t n = 0;
+  if (pidfile)
+    d->files[n++] = pidfile;
+  if (o->control_socket)
+    d->files[n++] = o->control_socket;
+  if (n == 0 || (!o->user && !o->chroot_dir))
+    return;
+  if (!DMN_StartCleaner(&d->cleaner, d->files, n, !o->no_seccomp, err, sizeof(err)))
+    LOG_Fatalx("%s", err);
+  CSV_LeaveLocalFile(d->ctl);
 }
 
 static int
@@ -471,6 +533,10 @@ start(Daemon *d)
     return 2;
   }
   LOG_SetLevel(o->debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+  if (o->user && !SBX_LookupUser(o->user, &d->user, err, sizeof(err))) {
+    LOG_Warnx("%s; not starting", err); /* before the chroot: the password file is here */
+    return 2;
+  }
   d->clk = CLK_CreateSystem(o->no_adjust);
   NTT_Now now;
   CLK_ReadNow(d->clk, &now);
@@ -501,10 +567,7 @@ start(Daemon *d)
   }
   if (!o->foreground && !DMN_Detach(err, sizeof(err)))
     LOG_Fatalx("%s", err);
-  const char *pidfile = o->pidfile ? o->pidfile : RUN_PidFile(d->run);
-  if (pidfile && !DMN_WritePidFile(pidfile, err, sizeof(err)))
-    LOG_Fatalx("%s", err);
-  d->pid_written = pidfile != NULL;
+  write_pid_file(d);
   if (!confine(d, err, sizeof(err)))
     LOG_Fatalx("%s", err);
   return -1;
@@ -545,11 +608,9 @@ serve(Daemon *d)
 static void
 shutdown_daemon(Daemon *d)
 {
-  const char *pidfile =
-      d->opt.pidfile ? d->opt.pidfile : (d->run ? RUN_PidFile(d->run) : NULL);
-  if (d->pid_written)
-    DMN_RemovePidFile(pidfile);
-  POL_Destroy(d->pool); /* threads first: the control path reads the client */
+  if (d->pid_written && d->cleaner.pid == 0)
+    DMN_RemovePidFile(d->files[0]); /* else the cleaner does it, below */
+  POL_Destroy(d->pool);             /* threads first: the control path reads the client */
   CLI_Destroy(d->cli);
   CSV_Destroy(d->ctl);
   if (d->sigfd > 0)
@@ -557,6 +618,7 @@ shutdown_daemon(Daemon *d)
   EVL_Destroy(d->loop);
   RUN_Destroy(d->run);
   CLK_Destroy(d->clk);
+  DMN_StopCleaner(&d->cleaner); /* the pid file is gone when we exit */
   LOG_Info("stopped");
   LOG_Close();
 }

@@ -351,12 +351,11 @@ RUN_Create(const char *path, int port_override, int precision, const NTT_Now *no
   CNF_Config *cfg = load_all(path, NULL, errs, &t);
   if (!cfg)
     return NULL;
+  const char *why = NULL;
   RUN_State *r = calloc(1, sizeof(*r));
   if (!r) {
-    free_tables(&t);
-    CNF_Destroy(cfg);
-    add_msg(errs, "out of memory");
-    return NULL;
+    why = "out of memory";
+    goto fail;
   }
   r->port_override = port_override;
   r->precision = precision;
@@ -367,17 +366,26 @@ RUN_Create(const char *path, int port_override, int precision, const NTT_Now *no
   ctl_limits(&cp);
   r->ctl_mon = MON_Create(&cp, RNG_Seed());
   r->shed = SHD_Create(RNG_Seed());
-  if (!r->ctl_mon || !r->shed || !RNG_Secure(r->nonce_secret, sizeof(r->nonce_secret)) ||
-      !apply(r, cfg, &t, now, errs)) {
-    if (!r->ctl_mon || !r->shed)
-      add_msg(errs, "out of memory creating the control table");
-    MON_Destroy(r->ctl_mon);
-    SHD_Destroy(r->shed);
-    pthread_mutex_destroy(&r->text_lock);
-    free(r);
-    return NULL;
+  if (!r->ctl_mon || !r->shed) {
+    why = "out of memory creating the control and load-shedding tables";
+    goto fail;
   }
-  return r;
+  if (!RNG_Secure(r->nonce_secret, sizeof(r->nonce_secret))) {
+    why = "no random numbers from the kernel (getrandom failed): cannot make the mode 6 "
+          "nonce secret";
+    goto fail;
+  }
+  if (apply(r, cfg, &t, now, errs)) /* on failure it says why and frees cfg and t */
+    return r;
+  cfg = NULL;
+fail: /* the one way out after load_all: everything made so far is freed */
+  if (why)
+    add_msg(errs, why);
+  free_tables(&t);
+  CNF_Destroy(cfg);
+  if (r)
+    RUN_Destroy(r);
+  return NULL;
 }
 
 void

@@ -1,8 +1,8 @@
 /* runtime: the configuration in force and everything built from it -- the serving policy,
- * the system variables replies carry, and (later) the restrict list and monitor table. It is
- * the one place where a configuration becomes behaviour, so start-up, SIGHUP and runtime
- * changes share one validated, all-or-nothing path: a new configuration replaces the old only
- * when it loaded with zero errors. */
+ * the system variables replies carry, the restrict list, the keys, the monitor and
+ * load-shedding tables. It is the one place where a configuration becomes behaviour, so
+ * start-up, SIGHUP and runtime changes share one validated, all-or-nothing path: a new
+ * configuration replaces the old only when it loaded with zero errors. */
 #ifndef NTPG_RUNTIME_H
 #define NTPG_RUNTIME_H
 
@@ -72,7 +72,7 @@ const SRV_Ctx *RUN_Context(const RUN_State *r);
  * when there is no `interface listen` line. Returns the count (at most max). */
 size_t RUN_ListenAddresses(const RUN_State *r, NetAddr *out, size_t max);
 const char *RUN_LogFile(const RUN_State *r);
-/* The monitor table (for counters and, later, the control path). */
+/* The monitor table (for counters and the control path's MRU list). */
 MON_Table *RUN_Monitor(const RUN_State *r);
 /* The load-shedding table (kept across reloads). */
 SHD_Table *RUN_Shed(const RUN_State *r);

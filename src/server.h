@@ -1,7 +1,7 @@
 /* server: the decision "what do we do with this datagram", as a pure function of
  * (policy, tables, packet, now, rng) that returns an action, a reason and, for a reply, the
- * reply bytes. No I/O, no logging, no clock reads, no allocation. The I/O edge (netio) counts
- * every reason and stamps the transmit time as late as possible (SRV_StampTransmit). */
+ * reply bytes. No I/O, no logging, no clock reads, no allocation. The I/O edge (worker) counts
+ * every reason and has the transmit time stamped as late as possible (SRV_Finish). */
 #ifndef NTPG_SERVER_H
 #define NTPG_SERVER_H
 

@@ -43,7 +43,7 @@ WRK_SetContext(WRK_Worker *w, const SRV_Ctx *ctx)
   w->ctx = ctx;
 }
 
-/* Decide every datagram of the batch; returns how many replies were queued in b->out. */
+/* Keep a mode 6 request for the control path (dropped and counted when the list is full). */
 static void
 keep_control(WRK_Worker *w, const NIO_Socket *s, const NIO_Datagram *d, const SRV_Request *rq,
              uint32_t rflags)
@@ -64,6 +64,7 @@ keep_control(WRK_Worker *w, const NIO_Socket *s, const NIO_Datagram *d, const SR
   c->sock = s;
 }
 
+/* Decide every datagram of the batch; returns how many replies were queued in b->out. */
 static int
 decide_batch(WRK_Worker *w, const NIO_Socket *s, NIO_Batch *b, int n, const NTT_Now *now)
 {

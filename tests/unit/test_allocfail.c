@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -107,6 +109,19 @@ free(void *p)
   if (p)
     live--;
   __libc_free(p);
+}
+
+/* The kernel's random numbers, failing on demand (RNG_Secure calls getrandom). */
+static int fail_random;
+
+ssize_t
+getrandom(void *buf, size_t len, unsigned int flags)
+{
+  if (fail_random) {
+    errno = EIO;
+    return -1;
+  }
+  return syscall(SYS_getrandom, buf, len, flags);
 }
 
 static const char CONFIG[] = "server 192.0.2.1 iburst minpoll 4 maxpoll 10 key 1 prefer\n"
@@ -247,6 +262,24 @@ write_file(const char *path, const char *text)
   return fclose(f) == 0;
 }
 
+/* Start-up: RUN_Create with the k-th allocation failing returns NULL and frees all it made
+ * (the configuration and its tables included, whichever later step failed). */
+static bool
+step_create(void)
+{
+  NTT_Now now = {.real = {1700000000, 0}, .mono_ns = 1000000000LL};
+  RUN_Errors errs = {0};
+  RUN_State *r = RUN_Create(conf_a, 0, -20, &now, &errs);
+  bool said = errs.count > 0;
+  RUN_FreeErrors(&errs);
+  if (!r) {
+    TEST_CHECK(said); /* never a silent refusal */
+    return false;
+  }
+  RUN_Destroy(r);
+  return true;
+}
+
 /* A reload with allocations failing keeps the old configuration (stratum 7) in force. */
 static RUN_State *run;
 
@@ -329,7 +362,44 @@ test_allocfail_reload(void)
   unlink(conf_b);
 }
 
-TEST_MAIN(TEST_CASE(test_allocfail_config), TEST_CASE(test_allocfail_restrict),
+static void
+test_allocfail_create(void)
+{
+  snprintf(conf_a, sizeof(conf_a), "/tmp/ntpg-allocfail-%d-c.conf", (int)getpid());
+  TEST_CHECK(write_file(conf_a, "server 127.127.1.0\nfudge 127.127.1.0 stratum 7\n"
+                                "restrict default limited kod\nrestrict 10.0.0.0/8 noserve\n"
+                                "mru maxdepth 100\n"));
+  TEST_CHECK(step_create()); /* warm the C library's first-use allocations */
+  sweep("runtime create", step_create, true);
+  unlink(conf_a);
+}
+
+/* Without random numbers RUN_Create refuses, says why, and frees what it made. */
+static void
+test_create_no_random(void)
+{
+  snprintf(conf_a, sizeof(conf_a), "/tmp/ntpg-allocfail-%d-r.conf", (int)getpid());
+  TEST_CHECK(write_file(conf_a, "server 127.127.1.0\nfudge 127.127.1.0 stratum 7\n"));
+  TEST_CHECK(step_create()); /* works with the RNG, and warms first-use allocations */
+  NTT_Now now = {.real = {1700000000, 0}, .mono_ns = 1000000000LL};
+  RUN_Errors errs = {0};
+  long before = live;
+  fail_random = 1;
+  RUN_State *r = RUN_Create(conf_a, 0, -20, &now, &errs);
+  fail_random = 0;
+  TEST_CHECK(r == NULL);
+  bool said = false;
+  for (size_t i = 0; i < errs.count; i++)
+    said = said || strstr(errs.msgs[i], "random") != NULL;
+  TEST_CHECK(said);
+  RUN_FreeErrors(&errs);
+  RUN_Destroy(r);
+  TEST_EQ_INT(live - before, 0);
+  unlink(conf_a);
+}
+
+TEST_MAIN(TEST_CASE(test_allocfail_config), TEST_CASE(test_allocfail_create),
+          TEST_CASE(test_create_no_random), TEST_CASE(test_allocfail_restrict),
           TEST_CASE(test_allocfail_monitor), TEST_CASE(test_allocfail_keys),
           TEST_CASE(test_allocfail_reload))
 
