@@ -169,8 +169,8 @@ rate_check(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, uin
     case MON_LIMIT_DROP:
     default:
       /* a shed source's packet that the kernel let through: what the leak would answer */
-      if (SHD_Drop(ctx->shed, &rq->src, rq->rx.mono_ns,
-                   (int64_t)rq->rx.real.tv_sec * 1000000000 + rq->rx.real.tv_nsec)) {
+      if (SHD_Answer(ctx->shed, &rq->src, rq->rx.mono_ns,
+                     (int64_t)rq->rx.real.tv_sec * 1000000000 + rq->rx.real.tv_nsec)) {
         v->why = SRV_R_SERVED_LEAK;
         v->shed_sample = true;
         return true;

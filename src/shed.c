@@ -152,7 +152,7 @@ shed(SHD_Table *t, const NetAddr *a, int64_t now)
 }
 
 bool
-SHD_Drop(SHD_Table *t, const NetAddr *src, int64_t now_ns, int64_t real_ns)
+SHD_Answer(SHD_Table *t, const NetAddr *src, int64_t now_ns, int64_t real_ns)
 {
   if (!t)
     return false;
@@ -250,6 +250,16 @@ SHD_Applied(SHD_Table *t, uint64_t gen, int64_t real_ns)
   for (size_t i = 0; i < t->n; i++)
     if (t->list[i].since == NOT_YET && t->list[i].gen <= gen)
       t->list[i].since = real_ns;
+  pthread_mutex_unlock(&t->lock);
+}
+
+void
+SHD_Refused(SHD_Table *t)
+{
+  pthread_mutex_lock(&t->lock);
+  for (size_t i = 0; i < t->n; i++)
+    t->list[i].since = NOT_YET;
+  t->st.refused++;
   pthread_mutex_unlock(&t->lock);
 }
 

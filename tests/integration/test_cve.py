@@ -774,6 +774,14 @@ def group_source_unrestricted(c, tmp):
         box.stop()
 
 
+def group_shed_refused(c, tmp):
+    """Issue 13 C: load shedding that fails open must not answer everything from the shed
+    sources (the proof of concept lives in test_shed.check_refused_filter)."""
+    import test_shed  # noqa: E402  (flood helpers)
+    test_shed.check_refused_filter(c, tmp, ntpg.server_addr(5), src(28), src(29),
+                                   src(PROBE_K), name="shedrefused")
+
+
 # ---------------------------------------------------------------------------------------------
 
 def main(c, tmp):
@@ -813,6 +821,7 @@ def main(c, tmp):
     box.stop()
     group_7977(c, tmp)
     group_source_unrestricted(c, tmp)
+    group_shed_refused(c, tmp)
     c.info("took %.1f s" % (time.monotonic() - t0))
 
 

@@ -193,10 +193,78 @@ def section_default_off_below_rate(c, tmp):
     d.stop()
 
 
+def check_refused_filter(c, tmp, addr, flooder, second, probe, name="refused"):
+    """Issue 13 C, proof of concept: a socket that refuses a shed filter (a kernel whose
+    net.core.optmem_max is too small for a longer list; here NTPG_TEST_SHED_FAULT=2 makes
+    every list of two or more addresses fail, since lowering optmem_max is not possible in
+    every network namespace) has its filter detached, so every packet of the shed sources
+    reaches the daemon. Before the fix those packets kept counting as samples of the earlier
+    filter and all of them were answered (6 % -> 100 %); now the rate limiter judges them,
+    and the flooder gets no more than its leak, while the installation is retried."""
+    c.section("a refused filter: the shed sources get the limiter's leak, not every answer")
+    os.environ["NTPG_TEST_SHED_FAULT"] = "2"
+    try:
+        d = ntpg.Daemon(tmp, [addr], port=123, stratum=STRATUM, name=name,
+                        extra=["restrict default limited kod", "restrict %s" % probe,
+                               "discard shedrate %d shedhold 20 leak 4 kodlimit 1" % RATE],
+                        probe_src=probe)
+        started = d.start()
+    finally:
+        del os.environ["NTPG_TEST_SHED_FAULT"]
+    if not c.check("daemon answers", started):
+        return
+    sent, replies = flood(addr, 123, flooder, 1.0, 4000)
+    ntpg.barrier(addr, 123, probe)
+    st = d.stats() or {}
+    c.check("a one-address filter is installed: the flooder is shed, nothing refused",
+            st.get("shed_now") == 1 and st.get("shed_filter_errors") == 0,
+            {k: st.get(k) for k in ("shed_now", "shed_filter_errors", "shed_samples")})
+    flood(addr, 123, second, 0.5, 4000)  # a second flooder: a two-address list, refused
+    ok = ntpg.wait_until(lambda: "refused the filter" in d.log_text() or None, 5, 0.1)
+    st = d.stats() or {}
+    c.check("the two-address filter is refused (shed_filter_errors, a warning logged)",
+            ok is not None and st.get("shed_filter_errors", 0) >= 1 and
+            st.get("shed_now") == 2, "shed_now %s, shed_filter_errors %s; %s" % (
+                st.get("shed_now"), st.get("shed_filter_errors"), d.log_text()[-300:]))
+    before = d.stats() or {}
+    sent, replies = flood(addr, 123, flooder, 1.5, 4000)
+    ntpg.barrier(addr, 123, probe)
+    after = d.stats() or {}
+    dl = ntpg.stats_delta(before, after)
+    answered = [r for r in replies if not ntpg.is_kod(r)]
+    c.info("with the filter refused: sent %d, answered %d (+%d KoD), received %d, kernel "
+           "drops %d, samples %d, served_leak %d, dropped_limited %d, refusals %d" % (
+               sent, len(answered), len(replies) - len(answered), dl.get("received", 0),
+               dl.get("kernel_drops", 0), dl.get("shed_samples", 0), dl.get("served_leak", 0),
+               dl.get("dropped_limited", 0), dl.get("shed_filter_errors", 0)))
+    c.check("no filter in force: the flood reaches the daemon (received >= 90% of sent)",
+            dl.get("received", 0) >= 0.9 * sent, (sent, dl.get("received")))
+    c.check("nothing counts as a sample while the list is not installed everywhere",
+            dl.get("shed_samples", 0) == 0, dl.get("shed_samples"))
+    c.check("the flooder gets the limiter's leak, about 1 in 16 (at most 12% answered; "
+            "before the fix: every packet)", len(answered) <= 0.12 * sent,
+            (len(answered), sent))
+    c.check("the limiter drops the rest (dropped_limited >= 80% of sent)",
+            dl.get("dropped_limited", 0) >= 0.8 * sent, (dl.get("dropped_limited"), sent))
+    c.check("the installation is retried on the main loop's tick (more refusals counted, "
+            "one warning per list)", dl.get("shed_filter_errors", 0) >= 1 and
+            d.log_text().count("refused the filter") == 1,
+            (dl.get("shed_filter_errors"), d.log_text().count("refused the filter")))
+    rc, _ = d.stop()
+    c.check("daemon exits cleanly", rc == 0, rc)
+    c.check("no sanitizer report", not d.sanitizer_report(), d.sanitizer_report()[:800])
+
+
+def section_refused_filter(c, tmp):
+    check_refused_filter(c, tmp, ntpg.server_addr(3), ntpg.source_addr(3),
+                         ntpg.source_addr(4), ntpg.source_addr(5))
+
+
 def main(c, tmp):
     section_ipv4(c, tmp)
     section_ipv6(c, tmp)
     section_default_off_below_rate(c, tmp)
+    section_refused_filter(c, tmp)
 
 
 if __name__ == "__main__":
