@@ -68,7 +68,10 @@ typedef struct {
 
 typedef struct SHD_Table SHD_Table;
 
-/* A table that sheds nothing until SHD_Configure; seed keys the candidate hash. */
+/* A table that sheds nothing until SHD_Configure; the candidate hash's SipHash key is 16
+ * octets from RNG_Secure. NULL if memory runs out or the kernel gives no randomness. */
+SHD_Table *SHD_CreateSecure(void);
+/* The same keyed from seed: reproducible, for tests and fuzzing only. */
 SHD_Table *SHD_Create(uint64_t seed);
 void SHD_Destroy(SHD_Table *t);
 /* Defaults: rate 1000, depth 32, hold 8 s, leak 4, wait 2 ms. */

@@ -10,6 +10,28 @@
 #include "harness.h"
 #include "packet.h"
 
+#include <errno.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* The kernel's CSPRNG as this program sees it: getrandom is replaced here (the executable's
+ * definition wins over libc's), counts what is asked of it and can be made to fail; else it
+ * asks the kernel through the raw system call. */
+static size_t random_octets;
+static bool random_fails;
+
+ssize_t
+getrandom(void *buf, size_t len, unsigned int flags)
+{
+  random_octets += len;
+  if (random_fails) {
+    errno = EIO;
+    return -1;
+  }
+  return syscall(SYS_getrandom, buf, len, flags);
+}
+
 #define SEC 1000000000LL
 #define REQ_XMT 0x0123456789abcdefULL
 
@@ -786,6 +808,31 @@ test_acc_no_source_line_no_source_entries(void)
   env_free(&e);
 }
 
+/* Issue 13 item 6: the daemon's monitor and shed tables are keyed from the kernel's CSPRNG
+ * (two 16-octet SipHash keys and a sampling seed for the monitor, a 16-octet key for the
+ * shed table), not from a 64-bit seed stretched by splitmix or an LCG, and without
+ * randomness they are not created at all (RNG_Seed would fall back to time and pid). */
+static void
+test_acc_tables_keyed_from_the_csprng(void)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  random_octets = 0;
+  MON_Table *m = MON_CreateSecure(&p);
+  TEST_CHECK(m != NULL);
+  TEST_CHECK(random_octets >= 32);
+  random_octets = 0;
+  SHD_Table *s = SHD_CreateSecure();
+  TEST_CHECK(s != NULL);
+  TEST_CHECK(random_octets >= 16);
+  MON_Destroy(m);
+  SHD_Destroy(s);
+  random_fails = true;
+  TEST_CHECK(MON_CreateSecure(&p) == NULL);
+  TEST_CHECK(SHD_CreateSecure() == NULL);
+  random_fails = false;
+}
+
 /* Load shedding through the decision core: a flooder's rate-limit drops shed it; once its
  * filter is in place, what the kernel lets through is answered as the leak; the verdicts
  * before that, and for everyone else, are the rate limiter's. */
@@ -851,6 +898,7 @@ test_acc_flooder_is_shed_and_samples_answered(void)
 TEST_MAIN(TEST_CASE(test_acc_flooder_is_shed_and_samples_answered),
           TEST_CASE(test_acc_open_config_serves), TEST_CASE(test_acc_restrict_source_entries),
           TEST_CASE(test_acc_no_source_line_no_source_entries),
+          TEST_CASE(test_acc_tables_keyed_from_the_csprng),
           TEST_CASE(test_acc_ignore_takes_no_monitor_slot),
           TEST_CASE(test_acc_noserve_with_and_without_kod),
           TEST_CASE(test_acc_noserve_leaves_queries_alone),
