@@ -776,10 +776,15 @@ def group_source_unrestricted(c, tmp):
 
 def group_shed_refused(c, tmp):
     """Issue 13 C: load shedding that fails open must not answer everything from the shed
-    sources (the proof of concept lives in test_shed.check_refused_filter)."""
+    sources. The proof of concept lives in test_shed: a refusal injected for every list of
+    two addresses, and, where optmem_max is the namespace's own (Linux >= 6.9, private
+    namespace), the kernel itself refusing to replace a filter (old code: 6000 of 6000
+    requests of the shed flooder answered)."""
     import test_shed  # noqa: E402  (flood helpers)
     test_shed.check_refused_filter(c, tmp, ntpg.server_addr(5), src(28), src(29),
                                    src(PROBE_K), name="shedrefused")
+    test_shed.check_refused_by_kernel(c, tmp, ntpg.server_addr(6), src(26), src(30),
+                                      src(PROBE_K), name="shedoptmem")
 
 
 # ---------------------------------------------------------------------------------------------

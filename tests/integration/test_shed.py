@@ -335,7 +335,7 @@ def optmem_is_ours():
     return None if os.access(OPTMEM, os.W_OK) else "%s is not writable" % OPTMEM
 
 
-def section_refused_by_kernel(c, tmp):
+def check_refused_by_kernel(c, tmp, addr, flooder, second, probe, name="optmem"):
     why = optmem_is_ours()
     if why:
         c.skip("a filter refused by the kernel (optmem_max)", why)
@@ -351,11 +351,14 @@ def section_refused_by_kernel(c, tmp):
                        one < two, (one, two)):
             return
         ntpg.write_text(OPTMEM, str(limit))
-        check_refused_filter(c, tmp, ntpg.server_addr(4), ntpg.source_addr(6),
-                             ntpg.source_addr(7), ntpg.source_addr(5), name="optmem",
-                             inject=False)
+        check_refused_filter(c, tmp, addr, flooder, second, probe, name=name, inject=False)
     finally:
         ntpg.write_text(OPTMEM, orig)
+
+
+def section_refused_by_kernel(c, tmp):
+    check_refused_by_kernel(c, tmp, ntpg.server_addr(4), ntpg.source_addr(6),
+                            ntpg.source_addr(7), ntpg.source_addr(5))
 
 
 def main(c, tmp):
