@@ -131,11 +131,13 @@ ACC_BuildRestrict(const CNF_Config *cfg, const IFC_Address *locals, size_t nloca
                   ACC_ResolveFn resolve, uint32_t *source_flags, ACC_MsgFn msg, void *arg)
 {
   EntryVec ev = {0};
-  *source_flags = 0;
+  *source_flags = ACC_NO_SOURCE;
   for (size_t i = 0; i < cfg->n_restricts; i++) {
     const CNF_Restrict *r = &cfg->restricts[i];
     switch (r->kind) {
-      case CNF_RST_SOURCE:
+      case CNF_RST_SOURCE: /* the template exists from its first line on */
+        if (*source_flags == ACC_NO_SOURCE)
+          *source_flags = 0;
         if (r->op == CNF_RST_ADD)
           *source_flags |= r->flags;
         else if (r->op == CNF_RST_CLEAR)
@@ -190,7 +192,7 @@ ACC_WithSources(const RST_List *base, const NetAddr *peers, size_t npeers,
     if (!(e->mflags & RST_M_SOURCE))
       push(&ev, e);
   }
-  for (size_t i = 0; i < npeers; i++) {
+  for (size_t i = 0; source_flags != ACC_NO_SOURCE && i < npeers; i++) {
     NetAddr a = peers[i], mask;
     ADR_Unmap(&a);
     a.port = 0;

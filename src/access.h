@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "iface.h"
@@ -25,13 +26,20 @@ typedef size_t (*ACC_ResolveFn)(const char *name, int family, NetAddr *out, size
 /* The resolver the daemon uses: getaddrinfo, numeric results only. */
 size_t ACC_ResolveSystem(const char *name, int family, NetAddr *out, size_t max);
 
+/* *source_flags when the configuration has no `restrict source` line: then associations
+ * get no entries of their own and their addresses are matched like any other source
+ * (ntp_acc(5): the template applies "only if" the line is present). No flag set reaches
+ * this value (restrict.h uses the low 16 bits). */
+#define ACC_NO_SOURCE UINT32_MAX
+
 /* Build the restrict list: configuration lines in order (ADD ORs flags into an entry with
  * the same address, mask and match flags; DELETE removes it; CLEAR clears flags), host
  * names resolved to one host entry per address (a name that does not resolve is skipped
  * with a warning, so a DNS failure cannot block a reload), `restrict source` recorded
  * for associations (not an entry), then one `ignore interface ntpport` entry per local
  * address so we never answer our own packets. resolve may be NULL (names are skipped).
- * *source_flags gets the `restrict source` flags (0 if none). NULL on error (reported). */
+ * *source_flags gets the `restrict source` flags (0 for a bare `restrict source`), or
+ * ACC_NO_SOURCE without such a line. NULL on error (reported). */
 RST_List *ACC_BuildRestrict(const CNF_Config *cfg, const IFC_Address *locals, size_t nlocals,
                             ACC_ResolveFn resolve, uint32_t *source_flags, ACC_MsgFn msg,
                             void *arg);
@@ -39,8 +47,10 @@ RST_List *ACC_BuildRestrict(const CNF_Config *cfg, const IFC_Address *locals, si
 /* `restrict source`: a copy of base in which every earlier RST_M_SOURCE entry is replaced
  * by one host entry per peer address (an association's server) with source_flags and
  * RST_M_SOURCE, so a configured or pool server gets the template's flags rather than the
- * default's (an explicit entry for the same address still wins, restrict.h). NULL (reason
- * in err) if memory runs out. */
+ * default's (an explicit entry for the same address still wins, restrict.h). With
+ * source_flags ACC_NO_SOURCE no entry is added (old ones still go): a server's address
+ * then gets what `restrict default` or a matching address entry gives it, so a forged
+ * upstream address gains nothing. NULL (reason in err) if memory runs out. */
 RST_List *ACC_WithSources(const RST_List *base, const NetAddr *peers, size_t npeers,
                           uint32_t source_flags, char *err, size_t errlen);
 

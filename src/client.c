@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "assoc.h"
+#include "control.h"
 #include "discipline.h"
 #include "log.h"
 #include "netio.h"
@@ -334,7 +335,7 @@ on_resolved(void *arg, int fd, uint32_t events)
 static void
 publish(CLI_Client *c, const NTT_Now *now, bool force)
 {
-  SRV_System sys;
+  SYS_Vars sys;
   pthread_mutex_lock(&c->lock);
   bool synced = c->dsc && DSC_GetServerSystem(c->dsc, now, c->precision, &sys);
   bool due = force || synced != c->synced ||

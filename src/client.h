@@ -13,17 +13,21 @@
 
 #include "clock.h"
 #include "config.h"
-#include "control.h"
 #include "keys.h"
 #include "loop.h"
-#include "server.h"
+#include "sysvars.h"
+
+/* The control context CLI_FillControl fills in (control.h); callers that use it include
+ * control.h, the client's users need not. */
+typedef struct CTL_Ctx CTL_Ctx;
+typedef struct CTL_Peer CTL_Peer;
 
 typedef struct CLI_Client CLI_Client;
 
 /* Called on the loop thread, without the client's lock held, after anything that may change
  * the system variables: sys is what we serve while synchronized to an upstream source, or
  * NULL when we are not (the owner falls back to local clock / orphan / unsynchronized). */
-typedef void (*CLI_SyncFn)(void *arg, const SRV_System *sys);
+typedef void (*CLI_SyncFn)(void *arg, const SYS_Vars *sys);
 /* Called the same way whenever the set of servers we poll changed (for `restrict source`). */
 typedef void (*CLI_PeersFn)(void *arg, const NetAddr *peers, size_t n);
 

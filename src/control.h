@@ -99,7 +99,7 @@ typedef enum {
 
 /* One association as ntpq shows it (rv &N, peers, associations). Times are seconds unless
  * said otherwise; stamps are NTP timestamps. Zero-initialise and fill what is known. */
-typedef struct {
+typedef struct CTL_Peer {
   uint16_t associd;      /* 1..65535, unique */
   bool configured;       /* from the configuration (status "conf yes") */
   bool authentic;        /* last packet authenticated */
@@ -174,7 +174,7 @@ typedef struct {
 typedef bool (*CTL_ConfigureFn)(void *arg, const char *text, char *reply, size_t replycap);
 
 /* Everything CTL_Handle reads. Filled by the caller; borrowed for the duration of the call. */
-typedef struct {
+typedef struct CTL_Ctx {
   /* system (rv) */
   const SRV_System *sys;         /* required: leap, stratum, precision, refid, times */
   uint8_t sys_source;            /* CTW_SST_TS_*: clock source in the system status word */

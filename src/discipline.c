@@ -716,7 +716,7 @@ struct DSC_System {
   double last_epoch; /* sample epoch of the system peer last fed to the loop */
   double lost_t;     /* when the system peer was lost (sys_id < 0) */
   bool synced;       /* an update was accepted since start / the last step */
-  SRV_System served; /* what replies carry while synced (precision set on output) */
+  SYS_Vars served;   /* what replies carry while synced (precision set on output) */
   double last_offset;
 };
 
@@ -773,7 +773,7 @@ record_served(DSC_System *s, const DSC_Candidate *peer, const DSC_Selection *sel
 {
   double age = DSC_Seconds(now->mono_ns) - peer->epoch;
   double disp = peer->disp + DSC_PHI * (age > 0 ? age : 0) + sel->jitter + fabs(sel->offset);
-  s->served = (SRV_System){
+  s->served = (SYS_Vars){
       .leap = sel->leap,
       .stratum = (uint8_t)(peer->stratum >= 15 ? 16 : peer->stratum + 1),
       .refid = peer->peer_refid,
@@ -873,7 +873,7 @@ DSC_EventName(DSC_Event e)
 }
 
 bool
-DSC_GetServerSystem(const DSC_System *s, const NTT_Now *now, int8_t precision, SRV_System *out)
+DSC_GetServerSystem(const DSC_System *s, const NTT_Now *now, int8_t precision, SYS_Vars *out)
 {
   if (!s->synced ||
       (s->sys_id < 0 && DSC_Seconds(now->mono_ns) - s->lost_t > s->p.unsync_after))

@@ -1,7 +1,7 @@
 /* discipline: the NTP mitigation algorithms and the clock discipline (RFC 5905 sections 10
  * to 12, with ntpd's working constants): per-source clock filter, selection (intersection),
  * cluster, combine, the hybrid PLL/FLL loop with step/panic handling and system poll
- * adjustment, the system variables we serve (SRV_System) and the drift file.
+ * adjustment, the system variables we serve (SYS_Vars, sysvars.h) and the drift file.
  *
  * The algorithms are pure functions of their inputs and of `now` (monotonic seconds; see
  * DSC_Seconds); they never read a clock, log or allocate. DSC_System is the thin stateful
@@ -22,7 +22,7 @@
 #include "clock.h"
 #include "config.h"
 #include "ntptime.h"
-#include "server.h"
+#include "sysvars.h"
 
 #define DSC_PHI 15e-6              /* s/s: dispersion growth (frequency tolerance) */
 #define DSC_NSTAGE 8               /* clock filter stages */
@@ -282,9 +282,9 @@ const char *DSC_EventName(DSC_Event e);
  * leaves out untouched) on loss of sync: never synchronized, stepped and not yet resynced,
  * no system peer for unsync_after seconds, or the last offset beyond the step threshold
  * (with the null driver the system clock is not being corrected). The caller then falls
- * back to SRV_SystemLocal (local clock / orphan) or SRV_SystemUnsynchronized. */
+ * back to SRV_SystemLocal (local clock / orphan) or SRV_SystemUnsynchronized (server.h). */
 bool DSC_GetServerSystem(const DSC_System *s, const NTT_Now *now, int8_t precision,
-                         SRV_System *out);
+                         SYS_Vars *out);
 
 /* ------------------------------------------------------------------------------------ */
 /* Drift file: one number, the frequency correction in ppm (ntpd format)                  */

@@ -1,9 +1,16 @@
 /* keys: keys file parser, MAC computation and verification. See keys.h. */
+/* The RFC 5905 digests use OpenSSL's one-shot digest structures (MD5_CTX, SHA256_CTX ...),
+ * deprecated since OpenSSL 3.0 in favour of EVP: with EVP, OpenSSL 3.0 allocates the
+ * provider's digest state at every EVP_DigestInit_ex2, even on a reused context, and the
+ * packet path must not allocate (docs/design.md). The structures live on the stack. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "keys.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +21,9 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/md5.h>
 #include <openssl/params.h>
+#include <openssl/sha.h>
 
 #define N_TYPES (KEY_TYPE_AES128CMAC + 1)
 #define SHORT_KEY_WARN 10 /* octets (80 bits): chrony warns below this too */
@@ -116,7 +125,7 @@ typedef struct {
   uint8_t digest_len;
   int line;
   uint8_t secret[KEY_MAX_SECRET];
-  EVP_MAC_CTX *cmac; /* AES128CMAC: keyed once here, duplicated for each MAC */
+  uint64_t serial; /* AES128CMAC: unique for the life of the process (thread_cmac) */
   AddrRule *addrs;
   size_t n_addrs;
 } Key;
@@ -133,7 +142,6 @@ free_keys(Key *keys, size_t n)
 {
   for (size_t i = 0; i < n; i++) {
     free(keys[i].addrs);
-    EVP_MAC_CTX_free(keys[i].cmac);
     OPENSSL_cleanse(keys[i].secret, sizeof(keys[i].secret));
   }
   free(keys);
@@ -423,9 +431,10 @@ fetch_type(Parser *p, KEY_Type type)
   return !p->fetch_failed[type];
 }
 
-/* ntpd's AES-CMAC keys are 16 octets: shorter ones are zero-padded, longer ones cut.
- * Then key a CMAC context once: setting it up (cipher fetch, AES key schedule) costs about
- * four times the MAC of a 48-octet packet, so each MAC duplicates this one instead. */
+static _Atomic uint64_t cmac_serials; /* numbers AES128CMAC keys (Key.serial) */
+
+/* ntpd's AES-CMAC keys are 16 octets: shorter ones are zero-padded, longer ones cut. Then
+ * check once that OpenSSL can key a CMAC with it; the MACs use the thread's contexts. */
 static bool
 setup_cmac_key(Parser *p, Key *k)
 {
@@ -441,8 +450,11 @@ setup_cmac_key(Parser *p, Key *k)
       OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, "AES-128-CBC", 0),
       OSSL_PARAM_construct_end(),
   };
-  k->cmac = EVP_MAC_CTX_new(p->t->cmac);
-  if (k->cmac && EVP_MAC_init(k->cmac, k->secret, KEY_CMAC_KEY_LEN, params))
+  k->serial = atomic_fetch_add(&cmac_serials, 1) + 1;
+  EVP_MAC_CTX *c = EVP_MAC_CTX_new(p->t->cmac);
+  bool ok = c && EVP_MAC_init(c, k->secret, KEY_CMAC_KEY_LEN, params);
+  EVP_MAC_CTX_free(c);
+  if (ok)
     return true;
   error_at(p, p->line, "key %u: OpenSSL could not set up AES-128-CMAC", k->id);
   return false;
@@ -567,7 +579,6 @@ parse_line(Parser *p, const char *s, const char *end)
     warn(p, "key %u is shorter than 80 bits", k->id);
   if (!ok) {
     free(k->addrs);
-    EVP_MAC_CTX_free(k->cmac);
     OPENSSL_cleanse(k, sizeof(*k));
     return;
   }
@@ -729,31 +740,121 @@ KEY_LoadFile(const char *path, KEY_Errors *errs)
 /* ------------------------------------------------------------------------------------ */
 /* MACs                                                                                   */
 
-/* H(key || data), the RFC 5905 digest. */
+/* H(key || data), the RFC 5905 digest, with the state on the stack (no allocation). */
 static bool
-digest_mac(const EVP_MD *md, const Key *k, const uint8_t *data, size_t len, uint8_t *out)
+digest_mac(const Key *k, const uint8_t *data, size_t len, uint8_t *out)
 {
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  unsigned int n = 0;
-  bool ok = ctx && EVP_DigestInit_ex2(ctx, md, NULL) &&
-            EVP_DigestUpdate(ctx, k->secret, k->secret_len) &&
-            EVP_DigestUpdate(ctx, data, len) && EVP_DigestFinal_ex(ctx, out, &n) &&
-            n >= k->digest_len;
-  EVP_MD_CTX_free(ctx);
+  union {
+    MD5_CTX md5;
+    SHA_CTX sha1;
+    SHA256_CTX sha256;
+    SHA512_CTX sha512;
+  } c;
+  bool ok = false;
+  switch (k->type) {
+    case KEY_TYPE_MD5:
+      ok = MD5_Init(&c.md5) && MD5_Update(&c.md5, k->secret, k->secret_len) &&
+           MD5_Update(&c.md5, data, len) && MD5_Final(out, &c.md5);
+      break;
+    case KEY_TYPE_SHA1:
+      ok = SHA1_Init(&c.sha1) && SHA1_Update(&c.sha1, k->secret, k->secret_len) &&
+           SHA1_Update(&c.sha1, data, len) && SHA1_Final(out, &c.sha1);
+      break;
+    case KEY_TYPE_SHA224:
+    case KEY_TYPE_SHA256:
+      ok = (k->type == KEY_TYPE_SHA224 ? SHA224_Init(&c.sha256) : SHA256_Init(&c.sha256)) &&
+           SHA256_Update(&c.sha256, k->secret, k->secret_len) &&
+           SHA256_Update(&c.sha256, data, len) && SHA256_Final(out, &c.sha256);
+      break;
+    case KEY_TYPE_SHA384:
+    case KEY_TYPE_SHA512:
+      ok = (k->type == KEY_TYPE_SHA384 ? SHA384_Init(&c.sha512) : SHA512_Init(&c.sha512)) &&
+           SHA512_Update(&c.sha512, k->secret, k->secret_len) &&
+           SHA512_Update(&c.sha512, data, len) && SHA512_Final(out, &c.sha512);
+      break;
+    default:
+      break;
+  }
+  OPENSSL_cleanse(&c, sizeof(c)); /* it held a state derived from the key */
   return ok;
 }
 
-/* AES-128-CMAC(key, data), RFC 4493 as RFC 8573 uses it. The keyed context is only read
- * (EVP_MAC_CTX_dup takes it const), so threads may share it. */
-static bool
-cmac_mac(const Key *k, const uint8_t *data, size_t len, uint8_t *out)
+/* AES-128-CMAC contexts of the calling thread, each keyed with one key (Key.serial): a MAC
+ * under a key that has one restarts it (EVP_MAC_init without a key: no allocation, and half
+ * the cost of duplicating a keyed context); another key re-keys the oldest slot. Created on
+ * first use, freed when the thread exits. They hold the AES key schedules of the last keys
+ * used until then (a reload does not clear them; EVP_MAC_CTX_free cleanses). */
+#define CMAC_SLOTS 4
+
+typedef struct {
+  EVP_MAC_CTX *ctx[CMAC_SLOTS];
+  uint64_t serial[CMAC_SLOTS]; /* 0: not keyed */
+  unsigned next;
+} CmacCache;
+
+static pthread_once_t cmac_once = PTHREAD_ONCE_INIT;
+static pthread_key_t cmac_tls;
+static _Thread_local CmacCache *cmac_cache;
+
+static void
+free_cmac_cache(void *arg)
 {
-  EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(k->cmac);
+  CmacCache *c = arg;
+  for (int i = 0; i < CMAC_SLOTS; i++)
+    EVP_MAC_CTX_free(c->ctx[i]);
+  free(c);
+}
+
+static void
+make_cmac_tls(void)
+{
+  pthread_key_create(&cmac_tls, free_cmac_cache);
+}
+
+static EVP_MAC_CTX *
+thread_cmac(const KEY_Table *t, const Key *k)
+{
+  CmacCache *c = cmac_cache;
+  if (!c) {
+    pthread_once(&cmac_once, make_cmac_tls);
+    c = calloc(1, sizeof(*c));
+    if (!c || pthread_setspecific(cmac_tls, c) != 0) {
+      free(c);
+      return NULL;
+    }
+    cmac_cache = c;
+  }
+  for (int i = 0; i < CMAC_SLOTS; i++)
+    if (c->ctx[i] && c->serial[i] == k->serial)
+      return EVP_MAC_init(c->ctx[i], NULL, 0, NULL) ? c->ctx[i] : NULL;
+  unsigned i = c->next++ % CMAC_SLOTS;
+  c->serial[i] = 0;
+  if (!c->ctx[i]) {
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, "AES-128-CBC", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    c->ctx[i] = EVP_MAC_CTX_new(t->cmac);
+    if (!c->ctx[i] || !EVP_MAC_CTX_set_params(c->ctx[i], params)) {
+      EVP_MAC_CTX_free(c->ctx[i]);
+      c->ctx[i] = NULL;
+      return NULL;
+    }
+  }
+  if (!EVP_MAC_init(c->ctx[i], k->secret, KEY_CMAC_KEY_LEN, NULL))
+    return NULL;
+  c->serial[i] = k->serial;
+  return c->ctx[i];
+}
+
+/* AES-128-CMAC(key, data), RFC 4493 as RFC 8573 uses it. */
+static bool
+cmac_mac(const KEY_Table *t, const Key *k, const uint8_t *data, size_t len, uint8_t *out)
+{
+  EVP_MAC_CTX *ctx = thread_cmac(t, k);
   size_t n = 0;
-  bool ok = ctx && EVP_MAC_update(ctx, data, len) &&
-            EVP_MAC_final(ctx, out, &n, EVP_MAX_MD_SIZE) && n == k->digest_len;
-  EVP_MAC_CTX_free(ctx);
-  return ok;
+  return ctx && EVP_MAC_update(ctx, data, len) &&
+         EVP_MAC_final(ctx, out, &n, EVP_MAX_MD_SIZE) && n == k->digest_len;
 }
 
 /* The full-length MAC of data under k into out (EVP_MAX_MD_SIZE octets); the first
@@ -762,8 +863,8 @@ static bool
 compute_mac(const KEY_Table *t, const Key *k, const uint8_t *data, size_t len, uint8_t *out)
 {
   if (k->type == KEY_TYPE_AES128CMAC)
-    return cmac_mac(k, data, len, out);
-  return digest_mac(t->md[k->type], k, data, len, out);
+    return cmac_mac(t, k, data, len, out);
+  return digest_mac(k, data, len, out);
 }
 
 /* May a MAC of k carry digest_len octets: the default (truncated) length or the whole

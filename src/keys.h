@@ -10,8 +10,9 @@
  *
  * Threads: KEY_SetTrusted changes a table; call it before the table is shared. After that
  * KEY_Sign, KEY_Verify and the accessors only read the table, and any number of threads may
- * call them at once. Each MAC uses a short-lived OpenSSL context. The digest and CMAC
- * algorithms are fetched once per table, not per packet.
+ * call them at once. No MAC allocates: digests run on the stack, and each thread keeps a
+ * few keyed CMAC contexts of its own (created at its first CMAC, freed when it exits). The
+ * digest and CMAC algorithms are fetched once per table, not per packet.
  *
  * Reload: build a new table, KEY_SetTrusted it and swap it in only when KEY_LoadFile
  * returned non-NULL. Any error in the file gives NULL, so the old table stays in force. */

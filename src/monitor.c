@@ -9,6 +9,7 @@
 
 #include "msglist.h"
 #include "restrict.h"
+#include "rng.h"
 #include "siphash.h"
 
 /* Layout. Source and network records both start with a Head: LRU links, hash chain link
@@ -469,8 +470,10 @@ MON_ValidateParams(const MON_Params *p, char *err, size_t errlen)
 
 /* ---- create / destroy ---- */
 
-MON_Table *
-MON_Create(const MON_Params *p, uint64_t seed)
+/* A table whose addresses hash under key (sources) and netkey (networks); seed drives the
+ * sampling draws (leak, recycling), which need no secrecy. */
+static MON_Table *
+create(const MON_Params *p, const SIP_Key *key, const SIP_Key *netkey, uint64_t seed)
 {
   if (!MON_ValidateParams(p, NULL, 0))
     return NULL;
@@ -479,8 +482,8 @@ MON_Create(const MON_Params *p, uint64_t seed)
     return NULL;
   t->p = *p;
   t->rng = seed;
-  derive_key(&t->rng, &t->key);
-  derive_key(&t->rng, &t->netkey);
+  t->key = *key;
+  t->netkey = *netkey;
   t->nshards = p->shards;
   t->shard_bits = log2_u32(p->shards);
   t->kod_tat = INT64_MIN;
@@ -492,6 +495,33 @@ MON_Create(const MON_Params *p, uint64_t seed)
     return NULL;
   }
   t->bytes = sizeof(*t) + shard_bytes;
+  return t;
+}
+
+MON_Table *
+MON_Create(const MON_Params *p, uint64_t seed)
+{
+  SIP_Key key, netkey;
+  derive_key(&seed, &key);
+  derive_key(&seed, &netkey);
+  return create(p, &key, &netkey, seed);
+}
+
+MON_Table *
+MON_CreateSecure(const MON_Params *p)
+{
+  uint8_t b[40]; /* two 128-bit SipHash keys, then the sampling seed */
+  if (!RNG_Secure(b, sizeof(b)))
+    return NULL;
+  SIP_Key key, netkey;
+  uint64_t seed;
+  SIP_SetKey(&key, b);
+  SIP_SetKey(&netkey, b + 16);
+  memcpy(&seed, b + 32, sizeof(seed));
+  explicit_bzero(b, sizeof(b));
+  MON_Table *t = create(p, &key, &netkey, seed);
+  explicit_bzero(&key, sizeof(key));
+  explicit_bzero(&netkey, sizeof(netkey));
   return t;
 }
 

@@ -41,8 +41,9 @@
  * MON_Destroy need exclusive use of the table. Bounds per shard are the table bounds
  * divided by shards, rounded up.
  *
- * Hashing: SipHash-2-4 with a 128-bit key derived from the seed; pass a secret random seed
- * (e.g. from getrandom) so that remote senders cannot aim many addresses at one chain.
+ * Hashing: SipHash-2-4 with 128-bit keys. The daemon's tables (MON_CreateSecure) take them
+ * from the kernel's CSPRNG, so that remote senders cannot aim many addresses at one chain;
+ * MON_Create derives them from a 64-bit seed, for reproducible tests only.
  * Records do not store their hash (that keeps a record at MON_RECORD_BYTES = 60 bytes):
  * recycling a record needs no hashing, and MON_Reconfigure rehashes the records it moves.
  *
@@ -133,7 +134,12 @@ void MON_DefaultParams(MON_Params *p);
 /* False, with a message in err, if a parameter is out of its range. */
 bool MON_ValidateParams(const MON_Params *p, char *err, size_t errlen);
 
-/* Allocate a table to its bounds. NULL if the parameters are invalid or memory runs out. */
+/* Allocate a table to its bounds: its two SipHash keys (32 octets) and the seed of its
+ * sampling draws come from RNG_Secure. NULL if the parameters are invalid, memory runs
+ * out or the kernel gives no randomness (no weaker fallback). */
+MON_Table *MON_CreateSecure(const MON_Params *p);
+/* The same with keys and draws derived from seed: reproducible, for tests and fuzzing (a
+ * 64-bit seed is not a secret key). */
 MON_Table *MON_Create(const MON_Params *p, uint64_t seed);
 void MON_Destroy(MON_Table *t);
 /* Apply new parameters, keeping every source record that fits the new bound (the least

@@ -51,6 +51,14 @@ NIO_SetSendFault(unsigned every, int err)
   fault_errno = err;
 }
 
+static size_t shed_fault_min; /* NIO_SetShedFault: written once before the threads start */
+
+void
+NIO_SetShedFault(size_t min_addrs)
+{
+  shed_fault_min = min_addrs;
+}
+
 bool
 NIO_Open(const NetAddr *local, bool reuseport, NIO_Socket *out, char *err, size_t errlen)
 {
@@ -293,9 +301,15 @@ NIO_SetShedFilter(const NIO_Socket *s, const NetAddr *addrs, size_t n, int leak)
     return setsockopt(s->fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof(unused)) == 0 ||
            errno == ENOENT;
   }
+  size_t mine = 0;
+  for (size_t i = 0; i < n; i++)
+    mine += addrs[i].family == s->local.family;
   struct sock_fprog fp = {.len = (unsigned short)len, .filter = prog};
-  if (setsockopt(s->fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof(fp)) == 0)
+  if ((shed_fault_min == 0 || mine < shed_fault_min) &&
+      setsockopt(s->fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof(fp)) == 0)
     return true;
+  if (shed_fault_min && mine >= shed_fault_min)
+    errno = ENOMEM;
   /* fail open: an older list must not stay in force (e.g. net.core.optmem_max too small) */
   int e = errno, unused = 0;
   setsockopt(s->fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof(unused));

@@ -83,5 +83,10 @@ uint64_t NIO_KernelDrops(const NIO_Socket *s);
  * NIO_Send call of each thread fails as if the kernel said err (ENOBUFS, EAGAIN) without
  * sending anything. 0 turns it off (the default). */
 void NIO_SetSendFault(unsigned every, int err);
+/* Fault injection for tests (set once before the threads start): NIO_SetShedFilter refuses
+ * (ENOMEM, the socket's filter detached) every list with at least min_addrs addresses of the
+ * socket's family, as a kernel whose net.core.optmem_max is too small for it does. 0 (the
+ * default) turns it off. */
+void NIO_SetShedFault(size_t min_addrs);
 
 #endif

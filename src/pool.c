@@ -39,25 +39,34 @@ struct POL_Pool {
   void *control_arg;
   SHD_Table *shed;
   pthread_mutex_t shed_lock;     /* serializes filter installations */
-  _Atomic uint64_t shed_applied; /* generation on the sockets */
+  _Atomic uint64_t shed_applied; /* generation last installed (or tried) */
+  _Atomic bool shed_refused;     /* ... and some socket refused it: retry on the tick */
   _Atomic uint64_t shed_errors;
+  atomic_int shed_unreported; /* refusals of new lists not yet returned by POL_ApplyShed */
 };
 
 void
 POL_SetShed(POL_Pool *p, SHD_Table *shed)
 {
   p->shed = shed;
+  const char *fault = getenv("NTPG_TEST_SHED_FAULT"); /* tests only: pool.h */
+  if (fault && atoi(fault) > 0)
+    NIO_SetShedFault((size_t)atoi(fault));
 }
 
-int
-POL_ApplyShed(POL_Pool *p)
+/* retry: also install an unchanged list that some socket refused last time. Refusals of a
+ * new list (not of a retry) are kept for POL_ApplyShed to report. */
+static void
+apply_shed(POL_Pool *p, bool retry)
 {
-  if (!p->shed || SHD_Generation(p->shed) == atomic_load(&p->shed_applied))
-    return 0;
+  retry = retry && atomic_load(&p->shed_refused);
+  if (!p->shed || (!retry && SHD_Generation(p->shed) == atomic_load(&p->shed_applied)))
+    return;
   int failed = 0;
   pthread_mutex_lock(&p->shed_lock);
   uint64_t gen = SHD_Generation(p->shed);
-  if (gen != atomic_load(&p->shed_applied)) {
+  bool fresh = gen != atomic_load(&p->shed_applied);
+  if (fresh || (retry && atomic_load(&p->shed_refused))) {
     NetAddr v4[NIO_SHED_MAX], v6[NIO_SHED_MAX];
     int leak4, leak6;
     uint64_t gen4, gen6;
@@ -74,17 +83,29 @@ POL_ApplyShed(POL_Pool *p)
       }
     }
     /* Only a list in force everywhere makes what gets through a sample. After a refusal the
-     * sockets concerned have no filter, and the limiter judges everything as usual. */
+     * sockets concerned have no filter: the samples are withdrawn and the limiter judges
+     * everything as usual (its leak included) until a retry succeeds. */
     if (failed == 0) {
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts); /* the kernel's receive stamps are on this clock */
       SHD_Applied(p->shed, gen, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+    } else {
+      SHD_Refused(p->shed);
     }
     atomic_store(&p->shed_applied, gen);
+    atomic_store(&p->shed_refused, failed > 0);
     atomic_fetch_add(&p->shed_errors, (uint64_t)failed);
+    if (fresh)
+      atomic_fetch_add(&p->shed_unreported, failed);
   }
   pthread_mutex_unlock(&p->shed_lock);
-  return failed;
+}
+
+int
+POL_ApplyShed(POL_Pool *p)
+{
+  apply_shed(p, true);
+  return atomic_exchange(&p->shed_unreported, 0);
 }
 
 uint64_t
@@ -161,7 +182,7 @@ thread_main(void *arg)
         WRK_Serve(t->w, &t->socks[k]);
     }
     leave(t);
-    POL_ApplyShed(p); /* a source this batch shed, if any: one atomic load otherwise */
+    apply_shed(p, false); /* a source this batch shed, if any: atomic loads otherwise */
     size_t nctl;
     WRK_PendingControl(t->w, &nctl);
     if (nctl > 0) {

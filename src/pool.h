@@ -38,10 +38,17 @@ typedef void (*POL_ControlFn)(void *arg, int self, WRK_Worker *w);
 void POL_SetControlHandler(POL_Pool *p, POL_ControlFn fn, void *arg);
 
 /* Load shedding: the table whose list the sockets' filters follow (set before POL_Start; the
- * table must outlive the pool). A serving thread installs a changed list after its batch. */
+ * table must outlive the pool). A serving thread installs a changed list after its batch.
+ * Tests only: the environment variable NTPG_TEST_SHED_FAULT=N makes every socket refuse a
+ * filter of N or more addresses (NIO_SetShedFault; docs/access-control.md). */
 void POL_SetShed(POL_Pool *p, SHD_Table *shed);
-/* Install the shed list on every socket if it changed since the last installation (any
- * thread, any time; serialized inside). Returns the number of sockets that refused it. */
+/* Install the shed list on every socket if it changed since the last installation, or if
+ * the last installation was refused somewhere (a retry; serving threads never retry, so a
+ * refusing kernel costs them nothing). Call it periodically (the main loop's tick); any
+ * thread, serialized inside. A refusal withdraws the samples (SHD_Refused). Returns the
+ * number of refusals of new lists since the last call, whichever thread installed them
+ * (retries that fail again are only counted in POL_ShedErrors), so a caller that logs it
+ * logs once per list. */
 int POL_ApplyShed(POL_Pool *p);
 /* Datagrams the kernel dropped on the pool's sockets (shed filter, full buffers). */
 uint64_t POL_KernelDrops(POL_Pool *p);

@@ -252,7 +252,7 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
     t->rst = w;
   }
   if (!r->mon) {
-    r->mon = MON_Create(&t->mon, RNG_Seed());
+    r->mon = MON_CreateSecure(&t->mon);
     if (!r->mon) {
       add_msg(errs, "out of memory creating the monitor table (mru maxdepth/maxmem)");
       goto fail;
@@ -364,10 +364,11 @@ RUN_Create(const char *path, int port_override, int precision, const NTT_Now *no
   uname(&r->uts);
   MON_Params cp;
   ctl_limits(&cp);
-  r->ctl_mon = MON_Create(&cp, RNG_Seed());
-  r->shed = SHD_Create(RNG_Seed());
+  r->ctl_mon = MON_CreateSecure(&cp);
+  r->shed = SHD_CreateSecure();
   if (!r->ctl_mon || !r->shed) {
-    why = "out of memory creating the control and load-shedding tables";
+    why = "cannot create the control and load-shedding tables (out of memory, or no random "
+          "numbers from the kernel for their keys)";
     goto fail;
   }
   if (!RNG_Secure(r->nonce_secret, sizeof(r->nonce_secret))) {

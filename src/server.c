@@ -169,8 +169,8 @@ rate_check(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, uin
     case MON_LIMIT_DROP:
     default:
       /* a shed source's packet that the kernel let through: what the leak would answer */
-      if (SHD_Drop(ctx->shed, &rq->src, rq->rx.mono_ns,
-                   (int64_t)rq->rx.real.tv_sec * 1000000000 + rq->rx.real.tv_nsec)) {
+      if (SHD_Answer(ctx->shed, &rq->src, rq->rx.mono_ns,
+                     (int64_t)rq->rx.real.tv_sec * 1000000000 + rq->rx.real.tv_nsec)) {
         v->why = SRV_R_SERVED_LEAK;
         v->shed_sample = true;
         return true;
@@ -205,10 +205,16 @@ auth_check(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req,
     return true;
   }
   /* A MAC we cannot accept. With `kod`: a CRYP KoD (the rate limit just passed is its
-   * per-source limit); else the RFC 5905 crypto-NAK: our header and a zero key id, shorter
-   * than the request, which carried at least a key id and a 16-octet digest. */
+   * per-source limit), which carries nothing of our clock. Under `notrust` nothing else:
+   * ntp_acc(5) denies time to any packet that is not cryptographically authenticated, and
+   * a crypto-NAK is our full header. Otherwise the RFC 5905 crypto-NAK: our header and a
+   * zero key id, shorter than the request, which carried a key id and a 16-octet digest. */
   if (rflags & RST_KOD) {
     *act = send_kod(ctx, rq, req, "CRYP", SRV_R_KOD_CRYP, out, v);
+    return false;
+  }
+  if (rflags & RST_NOTRUST) {
+    *act = drop(v, SRV_R_DROP_NOTRUST);
     return false;
   }
   v->why = SRV_R_CRYPTO_NAK;

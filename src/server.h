@@ -16,6 +16,7 @@
 #include "restrict.h"
 #include "rng.h"
 #include "shed.h"
+#include "sysvars.h"
 
 /* Why a datagram got the answer it got. Every value is a counter; names in SRV_ReasonName. */
 #define SRV_REASONS(X)                                                                        \
@@ -71,17 +72,8 @@ typedef enum { SRV_DROP = 0, SRV_REPLY, SRV_KOD, SRV_CONTROL } SRV_Action;
  * Every KoD passes a per-source limit (the monitor's discard algorithm) and the global
  * KoD limit (MON_TakeKod); a refused KoD is counted as dropped_kod_limit. */
 
-/* The system variables our replies carry. Published by the main thread as a whole value. */
-typedef struct {
-  uint8_t leap;     /* PKT_LEAP_*; PKT_LEAP_UNSYNC while not synchronized */
-  uint8_t stratum;  /* 1..15 synchronized; 16 = unsynchronized (sent as 0) */
-  int8_t precision; /* log2 s */
-  uint32_t refid;
-  NTT_Stamp ref_ts;  /* when the clock was last set or corrected */
-  double root_delay; /* s */
-  double root_disp;  /* s, at update_mono_ns; grows by PHI per second after it */
-  int64_t update_mono_ns;
-} SRV_System;
+/* The system variables our replies carry (sysvars.h), under the decision core's name. */
+typedef SYS_Vars SRV_System;
 
 /* What the decision needs from configuration (copied in; no pointer into CNF_Config). */
 typedef struct {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
 #include "siphash.h"
 
 #define NS_PER_S 1000000000LL
@@ -64,22 +65,37 @@ SHD_ValidateParams(const SHD_Params *p, char *err, size_t errlen)
   return false;
 }
 
-SHD_Table *
-SHD_Create(uint64_t seed)
+static SHD_Table *
+create(const uint8_t key[16])
 {
   SHD_Table *t = calloc(1, sizeof(*t));
   if (!t)
     return NULL;
   pthread_mutex_init(&t->lock, NULL);
-  uint8_t k[16];
-  for (int i = 0; i < 16; i++) {
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    k[i] = (uint8_t)(seed >> 56);
-  }
-  SIP_SetKey(&t->key, k);
+  SIP_SetKey(&t->key, key);
   SHD_DefaultParams(&t->p);
   t->p.rate = 0;
   return t;
+}
+
+SHD_Table *
+SHD_CreateSecure(void)
+{
+  uint8_t k[16];
+  if (!RNG_Secure(k, sizeof(k)))
+    return NULL;
+  SHD_Table *t = create(k);
+  explicit_bzero(k, sizeof(k));
+  return t;
+}
+
+SHD_Table *
+SHD_Create(uint64_t seed)
+{
+  uint8_t k[16];
+  for (int i = 0; i < 16; i++)
+    k[i] = (uint8_t)(seed >> (8 * (i % 8)) ^ (uint64_t)i * 0x9e);
+  return create(k);
 }
 
 void
@@ -152,7 +168,7 @@ shed(SHD_Table *t, const NetAddr *a, int64_t now)
 }
 
 bool
-SHD_Drop(SHD_Table *t, const NetAddr *src, int64_t now_ns, int64_t real_ns)
+SHD_Answer(SHD_Table *t, const NetAddr *src, int64_t now_ns, int64_t real_ns)
 {
   if (!t)
     return false;
@@ -250,6 +266,16 @@ SHD_Applied(SHD_Table *t, uint64_t gen, int64_t real_ns)
   for (size_t i = 0; i < t->n; i++)
     if (t->list[i].since == NOT_YET && t->list[i].gen <= gen)
       t->list[i].since = real_ns;
+  pthread_mutex_unlock(&t->lock);
+}
+
+void
+SHD_Refused(SHD_Table *t)
+{
+  pthread_mutex_lock(&t->lock);
+  for (size_t i = 0; i < t->n; i++)
+    t->list[i].since = NOT_YET;
+  t->st.refused++;
   pthread_mutex_unlock(&t->lock);
 }
 

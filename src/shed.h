@@ -5,17 +5,22 @@
  * by the rate limit within one second, it is *shed*: its address goes into a socket filter
  * (netio's NIO_SetShedFilter, applied by pool) so that the kernel drops its packets before
  * they are queued, except 1 in 2^leak chosen at random, which still reach the daemon. Those
- * samples are what the leak would have answered anyway, so they are answered (SHD_Drop says
+ * samples are what the leak would have answered anyway, so they are answered (SHD_Answer says
  * so) and the source keeps getting the same share of answers as without shedding; they also
  * keep the monitor's view of the source current. A shed source stays shed for `hold` seconds
- * after the last sample that was still over the limit (SHD_Drop renews it); SHD_Expire lets
+ * after the last sample that was still over the limit (SHD_Answer renews it); SHD_Expire lets
  * it go, and then every packet reaches the daemon again. With leak 0 (answer nothing over
  * the limit) the kernel drops everything, and the source goes after `hold` seconds.
  *
  * The answer-or-not decision stays the rate limiter's: shedding only moves the drops that it
  * would make anyway into the kernel. Packets of a freshly shed source that were already
  * queued before its filter was in place are judged as usual (the kernel receive time tells
- * them apart from samples that passed the filter; SHD_Applied records when it was).
+ * them apart from samples that passed the filter; SHD_Applied records when it was). A packet
+ * counts as a sample only while the list is in force on every socket: when a socket refuses
+ * a filter (the kernel's net.core.optmem_max is too small for it) its filter is detached and
+ * every packet of the shed sources reaches the daemon, so SHD_Refused withdraws the stamps
+ * and the rate limiter judges them all again, leak included (fail open, not answer-all),
+ * until a later installation succeeds everywhere.
  *
  * Bounds: at most `depth` addresses (the oldest-expiring one goes for a newcomer), and a
  * fixed table of 256 candidates counting drops per one-second window (keyed hash; an active
@@ -57,12 +62,16 @@ typedef struct {
   uint64_t expired;   /* sources let go after their hold */
   uint64_t displaced; /* shed sources pushed out by a newcomer (list full) */
   uint64_t samples;   /* packets of shed sources that passed the filter and were answered */
+  uint64_t refused;   /* installations some socket refused (SHD_Refused) */
   uint64_t generation;
 } SHD_Stats;
 
 typedef struct SHD_Table SHD_Table;
 
-/* A table that sheds nothing until SHD_Configure; seed keys the candidate hash. */
+/* A table that sheds nothing until SHD_Configure; the candidate hash's SipHash key is 16
+ * octets from RNG_Secure. NULL if memory runs out or the kernel gives no randomness. */
+SHD_Table *SHD_CreateSecure(void);
+/* The same keyed from seed: reproducible, for tests and fuzzing only. */
 SHD_Table *SHD_Create(uint64_t seed);
 void SHD_Destroy(SHD_Table *t);
 /* Defaults: rate 1000, depth 32, hold 8 s, leak 4, wait 2 ms. */
@@ -74,10 +83,11 @@ bool SHD_ValidateParams(const SHD_Params *p, char *err, size_t errlen);
 void SHD_Configure(SHD_Table *t, const SHD_Params *p);
 
 /* A request from src was dropped by the rate limit (monotonic now_ns; kernel receive time
- * real_ns, 0 if unknown). Returns true if src is shed and this packet is a sample that passed
- * its filter: answer it (as the leak would have). Otherwise counts the drop, which may shed
+ * real_ns, 0 if unknown): should it be answered after all? True if src is shed and this
+ * packet is a sample that passed a filter in force on every socket: answer it (as the leak
+ * would have). Otherwise false (leave it dropped) and the drop is counted, which may shed
  * src. A drop from a shed source renews its hold. t may be NULL (false). */
-bool SHD_Drop(SHD_Table *t, const NetAddr *src, int64_t now_ns, int64_t real_ns);
+bool SHD_Answer(SHD_Table *t, const NetAddr *src, int64_t now_ns, int64_t real_ns);
 /* Let go of sources whose hold has run out; true if the list changed. */
 bool SHD_Expire(SHD_Table *t, int64_t now_ns);
 /* wait_ms in ns (atomic read; cheap). */
@@ -90,6 +100,9 @@ size_t SHD_Snapshot(SHD_Table *t, int family, NetAddr *out, size_t max, int *lea
                     uint64_t *gen);
 /* The filters of generation gen are installed on every socket as of real time real_ns. */
 void SHD_Applied(SHD_Table *t, uint64_t gen, int64_t real_ns);
+/* Some socket refused the filters of the current list (and has none now): no packet counts
+ * as a sample until a later SHD_Applied (the caller retries the installation). */
+void SHD_Refused(SHD_Table *t);
 void SHD_GetStats(SHD_Table *t, SHD_Stats *s);
 
 #endif

@@ -199,11 +199,23 @@ WRK_GetCounters(const WRK_Worker *w)
   return &w->counters;
 }
 
+/* Every field by name. A counter added to WRK_Counters must be added here too: the size
+ * check fails to compile until it is. */
+_Static_assert(sizeof(WRK_Counters) == (8 + SRV_R_COUNT) * sizeof(uint64_t),
+               "WRK_SumCounters must sum every field of WRK_Counters");
+
 void
 WRK_SumCounters(const WRK_Worker *w, WRK_Counters *sum)
 {
-  const uint64_t *src = (const uint64_t *)(const void *)&w->counters;
-  uint64_t *dst = (uint64_t *)(void *)sum;
-  for (size_t i = 0; i < sizeof(*sum) / sizeof(uint64_t); i++)
-    dst[i] += src[i];
+  const WRK_Counters *c = &w->counters;
+  sum->received += c->received;
+  sum->received_bytes += c->received_bytes;
+  sum->sent += c->sent;
+  sum->sent_bytes += c->sent_bytes;
+  sum->send_errors += c->send_errors;
+  sum->recv_errors += c->recv_errors;
+  sum->oversize += c->oversize;
+  sum->blocked_larger += c->blocked_larger;
+  for (size_t i = 0; i < SRV_R_COUNT; i++)
+    sum->reasons[i] += c->reasons[i];
 }

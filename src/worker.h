@@ -54,7 +54,8 @@ const WRK_Counters *WRK_GetCounters(const WRK_Worker *w);
 /* Mode 6 requests kept by the last WRK_Serve calls: *n of them; WRK_ClearControl when done. */
 WRK_Control *WRK_PendingControl(WRK_Worker *w, size_t *n);
 void WRK_ClearControl(WRK_Worker *w);
-/* Add w's counters into sum. */
+/* Add w's counters into sum, field by field (worker.c checks at compile time that none is
+ * missed). */
 void WRK_SumCounters(const WRK_Worker *w, WRK_Counters *sum);
 
 #endif

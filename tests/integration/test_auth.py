@@ -94,6 +94,38 @@ def mac_verifies(raw, key):
 # Raw exchanges
 # ---------------------------------------------------------------------------------------------
 
+def section_notrust_bad_mac(c, srv, s):
+    """Issue 13 item 5, ntp_acc(5) `notrust`: "deny packets unless the packet is
+    cryptographically authenticated". A crypto-NAK carries our full header (stratum, reference
+    time, receive time), so a notrust source with a MAC that does not verify gets nothing, or
+    with `kod` a CRYP KoD (its own timestamps only); a source without notrust still gets the
+    crypto-NAK."""
+    c.section("notrust: a bad MAC never gets our time")
+
+    def bad_cases():
+        g = sign(ntpg.client_request(), K_MD5)
+        return [("wrong MD5 digest", g[:-1] + bytes([g[-1] ^ 1])),
+                ("unknown key id 99", sign(ntpg.client_request(), K_MD5, kid=99)),
+                ("untrusted key 5", sign(ntpg.client_request(), K_UNTRUSTED)),
+                ("key 6 off its address list", sign(ntpg.client_request(), K_ADDR))]
+
+    for label, pkt in bad_cases():
+        reps, dl = srv.ask(pkt, s.notrust, expect_reply=False)
+        c.check("notrust source, %s: no reply at all" % label, reps == [],
+                "%d replies, first %s" % (len(reps), reps[0][:48].hex() if reps else ""))
+        c.check("notrust source, %s: dropped_notrust +1, no crypto_nak" % label,
+                dl == {"dropped_notrust": 1}, show(dl))
+    for label, pkt in bad_cases():
+        reps, dl = srv.ask(pkt, s.notrust_kod)
+        expect_kod(c, "notrust kod source, %s" % label, reps, pkt, "CRYP")
+        c.check("notrust kod source, %s: kod_cryp +1" % label, dl == {"kod_cryp": 1}, show(dl))
+    label, pkt = bad_cases()[0]
+    reps, dl = srv.ask(pkt, s.plain)
+    expect_crypto_nak(c, "source without notrust, %s" % label, reps, pkt)
+    c.check("source without notrust, %s: crypto_nak +1" % label, dl == {"crypto_nak": 1},
+            show(dl))
+
+
 def send_and_collect(addr, port, pkt, src, probe_src, expect_reply=True):
     """Send pkt from src; then a plain query from probe_src as a barrier, then every datagram
     waiting for src. With several serving threads (SO_REUSEPORT spreads sources over sockets)
@@ -414,8 +446,7 @@ def section_raw(c, srv, s):
          ntpg.client_request() + struct.pack("!I", 1) + b"\x55" * 20, s.plain),
         ("key 6 from a source not on its address list", sign(ntpg.client_request(), K_ADDR),
          s.plain),
-        ("notrust source, wrong digest", flipped, s.notrust),
-    ]
+    ]  # a notrust source's bad MAC gets no crypto-NAK: section_notrust_bad_mac
     for label, pkt, src in nak_cases:
         if pkt is flipped:  # a fresh nonce per case, same corruption
             g = sign(ntpg.client_request(), K_MD5)
@@ -596,6 +627,7 @@ def main(c, tmp):
     srv = Server(c, d, s.probe)
     t0 = time.monotonic()
     section_raw(c, srv, s)
+    section_notrust_bad_mac(c, srv, s)
     section_ntpdig(c, srv, tmp)
     section_chrony(c, srv, tmp, s)
     section_tshark(c, srv, tmp, s)

@@ -54,6 +54,7 @@ CVE-2016-9311 (trap delivery: there are no traps). Not testable on `lo` alone: C
 
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -704,6 +705,89 @@ def group_8936(c, g, box):
 
 
 # ---------------------------------------------------------------------------------------------
+# issue 13 B: an upstream server's address must not escape `restrict default`
+# ---------------------------------------------------------------------------------------------
+
+def wait_for_poll(sock, timeout):
+    """The first client (mode 3) datagram the daemon sends to sock's address, or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            for pkt in ntpg.recv_all(sock):
+                if len(pkt) >= 48 and pkt[0] & 7 == 3:
+                    return pkt
+    return None
+
+
+def group_source_unrestricted(c, tmp):
+    """Proof of concept: `restrict default limited kod noquery`, one `server` upstream and no
+    `restrict source` line. Before the fix every server got a host entry with no flags, so a
+    packet forged with the upstream's address got mode 6 answers and every time request
+    answered: a reflector aimed at our own upstream. ntp_acc(5): the entries exist only
+    with a `restrict source` line."""
+    c.section("issue 13 B: a server's address gets restrict default without restrict source")
+    upstream = src(27)
+    keyfile = tc.write_keys(tmp)
+    extra = ["keys %s" % keyfile, "trustedkey 1", "controlkey 1",
+             "restrict default limited kod noquery", "restrict -6 default limited kod noquery",
+             "restrict %s" % src(PROBE_K), "server %s iburst minpoll 3 maxpoll 3" % upstream]
+    d = ntpg.Daemon(tmp, [ntpg.server_addr(4)], port=123, stratum=STRATUM, name="upstream",
+                    extra=extra, probe_src=src(PROBE_K))
+    box = tc.Box(c, d, src(PROBE_K))
+    up = ntpg.bind_udp(upstream, 123)
+    if not c.check("the upstream's address and port 123 can be bound", up is not None):
+        return
+    try:
+        if not box.start():
+            return
+        # the association reports its server before it polls: after the first poll the
+        # restrict list is what the daemon will use for the upstream's address
+        poll = wait_for_poll(up, 10)
+        c.check("the daemon polls its upstream %s" % upstream, poll is not None)
+        ntpg.barrier(box.addr, box.port, src(PROBE_K))
+        reps, dl = ex(box, [(upstream, tc.ctl(2, b""))], "B readvar from the upstream")
+        c.check("a mode 6 READVAR forged with the upstream's address gets no answer "
+                "(noquery of restrict default)", reps[0] == [] and
+                dl.get("dropped_noquery") == 1 and not dl.get("control_requests"),
+                "%s; %s" % (tc.describe(reps[0]), tc.show(dl)))
+        before = box.stats()
+        b = ntpg.burst(box.addr, box.port, upstream, [time_req() for _ in range(32)],
+                       src(PROBE_K))
+        after = box.stats()
+        dl = ntpg.stats_delta(before, after)
+        got = [r for rs in (b or {}).get("replies", []) for r in rs]
+        times = [r for r in got if not ntpg.is_kod(r)]
+        c.info("32 time requests from the upstream's address: %d time replies, %d KoDs; %s"
+               % (len(times), len(got) - len(times), tc.show(
+                   {k: v for k, v in dl.items() if v and k.startswith(tc.OUTCOMES)})))
+        c.check("32 back-to-back time requests forged with the upstream's address are rate "
+                "limited (limited kod of restrict default): at most 4 time replies",
+                b is not None and len(times) <= 4 and
+                dl.get("dropped_limited", 0) + dl.get("kod_rate", 0) +
+                dl.get("dropped_kod_limit", 0) >= 24, "%d time replies; %s" % (
+                    len(times), tc.show({k: v for k, v in dl.items() if v})))
+        c.check("... and the daemon still polls its upstream (no entry needed for that)",
+                wait_for_poll(up, 15) is not None)
+        box.alive_and_serving("issue 13 B")
+    finally:
+        up.close()
+        box.stop()
+
+
+def group_shed_refused(c, tmp):
+    """Issue 13 C: load shedding that fails open must not answer everything from the shed
+    sources. The proof of concept lives in test_shed: a refusal injected for every list of
+    two addresses, and, where optmem_max is the namespace's own (Linux >= 6.9, private
+    namespace), the kernel itself refusing to replace a filter (old code: 6000 of 6000
+    requests of the shed flooder answered)."""
+    import test_shed  # noqa: E402  (flood helpers)
+    test_shed.check_refused_filter(c, tmp, ntpg.server_addr(5), src(28), src(29),
+                                   src(PROBE_K), name="shedrefused")
+    test_shed.check_refused_by_kernel(c, tmp, ntpg.server_addr(6), src(26), src(30),
+                                      src(PROBE_K), name="shedoptmem")
+
+
+# ---------------------------------------------------------------------------------------------
 
 def main(c, tmp):
     if ntpg.STANDIN:
@@ -741,6 +825,8 @@ def main(c, tmp):
     group_1550(c)
     box.stop()
     group_7977(c, tmp)
+    group_source_unrestricted(c, tmp)
+    group_shed_refused(c, tmp)
     c.info("took %.1f s" % (time.monotonic() - t0))
 
 

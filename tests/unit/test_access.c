@@ -10,6 +10,28 @@
 #include "harness.h"
 #include "packet.h"
 
+#include <errno.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* The kernel's CSPRNG as this program sees it: getrandom is replaced here (the executable's
+ * definition wins over libc's), counts what is asked of it and can be made to fail; else it
+ * asks the kernel through the raw system call. */
+static size_t random_octets;
+static bool random_fails;
+
+ssize_t
+getrandom(void *buf, size_t len, unsigned int flags)
+{
+  random_octets += len;
+  if (random_fails) {
+    errno = EIO;
+    return -1;
+  }
+  return syscall(SYS_getrandom, buf, len, flags);
+}
+
 #define SEC 1000000000LL
 #define REQ_XMT 0x0123456789abcdefULL
 
@@ -323,11 +345,18 @@ test_acc_notrust_without_keys_denies_all(void)
   Env e = env("restrict 192.0.2.0/24 notrust\nrestrict 198.51.100.0/24 notrust kod\n");
   TEST_EQ_INT(ask(&e, "192.0.2.5", 1), SRV_R_DROP_NOTRUST);
   TEST_EQ_INT(ask(&e, "198.51.100.5", 1), SRV_R_KOD_DENY);
-  /* a MAC under a key we do not have: crypto-NAK (no kod) or CRYP (kod) */
+  /* a MAC under a key we do not have: nothing (no kod) or CRYP (kod); never a crypto-NAK,
+   * which would carry our time (ntp_acc(5) notrust) */
   Req r;
   uint8_t out[PKT_MAX_LEN];
   SRV_Verdict v;
   req_init(&r, "192.0.2.5", 40000, 4, 3, 2 * SEC);
+  PKT_Put32(r.buf + 48, 7);
+  r.rq.len = 48 + 4 + 16;
+  TEST_EQ_INT(decide(&e, &r, &v, out), SRV_DROP);
+  TEST_EQ_INT(v.why, SRV_R_DROP_NOTRUST);
+  /* the same request from a source without notrust gets the crypto-NAK */
+  req_init(&r, "203.0.113.5", 40000, 4, 3, 2 * SEC);
   PKT_Put32(r.buf + 48, 7);
   r.rq.len = 48 + 4 + 16;
   TEST_EQ_INT(decide(&e, &r, &v, out), SRV_REPLY);
@@ -375,18 +404,23 @@ test_acc_notrust_with_keys(void)
     TEST_EQ_INT(KEY_Verify(e.keys, out, v.len, &tr, NULL), KEY_OK);
     TEST_EQ_INT(tr.key_id, id);
   }
-  /* untrusted key -> crypto-NAK; with kod -> CRYP */
+  /* untrusted key -> nothing under notrust; with kod -> CRYP */
   signed_req(&e, &r, "192.0.2.6", 3, 40 * SEC);
-  TEST_EQ_INT(decide(&e, &r, &v, out), SRV_REPLY);
-  TEST_EQ_INT(v.why, SRV_R_CRYPTO_NAK);
+  TEST_EQ_INT(decide(&e, &r, &v, out), SRV_DROP);
+  TEST_EQ_INT(v.why, SRV_R_DROP_NOTRUST);
   signed_req(&e, &r, "198.51.100.6", 3, 40 * SEC);
   TEST_EQ_INT(decide(&e, &r, &v, out), SRV_KOD);
   TEST_EQ_INT(v.why, SRV_R_KOD_CRYP);
-  /* bad digest */
+  /* bad digest: the same */
   signed_req(&e, &r, "192.0.2.7", 1, 50 * SEC);
   r.buf[r.rq.len - 1] ^= 1;
-  TEST_EQ_INT(decide(&e, &r, &v, out), SRV_REPLY);
-  TEST_EQ_INT(v.why, SRV_R_CRYPTO_NAK);
+  TEST_EQ_INT(decide(&e, &r, &v, out), SRV_DROP);
+  TEST_EQ_INT(v.why, SRV_R_DROP_NOTRUST);
+  signed_req(&e, &r, "198.51.100.7", 1, 50 * SEC);
+  r.buf[r.rq.len - 1] ^= 1;
+  TEST_EQ_INT(decide(&e, &r, &v, out), SRV_KOD);
+  TEST_EQ_INT(v.why, SRV_R_KOD_CRYP);
+  check_kod(out, v.len, "CRYP", 4);
   /* no MAC at all */
   TEST_EQ_INT(ask(&e, "192.0.2.8", 60), SRV_R_DROP_NOTRUST);
   TEST_EQ_INT(ask(&e, "198.51.100.8", 60), SRV_R_KOD_DENY);
@@ -704,6 +738,101 @@ test_acc_restrict_source_entries(void)
   env_free(&e);
 }
 
+/* Issue 13 B: without a `restrict source` line an upstream server's address gets no entry
+ * of its own, so `restrict default limited kod noquery` still holds for it (before, a
+ * flagless host entry made a forged upstream address unrestricted). A bare `restrict
+ * source` line is a template with no flags, and its flags are the line's. */
+static uint32_t
+source_template(const char *text)
+{
+  CNF_Errors ce;
+  CNF_InitErrors(&ce);
+  CNF_Config *cfg = CNF_Create();
+  TEST_CHECK(CNF_ParseText(cfg, "t.conf", text, &ce));
+  CNF_ClearErrors(&ce);
+  uint32_t flags = 12345;
+  RST_List *l = ACC_BuildRestrict(cfg, NULL, 0, fake_resolve, &flags, msg_fn, NULL);
+  TEST_CHECK(l != NULL);
+  RST_Destroy(l);
+  CNF_Destroy(cfg);
+  return flags;
+}
+
+static void
+test_acc_no_source_line_no_source_entries(void)
+{
+  const char *text = "restrict default limited kod noquery\nserver 192.0.2.7 iburst\n";
+  TEST_EQ_INT(source_template(text), ACC_NO_SOURCE);
+  TEST_EQ_INT(source_template("restrict source\n"), 0);
+  TEST_EQ_INT(source_template("restrict source noquery\nrestrict source limited\n"),
+              RST_NOQUERY | RST_LIMITED);
+  Env e = env(text);
+  uint32_t flags;
+  RST_List *base = ACC_BuildRestrict(e.cfg, NULL, 0, fake_resolve, &flags, msg_fn, NULL);
+  TEST_CHECK(base != NULL);
+  NetAddr peer;
+  ADR_Parse("192.0.2.7", &peer);
+  char err[100] = "";
+  RST_List *l = ACC_WithSources(base, &peer, 1, flags, err, sizeof(err));
+  TEST_CHECK(l != NULL);
+  TEST_EQ_INT(RST_Count(l), RST_Count(base));
+  NetAddr a = peer;
+  a.port = 123;
+  TEST_EQ_INT(RST_Match(l, &a), RST_LIMITED | RST_KOD | RST_NOQUERY);
+  /* through the decision core: a mode 6 request from the upstream's address is dropped,
+   * and a burst of time requests from it is rate limited */
+  RST_Destroy(e.rst);
+  e.rst = l;
+  e.ctx.rst = l;
+  Req r;
+  uint8_t out[PKT_MAX_LEN];
+  SRV_Verdict v;
+  req_init(&r, "192.0.2.7", 123, 2, 6, 10 * SEC);
+  TEST_EQ_INT(decide(&e, &r, &v, out), SRV_DROP);
+  TEST_EQ_INT(v.why, SRV_R_DROP_NOQUERY);
+  int served = 0, limited = 0;
+  for (int i = 0; i < 20; i++) {
+    req_init(&r, "192.0.2.7", 123, 4, 3, 20 * SEC + i * (SEC / 100));
+    decide(&e, &r, &v, out);
+    served += v.why == SRV_R_SERVED;
+    limited += v.why == SRV_R_KOD_RATE || v.why == SRV_R_DROP_LIMITED ||
+               v.why == SRV_R_DROP_KOD_LIMIT || v.why == SRV_R_SERVED_LEAK;
+  }
+  TEST_CHECK(served <= 2);
+  TEST_CHECK(limited >= 18);
+  /* with `restrict source noquery` the entry carries the line's flags */
+  RST_List *l2 = ACC_WithSources(base, &peer, 1, RST_NOQUERY, err, sizeof(err));
+  TEST_EQ_INT(RST_Match(l2, &a), RST_NOQUERY);
+  RST_Destroy(l2);
+  RST_Destroy(base);
+  env_free(&e);
+}
+
+/* Issue 13 item 6: the daemon's monitor and shed tables are keyed from the kernel's CSPRNG
+ * (two 16-octet SipHash keys and a sampling seed for the monitor, a 16-octet key for the
+ * shed table), not from a 64-bit seed stretched by splitmix or an LCG, and without
+ * randomness they are not created at all (RNG_Seed would fall back to time and pid). */
+static void
+test_acc_tables_keyed_from_the_csprng(void)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  random_octets = 0;
+  MON_Table *m = MON_CreateSecure(&p);
+  TEST_CHECK(m != NULL);
+  TEST_CHECK(random_octets >= 32);
+  random_octets = 0;
+  SHD_Table *s = SHD_CreateSecure();
+  TEST_CHECK(s != NULL);
+  TEST_CHECK(random_octets >= 16);
+  MON_Destroy(m);
+  SHD_Destroy(s);
+  random_fails = true;
+  TEST_CHECK(MON_CreateSecure(&p) == NULL);
+  TEST_CHECK(SHD_CreateSecure() == NULL);
+  random_fails = false;
+}
+
 /* Load shedding through the decision core: a flooder's rate-limit drops shed it; once its
  * filter is in place, what the kernel lets through is answered as the leak; the verdicts
  * before that, and for everyone else, are the rate limiter's. */
@@ -768,6 +897,8 @@ test_acc_flooder_is_shed_and_samples_answered(void)
 
 TEST_MAIN(TEST_CASE(test_acc_flooder_is_shed_and_samples_answered),
           TEST_CASE(test_acc_open_config_serves), TEST_CASE(test_acc_restrict_source_entries),
+          TEST_CASE(test_acc_no_source_line_no_source_entries),
+          TEST_CASE(test_acc_tables_keyed_from_the_csprng),
           TEST_CASE(test_acc_ignore_takes_no_monitor_slot),
           TEST_CASE(test_acc_noserve_with_and_without_kod),
           TEST_CASE(test_acc_noserve_leaves_queries_alone),

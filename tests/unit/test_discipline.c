@@ -231,7 +231,7 @@ test_dsc_system_serves_what_it_synced_to(void)
   DSC_Params dp;
   DSC_DefaultParams(&dp);
   DSC_System *s = DSC_Create(&dp, clk, true, 0.0, &now);
-  SRV_System sys;
+  SYS_Vars sys;
   TEST_CHECK(!DSC_GetServerSystem(s, &now, -20, &sys)); /* never synchronized */
   DSC_Candidate c[3] = {cand(0, 0.001, 1e-4), cand(1, 0.0011, 1e-4), cand(2, 0.0009, 1e-4)};
   NetAddr v6;

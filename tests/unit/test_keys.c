@@ -12,6 +12,48 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* ---- OpenSSL's allocations, counted ------------------------------------------------------
+ * Installed before main (OpenSSL accepts it only before its first allocation); they count
+ * every allocation libcrypto makes for us, in any thread, and forward to malloc. */
+#include <openssl/crypto.h>
+#include <stdatomic.h>
+
+static atomic_long ossl_allocs;
+
+static void *
+count_malloc(size_t n, const char *file, int line)
+{
+  (void)file;
+  (void)line;
+  atomic_fetch_add(&ossl_allocs, 1);
+  return malloc(n);
+}
+
+static void *
+count_realloc(void *p, size_t n, const char *file, int line)
+{
+  (void)file;
+  (void)line;
+  atomic_fetch_add(&ossl_allocs, 1);
+  return realloc(p, n);
+}
+
+static void
+count_free(void *p, const char *file, int line)
+{
+  (void)file;
+  (void)line;
+  free(p);
+}
+
+static bool ossl_counting;
+
+__attribute__((constructor)) static void
+install_counters(void)
+{
+  ossl_counting = CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free) == 1;
+}
+
 /* ---- fixed inputs ---------------------------------------------------------------------- */
 
 /* The 48-octet NTPv4 client request every known-answer vector is computed over. */
@@ -1188,8 +1230,8 @@ test_key_changed_key_fails_verification(void)
   KEY_ClearErrors(&e2);
 }
 
-/* One table, several threads verifying and signing at once (CMAC contexts are shared
- * templates, duplicated per MAC): every result must still be right. */
+/* One table, several threads verifying and signing at once (each thread has its own CMAC
+ * contexts): every result must still be right. */
 typedef struct {
   const KEY_Table *t;
   int wrong;
@@ -1235,36 +1277,114 @@ test_key_concurrent_sign_and_verify(void)
   KEY_ClearErrors(&e);
 }
 
-TEST_MAIN(TEST_CASE(test_key_kat_md5_ascii_key), TEST_CASE(test_key_kat_sha1_hex_key),
-          TEST_CASE(test_key_kat_sha256_truncated_to_20_octets),
-          TEST_CASE(test_key_kat_aes128_cmac),
-          TEST_CASE(test_key_kat_cmac_short_key_is_zero_padded_with_warning),
-          TEST_CASE(test_key_kat_cmac_rfc4493_example4),
-          TEST_CASE(test_key_kat_mac_covers_extension_fields),
-          TEST_CASE(test_key_twenty_chars_are_ascii_longer_is_hex),
-          TEST_CASE(test_key_random_macs_match_openssl_cli),
-          TEST_CASE(test_key_parse_every_type_and_alias),
-          TEST_CASE(test_key_parse_info_and_digest_lengths),
-          TEST_CASE(test_key_parse_comments_blank_lines_and_whitespace),
-          TEST_CASE(test_key_parse_empty_text_gives_empty_table),
-          TEST_CASE(test_key_parse_bad_ids),
-          TEST_CASE(test_key_parse_missing_fields_and_bad_type),
-          TEST_CASE(test_key_parse_bad_key_material), TEST_CASE(test_key_parse_duplicate_id),
-          TEST_CASE(test_key_parse_address_list),
-          TEST_CASE(test_key_parse_reports_every_error_with_its_line),
-          TEST_CASE(test_key_parse_stops_after_max_errors),
-          TEST_CASE(test_key_parse_errors_without_errs_still_fail),
-          TEST_CASE(test_key_parse_warnings),
-          TEST_CASE(test_key_messages_never_contain_key_text),
-          TEST_CASE(test_key_parse_many_keys_in_any_order),
-          TEST_CASE(test_key_set_trusted_marks_ranges_only), TEST_CASE(test_key_load_file),
-          TEST_CASE(test_key_verify_valid_mac_is_ok), TEST_CASE(test_key_verify_bad_digest),
-          TEST_CASE(test_key_verify_unknown_key), TEST_CASE(test_key_verify_untrusted_key),
-          TEST_CASE(test_key_verify_truncated_or_wrong_length_mac),
-          TEST_CASE(test_key_verify_mac_after_extension_fields),
-          TEST_CASE(test_key_verify_address_restriction),
-          TEST_CASE(test_key_verify_crypto_nak_and_no_mac), TEST_CASE(test_key_verdict_names),
-          TEST_CASE(test_key_sign_refuses_bad_input_and_leaves_packet),
-          TEST_CASE(test_key_sign_then_verify_round_trip_every_type),
-          TEST_CASE(test_key_changed_key_fails_verification),
-          TEST_CASE(test_key_concurrent_sign_and_verify))
+/* Issue 13 item 6: a MAC costs no allocation. Each key type signs once (a thread's first
+ * CMAC sets up its contexts), then 1,000 rounds of sign, verify and verify-with-a-bad-digest
+ * for every key must not allocate at all, neither in OpenSSL nor here (before: an
+ * EVP_MD_CTX or a duplicated EVP_MAC_CTX for every MAC, 2 to 5 allocations each). */
+#define ALLOC_KEYS                                                                            \
+  KEYS_TEXT "6 SHA512 00112233445566778899aabbccddeeff\n"                                     \
+            "7 SHA224 00112233445566778899aabbccddeeff\n"                                     \
+            "8 SHA384 00112233445566778899aabbccddeeff\n"
+
+static int
+mac_round(const KEY_Table *t, uint32_t id, int i)
+{
+  uint8_t buf[PKT_MAX_LEN];
+  size_t len = kat_packet(buf);
+  buf[47] = (uint8_t)i;
+  len = KEY_Sign(t, id, buf, len, sizeof(buf));
+  PKT_Trailer tr;
+  int wrong = len == 0 || PKT_ParseTrailer(buf, len, &tr) != PKT_TRAILER_OK ||
+              KEY_Verify(t, buf, len, &tr, NULL) != KEY_OK;
+  buf[len - 1] ^= 1;
+  return wrong + (KEY_Verify(t, buf, len, &tr, NULL) != KEY_BAD_DIGEST);
+}
+
+static void
+test_key_macs_allocate_nothing(void)
+{
+  if (!ossl_counting) {
+    printf("     (OpenSSL allocated before main: allocation count not checked)\n");
+    return;
+  }
+  KEY_Errors e;
+  KEY_Table *t = load(ALLOC_KEYS, &e, true);
+  TEST_CHECK(t != NULL);
+  int wrong = 0;
+  for (uint32_t id = 1; id <= 8; id++)
+    wrong += mac_round(t, id, 0);
+  long before = atomic_load(&ossl_allocs);
+  for (int i = 0; i < 1000; i++)
+    for (uint32_t id = 1; id <= 8; id++)
+      wrong += mac_round(t, id, i);
+  long allocs = atomic_load(&ossl_allocs) - before;
+  printf("     OpenSSL allocations over 24,000 MACs (8 key types): %ld\n", allocs);
+  TEST_EQ_INT(allocs, 0);
+  TEST_EQ_INT(wrong, 0);
+  KEY_Destroy(t);
+  KEY_ClearErrors(&e);
+}
+
+/* The thread's CMAC contexts are keyed per key, never per key id: more CMAC keys in turn
+ * than it has contexts, and a reloaded table whose key 4 has another secret, still give
+ * the right MACs (a context keyed for the old table's key must not be reused). */
+static void
+test_key_cmac_contexts_follow_the_key(void)
+{
+  char text[1024] = "";
+  for (int id = 1; id <= 9; id++) {
+    char line[80];
+    snprintf(line, sizeof(line), "%d AES128CMAC %032x\n", id, id * 0x1111);
+    strcat(text, line);
+  }
+  KEY_Errors e, e2;
+  KEY_Table *t = load(text, &e, true);
+  int wrong = 0;
+  for (int i = 0; i < 50; i++)
+    for (uint32_t id = 1; id <= 9; id++)
+      wrong += mac_round(t, id, i);
+  TEST_EQ_INT(wrong, 0);
+  KEY_Table *t2 = load("4 AES128CMAC 2b7e151628aed2a6abf7158809cf4f3c\n", &e2, true);
+  uint8_t a[PKT_MAX_LEN], b[PKT_MAX_LEN];
+  size_t la = signed_packet(t, 4, a), lb = signed_packet(t2, 4, b);
+  TEST_CHECK(la == lb && la > 0 && memcmp(a, b, la) != 0);
+  TEST_EQ_STR(kat_digest(t2, 4), KAT_CMAC);
+  KEY_Destroy(t);
+  TEST_EQ_STR(kat_digest(t2, 4), KAT_CMAC);
+  KEY_Destroy(t2);
+  KEY_ClearErrors(&e);
+  KEY_ClearErrors(&e2);
+}
+
+TEST_MAIN(
+    TEST_CASE(test_key_kat_md5_ascii_key), TEST_CASE(test_key_kat_sha1_hex_key),
+    TEST_CASE(test_key_kat_sha256_truncated_to_20_octets), TEST_CASE(test_key_kat_aes128_cmac),
+    TEST_CASE(test_key_kat_cmac_short_key_is_zero_padded_with_warning),
+    TEST_CASE(test_key_kat_cmac_rfc4493_example4),
+    TEST_CASE(test_key_kat_mac_covers_extension_fields),
+    TEST_CASE(test_key_twenty_chars_are_ascii_longer_is_hex),
+    TEST_CASE(test_key_random_macs_match_openssl_cli),
+    TEST_CASE(test_key_parse_every_type_and_alias),
+    TEST_CASE(test_key_parse_info_and_digest_lengths),
+    TEST_CASE(test_key_parse_comments_blank_lines_and_whitespace),
+    TEST_CASE(test_key_parse_empty_text_gives_empty_table), TEST_CASE(test_key_parse_bad_ids),
+    TEST_CASE(test_key_parse_missing_fields_and_bad_type),
+    TEST_CASE(test_key_parse_bad_key_material), TEST_CASE(test_key_parse_duplicate_id),
+    TEST_CASE(test_key_parse_address_list),
+    TEST_CASE(test_key_parse_reports_every_error_with_its_line),
+    TEST_CASE(test_key_parse_stops_after_max_errors),
+    TEST_CASE(test_key_parse_errors_without_errs_still_fail),
+    TEST_CASE(test_key_parse_warnings), TEST_CASE(test_key_messages_never_contain_key_text),
+    TEST_CASE(test_key_parse_many_keys_in_any_order),
+    TEST_CASE(test_key_set_trusted_marks_ranges_only), TEST_CASE(test_key_load_file),
+    TEST_CASE(test_key_verify_valid_mac_is_ok), TEST_CASE(test_key_verify_bad_digest),
+    TEST_CASE(test_key_verify_unknown_key), TEST_CASE(test_key_verify_untrusted_key),
+    TEST_CASE(test_key_verify_truncated_or_wrong_length_mac),
+    TEST_CASE(test_key_verify_mac_after_extension_fields),
+    TEST_CASE(test_key_verify_address_restriction),
+    TEST_CASE(test_key_verify_crypto_nak_and_no_mac), TEST_CASE(test_key_verdict_names),
+    TEST_CASE(test_key_sign_refuses_bad_input_and_leaves_packet),
+    TEST_CASE(test_key_sign_then_verify_round_trip_every_type),
+    TEST_CASE(test_key_changed_key_fails_verification),
+    TEST_CASE(test_key_concurrent_sign_and_verify), TEST_CASE(test_key_macs_allocate_nothing),
+    TEST_CASE(test_key_cmac_contexts_follow_the_key))

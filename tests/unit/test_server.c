@@ -228,6 +228,70 @@ test_srv_mac_without_keys_gets_crypto_nak(void)
   TEST_EQ_INT(PKT_Get32(out + 48), 0);
 }
 
+/* Issue 13 item 5: a bad MAC from a `notrust` source never gets our time. ntp_acc(5):
+ * notrust denies packets unless they are cryptographically authenticated; a crypto-NAK is
+ * our full header. With `kod` a CRYP KoD (the request's own timestamps), else nothing;
+ * outside notrust the crypto-NAK stays. */
+static void
+test_srv_notrust_bad_mac_gets_no_time(void)
+{
+  SRV_Ctx ctx = make_ctx();
+  KEY_Table *keys = KEY_ParseText("t.keys", "1 MD5 onetwothree\n", NULL);
+  TEST_CHECK(keys != NULL);
+  CNF_KeyRange trusted = {1, 1};
+  KEY_SetTrusted(keys, &trusted, 1);
+  RST_Entry e[2] = {{.flags = RST_NOTRUST, .ippeerlimit = -1},
+                    {.flags = RST_NOTRUST | RST_KOD, .ippeerlimit = -1}};
+  ADR_Parse("127.0.0.2", &e[0].addr);
+  ADR_Parse("127.0.0.3", &e[1].addr);
+  for (int i = 0; i < 2; i++)
+    ADR_MaskFromPrefix(ADR_INET4, 32, &e[i].mask);
+  RST_List *rst = RST_Create(e, 2, NULL, 0);
+  TEST_CHECK(rst != NULL);
+  ctx.keys = keys;
+  ctx.rst = rst;
+  const char *srcs[3] = {"127.0.0.2", "127.0.0.3", "127.0.0.4"};
+  for (int bad = 0; bad < 2; bad++) { /* a wrong digest, then an unknown key */
+    for (int i = 0; i < 3; i++) {
+      uint8_t buf[PKT_MAX_LEN], out[PKT_MAX_LEN];
+      size_t olen;
+      SRV_Reason why;
+      SRV_Request rq = make_request(buf, 48, 4, 3);
+      rq.len = KEY_Sign(keys, 1, buf, 48, sizeof(buf));
+      TEST_EQ_INT(rq.len, 68);
+      if (bad)
+        PKT_Put32(buf + 48, 9);
+      else
+        buf[67] ^= 1;
+      ADR_Parse(srcs[i], &rq.src);
+      rq.src.port = 40000;
+      memset(out, 0xee, sizeof(out));
+      SRV_Action a = decide(&ctx, &rq, &rng, out, &olen, &why);
+      if (i == 0) { /* notrust: nothing at all */
+        TEST_EQ_INT(a, SRV_DROP);
+        TEST_EQ_INT(why, SRV_R_DROP_NOTRUST);
+        TEST_EQ_INT(out[0], 0xee);
+      } else if (i == 1) { /* notrust kod: CRYP, which says nothing of our clock */
+        TEST_EQ_INT(a, SRV_KOD);
+        TEST_EQ_INT(why, SRV_R_KOD_CRYP);
+        PKT_Header h;
+        TEST_CHECK(PKT_DecodeHeader(out, olen, &h));
+        TEST_EQ_INT(olen, 48);
+        TEST_EQ_INT(h.stratum, 0);
+        TEST_EQ_INT(h.refid, PKT_RefidFromCode("CRYP"));
+        TEST_CHECK(h.rx_ts == 0x0123456789abcdefULL && h.tx_ts == 0x0123456789abcdefULL);
+      } else { /* no notrust: the RFC 5905 crypto-NAK, as before */
+        TEST_EQ_INT(a, SRV_REPLY);
+        TEST_EQ_INT(why, SRV_R_CRYPTO_NAK);
+        TEST_EQ_INT(olen, 52);
+        TEST_EQ_INT(PKT_Get32(out + 48), 0);
+      }
+    }
+  }
+  RST_Destroy(rst);
+  KEY_Destroy(keys);
+}
+
 static void
 test_srv_bad_trailer_dropped(void)
 {
@@ -304,6 +368,7 @@ TEST_MAIN(TEST_CASE(test_srv_client_request_gets_server_reply),
           TEST_CASE(test_srv_short_and_empty_dropped),
           TEST_CASE(test_srv_port_zero_and_multicast_source_dropped),
           TEST_CASE(test_srv_mac_without_keys_gets_crypto_nak),
+          TEST_CASE(test_srv_notrust_bad_mac_gets_no_time),
           TEST_CASE(test_srv_bad_trailer_dropped),
           TEST_CASE(test_srv_random_input_never_amplifies),
           TEST_CASE(test_srv_transmit_stamp_has_random_low_bits),

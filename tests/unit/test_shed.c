@@ -34,7 +34,7 @@ drops(SHD_Table *t, const NetAddr *a, int n, int64_t t0, int64_t real)
 {
   int samples = 0;
   for (int i = 0; i < n; i++)
-    samples += SHD_Drop(t, a, t0 + i * MS, real);
+    samples += SHD_Answer(t, a, t0 + i * MS, real);
   return samples;
 }
 
@@ -55,7 +55,7 @@ test_shd_off_sheds_nothing(void)
   TEST_EQ_INT(drops(t, &a, 5000, SEC, 0), 0);
   TEST_EQ_INT(listed(t, ADR_INET4, l), 0);
   TEST_CHECK(SHD_Generation(t) == g);
-  TEST_CHECK(!SHD_Drop(NULL, &a, SEC, 0));
+  TEST_CHECK(!SHD_Answer(NULL, &a, SEC, 0));
   SHD_Destroy(t);
 }
 
@@ -94,23 +94,59 @@ test_shd_samples_only_after_the_filter(void)
   drops(t, &a, 10, SEC, real);
   TEST_EQ_INT(listed(t, ADR_INET6, l), 1);
   /* queued before any filter was installed: judged as usual */
-  TEST_CHECK(!SHD_Drop(t, &a, 2 * SEC, real + 5 * SEC));
+  TEST_CHECK(!SHD_Answer(t, &a, 2 * SEC, real + 5 * SEC));
   int leak;
   uint64_t gen;
   SHD_Snapshot(t, ADR_INET6, l, SHD_MAX_DEPTH, &leak, &gen);
   TEST_EQ_INT(leak, 4);
   SHD_Applied(t, gen, real + SEC);
   /* received before the installation: not a sample; after it: a sample */
-  TEST_CHECK(!SHD_Drop(t, &a, 2 * SEC, real + SEC - 1));
-  TEST_CHECK(!SHD_Drop(t, &a, 2 * SEC, real + SEC));
-  TEST_CHECK(SHD_Drop(t, &a, 2 * SEC, real + SEC + 1));
-  TEST_CHECK(!SHD_Drop(t, &a, 2 * SEC, 0)); /* no kernel time: never a sample */
+  TEST_CHECK(!SHD_Answer(t, &a, 2 * SEC, real + SEC - 1));
+  TEST_CHECK(!SHD_Answer(t, &a, 2 * SEC, real + SEC));
+  TEST_CHECK(SHD_Answer(t, &a, 2 * SEC, real + SEC + 1));
+  TEST_CHECK(!SHD_Answer(t, &a, 2 * SEC, 0)); /* no kernel time: never a sample */
   /* another source is not affected */
   NetAddr b = addr("2001:db8::6");
-  TEST_CHECK(!SHD_Drop(t, &b, 2 * SEC, real + 2 * SEC));
+  TEST_CHECK(!SHD_Answer(t, &b, 2 * SEC, real + 2 * SEC));
   SHD_Stats st;
   SHD_GetStats(t, &st);
   TEST_EQ_INT(st.samples, 1);
+  SHD_Destroy(t);
+}
+
+/* Issue 13 C: a socket that refuses a filter has none afterwards, so every packet of the
+ * shed sources reaches the daemon; none of them may then count as a sample (before, the
+ * stamp of the previous installation stayed and every rate-limit drop was answered). A later
+ * installation that succeeds everywhere makes samples count again. */
+static void
+test_shd_refused_filter_samples_nothing(void)
+{
+  SHD_Table *t = table(10, 4, 8, 4);
+  NetAddr a = addr("2001:db8::5"), b = addr("2001:db8::6"), l[SHD_MAX_DEPTH];
+  int64_t real = 1700000000 * SEC;
+  drops(t, &a, 10, SEC, real);
+  int leak;
+  uint64_t gen;
+  SHD_Snapshot(t, ADR_INET6, l, SHD_MAX_DEPTH, &leak, &gen);
+  SHD_Applied(t, gen, real + SEC);
+  TEST_EQ_INT(drops(t, &a, 100, 2 * SEC, real + 2 * SEC), 100);
+  /* a second source is shed; its (bigger) filter is refused and detached */
+  drops(t, &b, 10, 3 * SEC, real + 3 * SEC);
+  TEST_EQ_INT(listed(t, ADR_INET6, l), 2);
+  SHD_Refused(t);
+  TEST_EQ_INT(drops(t, &a, 1000, 4 * SEC, real + 4 * SEC), 0);
+  TEST_EQ_INT(drops(t, &b, 1000, 4 * SEC, real + 4 * SEC), 0);
+  SHD_Stats st;
+  SHD_GetStats(t, &st);
+  TEST_EQ_INT(st.refused, 1);
+  TEST_EQ_INT(st.samples, 100);
+  TEST_EQ_INT(st.shed_now, 2); /* still shed: the retry installs the same list */
+  /* the retry succeeds: only packets received after it are samples */
+  SHD_Snapshot(t, ADR_INET6, l, SHD_MAX_DEPTH, &leak, &gen);
+  SHD_Applied(t, gen, real + 6 * SEC);
+  TEST_EQ_INT(drops(t, &a, 10, 6 * SEC, real + 6 * SEC - 1), 0);
+  TEST_EQ_INT(drops(t, &a, 10, 6 * SEC, real + 6 * SEC + 1), 10);
+  TEST_EQ_INT(drops(t, &b, 10, 6 * SEC, real + 6 * SEC + 1), 10);
   SHD_Destroy(t);
 }
 
@@ -121,7 +157,7 @@ test_shd_leak_zero_never_samples(void)
   NetAddr a = addr("192.0.2.1");
   drops(t, &a, 10, SEC, 0);
   SHD_Applied(t, SHD_Generation(t), 100);
-  TEST_CHECK(!SHD_Drop(t, &a, 2 * SEC, 1000));
+  TEST_CHECK(!SHD_Answer(t, &a, 2 * SEC, 1000));
   SHD_Destroy(t);
 }
 
@@ -132,7 +168,7 @@ test_shd_hold_renewed_then_expired(void)
   NetAddr a = addr("192.0.2.1"), l[SHD_MAX_DEPTH];
   drops(t, &a, 10, SEC, 0); /* shed at ~1.009 s: held until ~9.009 s */
   TEST_CHECK(!SHD_Expire(t, 9 * SEC));
-  SHD_Drop(t, &a, 9 * SEC, 0); /* still over the limit: held until 17 s */
+  SHD_Answer(t, &a, 9 * SEC, 0); /* still over the limit: held until 17 s */
   TEST_CHECK(!SHD_Expire(t, 16 * SEC));
   TEST_EQ_INT(listed(t, ADR_INET4, l), 1);
   uint64_t g = SHD_Generation(t);
@@ -190,7 +226,7 @@ test_shd_many_slow_sources_never_shed(void)
       char text[32];
       snprintf(text, sizeof(text), "10.%d.%d.1", i / 256, i % 256);
       NetAddr a = addr(text);
-      SHD_Drop(t, &a, SEC + round * 20 * MS + i, 0);
+      SHD_Answer(t, &a, SEC + round * 20 * MS + i, 0);
     }
   }
   TEST_EQ_INT(listed(t, ADR_INET4, l), 0);
@@ -246,6 +282,7 @@ test_shd_validate(void)
 
 TEST_MAIN(TEST_CASE(test_shd_off_sheds_nothing), TEST_CASE(test_shd_rate_within_one_second),
           TEST_CASE(test_shd_samples_only_after_the_filter),
+          TEST_CASE(test_shd_refused_filter_samples_nothing),
           TEST_CASE(test_shd_leak_zero_never_samples),
           TEST_CASE(test_shd_hold_renewed_then_expired), TEST_CASE(test_shd_depth_bound),
           TEST_CASE(test_shd_many_slow_sources_never_shed),

@@ -410,7 +410,7 @@ test_sim_three_servers_converge(void)
   TEST_CHECK(s->outcomes[ASC_SAMPLE] > 100);
   NTT_Now now;
   CLK_ReadNow(s->clk, &now);
-  SRV_System sys;
+  SYS_Vars sys;
   TEST_CHECK(DSC_GetServerSystem(s->dsc, &now, -20, &sys));
   TEST_EQ_INT(sys.stratum, 2);
   TEST_EQ_INT(sys.leap, 0);
