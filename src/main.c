@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "loop.h"
 #include "netio.h"
+#include "notify.h"
 #include "pool.h"
 #include "rng.h"
 #include "runtime.h"
@@ -328,6 +330,14 @@ reload(Daemon *d)
   RUN_FreeErrors(&errs);
 }
 
+static uint64_t
+mono_us(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void
 on_signal(void *arg, int fd, uint32_t events)
 {
@@ -339,10 +349,13 @@ on_signal(void *arg, int fd, uint32_t events)
       case SIGTERM:
       case SIGINT:
         LOG_Info("signal %u: exiting", si.ssi_signo);
+        NTF_Stopping();
         EVL_Stop(d->loop);
         break;
       case SIGHUP:
+        NTF_Reloading(mono_us());
         reload(d);
+        NTF_Ready(); /* the reload is over, whether it was taken or refused */
         break;
       case SIGUSR1:
         dump_counters(d);
@@ -499,6 +512,8 @@ start(Daemon *d)
       LOG_Fatalx("%s", fd < 0 ? err : "cannot watch the control socket");
     LOG_Info("local control socket %s", o->control_socket);
   }
+  if (!NTF_Open(err, sizeof(err))) /* connected before any chroot */
+    LOG_Warnx("readiness notification off: %s", err);
   if (!o->foreground && !DMN_Detach(err, sizeof(err)))
     LOG_Fatalx("%s", err);
   const char *pidfile = o->pidfile ? o->pidfile : RUN_PidFile(d->run);
@@ -536,6 +551,7 @@ serve(Daemon *d)
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
   LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s", CLK_Name(d->clk),
            CLK_PrecisionLog2(d->clk));
+  NTF_Ready(); /* sockets bound, configuration in force, privileges dropped */
   if (!EVL_Run(d->loop))
     LOG_Warn("event loop failed");
   dump_counters(d);
@@ -558,6 +574,7 @@ shutdown_daemon(Daemon *d)
   RUN_Destroy(d->run);
   CLK_Destroy(d->clk);
   LOG_Info("stopped");
+  NTF_Close();
   LOG_Close();
 }
 
