@@ -65,7 +65,7 @@ check "SystemCallFilter= covers the daemon's seccomp allow-list" \
 
 # 4. A throwaway Debian 12 root with systemd (for verify) and adduser.
 root=$work/root
-if ! mmdebstrap --variant=minbase --include=systemd,adduser,logrotate,iproute2 bookworm "$root" \
+if ! mmdebstrap --variant=minbase --include=systemd,adduser,procps,logrotate bookworm "$root" \
   >"$work/mmdebstrap.log" 2>&1; then
   bad "mmdebstrap could not make a Debian 12 root (log: $work/mmdebstrap.log)"
   tail -5 "$work/mmdebstrap.log"
@@ -101,6 +101,7 @@ check "installed daemon serves from the shipped configuration on loopback" \
     rc=\$?
     kill \$pid; wait \$pid
     exit \$rc"
+grep 'octets' "$work/last.log" | sed 's/^/    /'
 grep -q 'running' "$work/serve.log" || sed 's/^/    /' "$work/serve.log" | tail -10
 
 # 6. Upgrade: an edited configuration, the drift file and a keys file survive.
