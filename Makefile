@@ -8,7 +8,8 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 30
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps deps-build run check test test-plain test-asan test-fuzz fuzz-long clean
+.PHONY: all deps deps-build run check test test-plain test-asan test-fuzz fuzz-long clean \
+        install deb test-package
 
 all: $(BUILD)/ntpgated
 
@@ -44,14 +45,31 @@ test-fuzz:
 fuzz-long:
 	$(MAKE) test-fuzz FUZZ_SECONDS=3600
 
+# Install from source: make install [PREFIX=/usr/local] [DESTDIR=...] (GNUInstallDirs).
+PREFIX ?= /usr/local
+install: deps-build
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
+
+# The Debian package: dist/ntpgate_VERSION_ARCH.deb (debhelper, from a clean copy of the tree).
+deb: deps
+	scripts/build-deb.sh dist
+
+# The package end to end: lintian, the unit's exposure, install/upgrade/remove/purge in a
+# throwaway Debian 12 root (tests/package/test_package.sh).
+test-package:
+	tests/package/test_package.sh
+
 check: deps
 	$(MAKE) test-plain
 	$(MAKE) test-asan
 	$(MAKE) test-fuzz
+	$(MAKE) test-package
 
 test: check
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-deb build-pkgtest dist
 
 FORCE:

@@ -11,6 +11,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -22,6 +23,7 @@
 #include "log.h"
 #include "loop.h"
 #include "netio.h"
+#include "notify.h"
 #include "pool.h"
 #include "rng.h"
 #include "runtime.h"
@@ -351,6 +353,14 @@ reload(Daemon *d)
   RUN_FreeErrors(&errs);
 }
 
+static uint64_t
+mono_us(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void
 on_signal(void *arg, int fd, uint32_t events)
 {
@@ -362,10 +372,13 @@ on_signal(void *arg, int fd, uint32_t events)
       case SIGTERM:
       case SIGINT:
         LOG_Info("signal %u: exiting", si.ssi_signo);
+        NTF_Stopping();
         EVL_Stop(d->loop);
         break;
       case SIGHUP:
+        NTF_Reloading(mono_us());
         reload(d);
+        NTF_Ready(); /* the reload is over, whether it was taken or refused */
         break;
       case SIGUSR1:
         dump_counters(d);
@@ -565,6 +578,8 @@ start(Daemon *d)
       LOG_Fatalx("%s", fd < 0 ? err : "cannot watch the control socket");
     LOG_Info("local control socket %s", o->control_socket);
   }
+  if (!NTF_Open(err, sizeof(err))) /* connected before any chroot */
+    LOG_Warnx("readiness notification off: %s", err);
   if (!o->foreground && !DMN_Detach(err, sizeof(err)))
     LOG_Fatalx("%s", err);
   write_pid_file(d);
@@ -599,6 +614,7 @@ serve(Daemon *d)
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
   LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s", CLK_Name(d->clk),
            CLK_PrecisionLog2(d->clk));
+  NTF_Ready(); /* sockets bound, configuration in force, privileges dropped */
   if (!EVL_Run(d->loop))
     LOG_Warn("event loop failed");
   dump_counters(d);
@@ -620,6 +636,7 @@ shutdown_daemon(Daemon *d)
   CLK_Destroy(d->clk);
   DMN_StopCleaner(&d->cleaner); /* the pid file is gone when we exit */
   LOG_Info("stopped");
+  NTF_Close();
   LOG_Close();
 }
 
