@@ -1270,8 +1270,14 @@ MON_Walk(MON_Table *t, MON_WalkId *id, const MON_WalkFrom *from, MON_WalkBuf *bu
       break;
     r = walk_round(t, slot, m, fn, arg, read);
   }
-  if (r == ROUND_DONE)
+  if (r == ROUND_DONE) {
     walk_unlink(t, slot);
+  } else { /* an id is good for one call: a repeated call cannot skip what this one took */
+    if (++t->walk_gen == 0)
+      t->walk_gen = 1;
+    t->walks[slot].gen = t->walk_gen;
+    id->gen = t->walk_gen;
+  }
   pthread_mutex_unlock(&t->walk_lock);
   return r == ROUND_DONE ? MON_WALK_DONE : MON_WALK_MORE;
 }

@@ -209,8 +209,10 @@ typedef enum {
 } MON_WalkStatus;
 
 /* from non-NULL: start a new walk (id is set); NULL: go on with *id. Hands records to fn
- * until it says stop, the budget is spent or the list ends. read (may be NULL) gets the
- * number of records read, at most MON_WALK_BUDGET. */
+ * until it says stop, the budget is spent or the list ends. An id is good for one call:
+ * each MON_WALK_MORE gives *id a new value (the old one then answers MON_WALK_LOST, so a
+ * repeated request cannot skip records). read (may be NULL) gets the number of records
+ * read, at most MON_WALK_BUDGET. */
 MON_WalkStatus MON_Walk(MON_Table *t, MON_WalkId *id, const MON_WalkFrom *from,
                         MON_WalkBuf *buf, MON_WalkFn fn, void *arg, size_t *read);
 /* End a walk early (nothing if it is over already). */
