@@ -1,13 +1,15 @@
 /* control: dispatch, authentication and the amplification bound of mode 6, the system
- * and association variables, reslist and :config. The MRU list and its nonces are in
- * ctlmru.c; control.h is the contract of both. */
+ * and association variables, nonces, reslist and :config. The MRU list is in ctlmru.c;
+ * control.h is the contract of both. */
 #include "control.h"
 
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ctlmru.h"
+#include "siphash.h"
 
 #define PHI 15e-6 /* s/s: dispersion growth (RFC 5905) */
 #define MAX_TOKEN CTL_MAX_TOKEN
@@ -845,6 +847,124 @@ unspec(Req *q)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* Nonces                                                                                */
+
+/* A nonce is 24 hex digits: the NTP time it was made, then 32 bits of SipHash-2-4 (keyed
+ * with the secret) over that time, the address and port it was made for and, in a nonce
+ * that names a walk (a page of the MRU list that did not end it), the walk's slot and
+ * generation, which follow as 10 more hex digits. */
+
+static uint32_t
+nonce_hash(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts, const MON_WalkId *walk)
+{
+  SIP_Key key;
+  uint8_t msg[8 + 1 + 16 + 2 + 8];
+  size_t n = 8 + 1 + 16 + 2;
+  NetAddr a = *src;
+  ADR_Unmap(&a);
+  PKT_Put64(msg, ts);
+  msg[8] = a.family;
+  memcpy(msg + 9, a.bytes, 16);
+  PKT_Put16(msg + 25, a.port);
+  if (walk) {
+    PKT_Put32(msg + n, walk->slot);
+    PKT_Put32(msg + n + 4, walk->gen);
+    n += 8;
+  }
+  SIP_SetKey(&key, secret);
+  return (uint32_t)SIP_Hash24(&key, msg, n);
+}
+
+void
+CTL_MakeNonce(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts, char *buf)
+{
+  snprintf(buf, CTL_NONCE_LEN + 1, "%08" PRIx32 "%08" PRIx32 "%08" PRIx32,
+           (uint32_t)(ts >> 32), (uint32_t)ts, nonce_hash(secret, src, ts, NULL));
+}
+
+void
+CTL_MakeWalkNonce(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts,
+                  const MON_WalkId *walk, char *buf)
+{
+  snprintf(buf, CTL_WALK_NONCE_LEN + 1,
+           "%08" PRIx32 "%08" PRIx32 "%08" PRIx32 "%02" PRIx32 "%08" PRIx32,
+           (uint32_t)(ts >> 32), (uint32_t)ts, nonce_hash(secret, src, ts, walk),
+           walk->slot & 0xff, walk->gen);
+}
+
+bool
+CTL_ParseHex32(const char *s, uint32_t *v)
+{
+  uint32_t r = 0;
+  for (int i = 0; i < 8; i++) {
+    char c = s[i];
+    unsigned d;
+    if (c >= '0' && c <= '9')
+      d = (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      d = (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      d = (unsigned)(c - 'A' + 10);
+    else
+      return false;
+    r = (r << 4) | d;
+  }
+  *v = r;
+  return true;
+}
+
+bool
+CTL_CheckWalkNonce(const uint8_t secret[16], const NetAddr *src, const char *nonce, size_t n,
+                   NTT_Stamp now, MON_WalkId *walk)
+{
+  uint32_t hi, lo, h, slot = 0, gen = 0;
+  *walk = (MON_WalkId){0, 0};
+  if ((n != CTL_NONCE_LEN && n != CTL_WALK_NONCE_LEN) || !CTL_ParseHex32(nonce, &hi) ||
+      !CTL_ParseHex32(nonce + 8, &lo) || !CTL_ParseHex32(nonce + 16, &h))
+    return false;
+  if (n == CTL_WALK_NONCE_LEN) {
+    char two[8] = {'0', '0', '0', '0', '0', '0', nonce[24], nonce[25]};
+    if (!CTL_ParseHex32(two, &slot) || !CTL_ParseHex32(nonce + 26, &gen) || gen == 0)
+      return false;
+  }
+  MON_WalkId id = {slot, gen};
+  NTT_Stamp ts = ((NTT_Stamp)hi << 32) | lo;
+  double age = NTT_Diff(now, ts);
+  /* compare all 32 bits whatever the outcome of the age test */
+  bool ok = (h ^ nonce_hash(secret, src, ts, n == CTL_WALK_NONCE_LEN ? &id : NULL)) == 0;
+  if (!ok || age < 0.0 || age >= CTL_NONCE_LIFETIME)
+    return false;
+  *walk = id;
+  return true;
+}
+
+bool
+CTL_CheckNonce(const uint8_t secret[16], const NetAddr *src, const char *nonce, size_t n,
+               NTT_Stamp now)
+{
+  uint32_t hi, lo, h;
+  if (n != CTL_NONCE_LEN || !CTL_ParseHex32(nonce, &hi) || !CTL_ParseHex32(nonce + 8, &lo) ||
+      !CTL_ParseHex32(nonce + 16, &h))
+    return false;
+  NTT_Stamp ts = ((NTT_Stamp)hi << 32) | lo;
+  double age = NTT_Diff(now, ts);
+  /* compare all 32 bits whatever the outcome of the age test */
+  bool ok = (h ^ nonce_hash(secret, src, ts, NULL)) == 0;
+  return ok && age >= 0.0 && age < CTL_NONCE_LIFETIME;
+}
+
+static CTL_Reason
+req_nonce(CTL_Req *q)
+{
+  char nonce[CTL_NONCE_LEN + 1];
+  CTW_Writer w;
+  CTL_MakeNonce(q->ctx->nonce_secret, q->src, q->now_ts, nonce);
+  CTL_Start(q, &w, 1, 0);
+  CTW_PutRaw(&w, "nonce", nonce);
+  return CTL_Finish(q, &w, CTL_R_ANSWERED);
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Restriction list                                                                      */
 
 static void
@@ -1002,7 +1122,7 @@ dispatch(Req *q)
     case CTW_OP_READ_ORDLIST_A:
       return read_ordlist(q);
     case CTW_OP_REQ_NONCE:
-      return CTL_ReqNonce(q);
+      return req_nonce(q);
     default:
       return CTL_SendError(q, CTW_ERR_BADOP, CTL_R_ERR_OPCODE);
   }

@@ -1,4 +1,4 @@
-/* ctlmru: nonces and the MRU list of mode 6 (see ctlmru.h). */
+/* ctlmru: the MRU list of mode 6 (see ctlmru.h). */
 #include "ctlmru.h"
 
 #include <inttypes.h>
@@ -6,127 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "siphash.h"
-
-#define MRU_MATCH_TOL 0.001 /* s: a prior entry is unchanged if its last time is this close   \
-                             */
-#define MRU_RESERVE 128     /* data octets kept for "nonce=..., now=..., last.newest=..." */
-#define MRU_PRIORS 16       /* last.N / addr.N pairs ntpq may send (N < 16) */
-
-/* ------------------------------------------------------------------------------------ */
-/* Nonces                                                                                */
-
-/* A nonce is 24 hex digits: the NTP time it was made, then 32 bits of SipHash-2-4 (keyed
- * with the secret) over that time, the address and port it was made for and, in a nonce
- * that names a walk (a page of the MRU list that did not end it), the walk's slot and
- * generation, which follow as 10 more hex digits. */
-#define NONCE_LEN 24
-#define WALK_NONCE_LEN (NONCE_LEN + 2 + 8)
-
-static uint32_t
-nonce_hash(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts, const MON_WalkId *walk)
-{
-  SIP_Key key;
-  uint8_t msg[8 + 1 + 16 + 2 + 8];
-  size_t n = 8 + 1 + 16 + 2;
-  NetAddr a = *src;
-  ADR_Unmap(&a);
-  PKT_Put64(msg, ts);
-  msg[8] = a.family;
-  memcpy(msg + 9, a.bytes, 16);
-  PKT_Put16(msg + 25, a.port);
-  if (walk) {
-    PKT_Put32(msg + n, walk->slot);
-    PKT_Put32(msg + n + 4, walk->gen);
-    n += 8;
-  }
-  SIP_SetKey(&key, secret);
-  return (uint32_t)SIP_Hash24(&key, msg, n);
-}
-
-void
-CTL_MakeNonce(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts, char *buf)
-{
-  snprintf(buf, NONCE_LEN + 1, "%08" PRIx32 "%08" PRIx32 "%08" PRIx32, (uint32_t)(ts >> 32),
-           (uint32_t)ts, nonce_hash(secret, src, ts, NULL));
-}
-
-/* buf needs WALK_NONCE_LEN + 1 octets. */
-static void
-make_walk_nonce(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts,
-                const MON_WalkId *walk, char *buf)
-{
-  snprintf(buf, WALK_NONCE_LEN + 1,
-           "%08" PRIx32 "%08" PRIx32 "%08" PRIx32 "%02" PRIx32 "%08" PRIx32,
-           (uint32_t)(ts >> 32), (uint32_t)ts, nonce_hash(secret, src, ts, walk),
-           walk->slot & 0xff, walk->gen);
-}
-
-static bool
-parse_hex32(const char *s, uint32_t *v)
-{
-  uint32_t r = 0;
-  for (int i = 0; i < 8; i++) {
-    char c = s[i];
-    unsigned d;
-    if (c >= '0' && c <= '9')
-      d = (unsigned)(c - '0');
-    else if (c >= 'a' && c <= 'f')
-      d = (unsigned)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F')
-      d = (unsigned)(c - 'A' + 10);
-    else
-      return false;
-    r = (r << 4) | d;
-  }
-  *v = r;
-  return true;
-}
-
-/* Check a nonce of either form; *walk gets the walk it names (gen 0: none). */
-static bool
-check_nonce(const uint8_t secret[16], const NetAddr *src, const char *nonce, size_t n,
-            NTT_Stamp now, MON_WalkId *walk)
-{
-  uint32_t hi, lo, h, slot = 0, gen = 0;
-  *walk = (MON_WalkId){0, 0};
-  if ((n != NONCE_LEN && n != WALK_NONCE_LEN) || !parse_hex32(nonce, &hi) ||
-      !parse_hex32(nonce + 8, &lo) || !parse_hex32(nonce + 16, &h))
-    return false;
-  if (n == WALK_NONCE_LEN) {
-    char two[8] = {'0', '0', '0', '0', '0', '0', nonce[24], nonce[25]};
-    if (!parse_hex32(two, &slot) || !parse_hex32(nonce + 26, &gen) || gen == 0)
-      return false;
-  }
-  MON_WalkId id = {slot, gen};
-  NTT_Stamp ts = ((NTT_Stamp)hi << 32) | lo;
-  double age = NTT_Diff(now, ts);
-  /* compare all 32 bits whatever the outcome of the age test */
-  bool ok = (h ^ nonce_hash(secret, src, ts, n == WALK_NONCE_LEN ? &id : NULL)) == 0;
-  if (!ok || age < 0.0 || age >= CTL_NONCE_LIFETIME)
-    return false;
-  *walk = id;
-  return true;
-}
-
-bool
-CTL_CheckNonce(const uint8_t secret[16], const NetAddr *src, const char *nonce, size_t n,
-               NTT_Stamp now)
-{
-  MON_WalkId walk;
-  return n == NONCE_LEN && check_nonce(secret, src, nonce, n, now, &walk);
-}
-
-CTL_Reason
-CTL_ReqNonce(CTL_Req *q)
-{
-  char nonce[NONCE_LEN + 1];
-  CTW_Writer w;
-  CTL_MakeNonce(q->ctx->nonce_secret, q->src, q->now_ts, nonce);
-  CTL_Start(q, &w, 1, 0);
-  CTW_PutRaw(&w, "nonce", nonce);
-  return CTL_Finish(q, &w, CTL_R_ANSWERED);
-}
+/* s: a prior entry is unchanged if its last time is this close */
+#define MRU_MATCH_TOL 0.001
+#define MRU_RESERVE 128 /* data octets kept for "nonce=..., now=..., last.newest=..." */
+#define MRU_PRIORS 16   /* last.N / addr.N pairs ntpq may send (N < 16) */
 
 /* ------------------------------------------------------------------------------------ */
 /* MRU list                                                                              */
@@ -196,8 +79,8 @@ parse_stamp(const CTW_Item *it, NTT_Stamp *out)
 {
   uint32_t hi, lo;
   if (!it->value || it->value_len != 19 || it->value[0] != '0' || it->value[1] != 'x' ||
-      it->value[10] != '.' || !parse_hex32(it->value + 2, &hi) ||
-      !parse_hex32(it->value + 11, &lo))
+      it->value[10] != '.' || !CTL_ParseHex32(it->value + 2, &hi) ||
+      !CTL_ParseHex32(it->value + 11, &lo))
     return false;
   *out = ((NTT_Stamp)hi << 32) | lo;
   return true;
@@ -347,7 +230,7 @@ put_mru_entry(const CTL_Req *q, CTW_Writer *w, const MON_Record *r, unsigned i)
 static CTL_Reason
 mru_single(CTL_Req *q, const MruQuery *m, CTW_Writer *w)
 {
-  char nonce[NONCE_LEN + 1];
+  char nonce[CTL_NONCE_LEN + 1];
   for (unsigned i = 0; i < MRU_PRIORS; i++) {
     MON_Record r;
     if (m->have_addr[i] && q->ctx->mon && MON_Lookup(q->ctx->mon, &m->addr[i], &r))
@@ -429,9 +312,9 @@ mru_page(CTL_Req *q, const MruQuery *m, CTW_Writer *w, MON_WalkId walk)
       st = MON_Walk(t, &walk, &from, &q->out->walk, page_take, &page, NULL);
     }
   }
-  char nonce[WALK_NONCE_LEN + 1];
+  char nonce[CTL_WALK_NONCE_LEN + 1];
   if (st == MON_WALK_MORE)
-    make_walk_nonce(q->ctx->nonce_secret, q->src, q->now_ts, &walk, nonce);
+    CTL_MakeWalkNonce(q->ctx->nonce_secret, q->src, q->now_ts, &walk, nonce);
   else
     CTL_MakeNonce(q->ctx->nonce_secret, q->src, q->now_ts, nonce);
   w->cap += MRU_RESERVE;
@@ -451,8 +334,8 @@ CTL_ReadMru(CTL_Req *q)
   MON_WalkId walk;
   if (q->rflags & RST_NOMRULIST)
     return CTL_SendError(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_NOMRULIST);
-  if (!parse_mru(q->h, &m) ||
-      !check_nonce(q->ctx->nonce_secret, q->src, m.nonce, m.nonce_len, q->now_ts, &walk)) {
+  if (!parse_mru(q->h, &m) || !CTL_CheckWalkNonce(q->ctx->nonce_secret, q->src, m.nonce,
+                                                  m.nonce_len, q->now_ts, &walk)) {
     q->out->wire.count = 0; /* no answer before the source proved it receives there */
     return CTL_R_DROP_NONCE;
   }

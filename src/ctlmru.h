@@ -1,10 +1,10 @@
-/* ctlmru: the MRU list of mode 6 as ntpq's `mrulist` asks for it (REQ_NONCE, READ_MRU),
- * the half of the control module that reads the monitor table (control.h has the contract
+/* ctlmru: the MRU list of mode 6 as ntpq's `mrulist` asks for it (READ_MRU), the half of
+ * the control module that reads the monitor table (control.h has the contract
  * for callers; this header is internal to control.c and ctlmru.c).
  *
- * Nonces: REQ_NONCE hands a source a nonce (CTL_MakeNonce) that READ_MRU must echo within
- * CTL_NONCE_LIFETIME s from the same address and port: no list goes to an address that
- * does not receive there.
+ * Nonces (control.c): REQ_NONCE hands a source a nonce (CTL_MakeNonce) that READ_MRU must
+ * echo within CTL_NONCE_LIFETIME s from the same address and port: no list goes to an
+ * address that does not receive there.
  *
  * Paging: the list is walked in LRU order (least recently seen first) with MON_Walk, so one
  * request reads at most MON_WALK_BUDGET records of the monitor table, whatever the filter
@@ -25,8 +25,6 @@
 
 #include "ctlreq.h"
 
-/* REQ_NONCE */
-CTL_Reason CTL_ReqNonce(CTL_Req *q);
 /* READ_MRU */
 CTL_Reason CTL_ReadMru(CTL_Req *q);
 /* Seconds since the least recently seen record was last seen (0 for none); O(shards). */

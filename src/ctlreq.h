@@ -1,6 +1,6 @@
 /* ctlreq: one mode 6 request being answered, as the two halves of the control module share
- * it: control.c (dispatch, authentication, the amplification bound, variables, reslist,
- * :config) and ctlmru.c (nonces and the MRU list). Internal to those two files; other
+ * it: control.c (dispatch, authentication, the amplification bound, variables, nonces,
+ * reslist, :config) and ctlmru.c (the MRU list). Internal to those two files; other
  * modules use control.h. */
 #ifndef NTPG_CTLREQ_H
 #define NTPG_CTLREQ_H
@@ -37,5 +37,20 @@ void CTL_Start(CTL_Req *q, CTW_Writer *w, size_t max_frags, uint16_t status);
 CTL_Reason CTL_Finish(CTL_Req *q, CTW_Writer *w, CTL_Reason why);
 /* The NTP time of a monotonic reading, through the request's (real, monotonic) pair. */
 NTT_Stamp CTL_StampOfMono(const CTL_Req *q, int64_t mono_ns);
+/* Eight hex digits (either case) at s. */
+bool CTL_ParseHex32(const char *s, uint32_t *v);
+
+/* Nonces (control.c). A nonce is CTL_NONCE_LEN hex digits: the NTP time it was made, then
+ * 32 bits of SipHash-2-4 keyed with the secret over that time, the address and port it
+ * was made for and, in a walk nonce (a page of the MRU list that did not end it), the
+ * walk's slot and generation, which follow as 10 more hex digits. */
+#define CTL_NONCE_LEN 24
+#define CTL_WALK_NONCE_LEN (CTL_NONCE_LEN + 2 + 8)
+/* buf needs CTL_WALK_NONCE_LEN + 1 octets. */
+void CTL_MakeWalkNonce(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts,
+                       const MON_WalkId *walk, char *buf);
+/* Check a nonce of either form; *walk gets the walk it names (gen 0: none). */
+bool CTL_CheckWalkNonce(const uint8_t secret[16], const NetAddr *src, const char *nonce,
+                        size_t n, NTT_Stamp now, MON_WalkId *walk);
 
 #endif
