@@ -119,7 +119,8 @@ struct MON_Table {
   uint64_t kod_granted, kod_refused;
   uint64_t old_evictions, old_not_tracked, old_net_evictions; /* of replaced shards */
   size_t bytes;                                               /* all allocations */
-  pthread_mutex_t walk_lock; /* MON_Walk calls, and MON_Reconfigure against them */
+  pthread_mutex_t walk_lock; /* the readers (MON_Walk, MON_Lookup, MON_List, MON_GetStats,
+                                MON_OldestSeen) against MON_Reconfigure */
   Walk walks[MON_WALKS];
   uint32_t walk_gen;
   uint64_t walk_tick;
@@ -860,8 +861,8 @@ to_record(const Entry *e, MON_Record *r)
   r->version = e->vn_mode >> 3;
 }
 
-bool
-MON_Lookup(MON_Table *t, const NetAddr *src, MON_Record *out)
+static bool
+lookup(MON_Table *t, const NetAddr *src, MON_Record *out)
 {
   NetAddr a = *src;
   uint8_t key[16];
@@ -876,6 +877,15 @@ MON_Lookup(MON_Table *t, const NetAddr *src, MON_Record *out)
     to_record(entry_at(s, i), out);
   pthread_mutex_unlock(&s->lock);
   return i != NIL;
+}
+
+bool
+MON_Lookup(MON_Table *t, const NetAddr *src, MON_Record *out)
+{
+  pthread_mutex_lock(&t->walk_lock); /* against MON_Reconfigure */
+  bool r = lookup(t, src, out);
+  pthread_mutex_unlock(&t->walk_lock);
+  return r;
 }
 
 /* Order of MON_List: (last seen, address key). */
@@ -971,9 +981,8 @@ past_cursor(const Entry *e, const MON_Cursor *c, const uint8_t *ckey, int dir)
   return cmp_pos(e->last_ns, e->h.addr, c->last_ns, ckey) * dir < 0;
 }
 
-size_t
-MON_List(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *out,
-         size_t max)
+static size_t
+list(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *out, size_t max)
 {
   Heap h = {out, 0, max, newest_first ? 1 : -1};
   uint8_t ckey[16] = {0};
@@ -1001,8 +1010,18 @@ MON_List(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *
   return h.n;
 }
 
-void
-MON_GetStats(MON_Table *t, MON_Stats *out)
+size_t
+MON_List(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *out,
+         size_t max)
+{
+  pthread_mutex_lock(&t->walk_lock); /* against MON_Reconfigure */
+  size_t r = list(t, newest_first, cursor, out, max);
+  pthread_mutex_unlock(&t->walk_lock);
+  return r;
+}
+
+static void
+get_stats(MON_Table *t, MON_Stats *out)
 {
   memset(out, 0, sizeof(*out));
   out->evictions = t->old_evictions;
@@ -1027,8 +1046,16 @@ MON_GetStats(MON_Table *t, MON_Stats *out)
   out->memory_bytes = t->bytes;
 }
 
-bool
-MON_OldestSeen(MON_Table *t, int64_t *last_ns)
+void
+MON_GetStats(MON_Table *t, MON_Stats *out)
+{
+  pthread_mutex_lock(&t->walk_lock); /* against MON_Reconfigure */
+  get_stats(t, out);
+  pthread_mutex_unlock(&t->walk_lock);
+}
+
+static bool
+oldest_seen(MON_Table *t, int64_t *last_ns)
 {
   bool any = false;
   for (uint32_t k = 0; k < t->nshards; k++) {
@@ -1042,6 +1069,15 @@ MON_OldestSeen(MON_Table *t, int64_t *last_ns)
     pthread_mutex_unlock(&s->lock);
   }
   return any;
+}
+
+bool
+MON_OldestSeen(MON_Table *t, int64_t *last_ns)
+{
+  pthread_mutex_lock(&t->walk_lock); /* against MON_Reconfigure */
+  bool r = oldest_seen(t, last_ns);
+  pthread_mutex_unlock(&t->walk_lock);
+  return r;
 }
 
 /* ---- walks: paging through the table in LRU order ----

@@ -37,9 +37,13 @@
  * Threads: the table is split into `shards` independent shards chosen by the keyed hash of
  * the address, each with its own mutex; MON_Check takes one source shard lock and then, if
  * the network limit applies, one network shard lock (never both at once). MON_Check,
- * MON_TakeKod, MON_Lookup, MON_List, MON_Walk and MON_GetStats may run concurrently.
- * MON_Reconfigure and MON_Destroy need exclusive use of the table. Bounds per shard are the
- * table bounds divided by shards, rounded up.
+ * MON_TakeKod, MON_Lookup, MON_List, MON_Walk, MON_OldestSeen and MON_GetStats may run
+ * concurrently. MON_Reconfigure must not run with MON_Check or MON_TakeKod (the daemon
+ * calls it with the serving threads paused); the readers (MON_Lookup, MON_List, MON_Walk,
+ * MON_OldestSeen, MON_GetStats) may run at any time: they and MON_Reconfigure share a lock
+ * (the walks' lock), so a reader never sees shards being replaced. MON_Destroy needs
+ * exclusive use of the table. Bounds per shard are the table bounds divided by shards,
+ * rounded up.
  *
  * Hashing: SipHash-2-4 with a 128-bit key derived from the seed; pass a secret random seed
  * (e.g. from getrandom) so that remote senders cannot aim many addresses at one chain.
@@ -176,7 +180,7 @@ size_t MON_List(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_R
  * recycled before the walk reaches it is not listed. Up to MON_WALKS walks are kept at once
  * (each is one 60-octet cursor node per shard); starting another ends the least recently
  * used one, whose next call then answers MON_WALK_LOST. Walks are serialized by a lock of
- * their own, which MON_Reconfigure also takes (and ends every walk). */
+ * their own (the readers' lock above); MON_Reconfigure ends every walk. */
 #define MON_WALKS 8
 #define MON_WALK_BATCH 1024  /* records peeked per round (the caller's MON_WalkBuf) */
 #define MON_WALK_BUDGET 4096 /* records a MON_Walk call reads at most */

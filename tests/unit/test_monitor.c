@@ -1065,7 +1065,7 @@ test_mon_list_oldest_first_shows_updated_record_again(void)
 typedef struct {
   uint32_t room, taken_now;
   bool keep;
-  size_t n, cap;
+  size_t n, cap, total; /* kept, room to keep, taken in all */
   MON_Record *got;
 } Pager;
 
@@ -1076,6 +1076,7 @@ pager_take(void *arg, const MON_Record *r)
   if (p->taken_now == p->room)
     return false;
   p->taken_now++;
+  p->total++;
   if (p->keep && p->n < p->cap)
     p->got[p->n++] = *r;
   return true;
@@ -1266,6 +1267,95 @@ test_mon_walk_slots_reconfigure_and_recycling(void)
   MON_Destroy(t);
 }
 
+typedef struct {
+  MON_Table *t;
+  int mode; /* 0: packets, 1: walks and reads, 2: reconfigurations, 3: reads */
+  int rounds;
+  size_t listed;
+} Racer;
+
+static void *
+racer(void *arg)
+{
+  Racer *r = arg;
+  MON_WalkBuf *buf = malloc(sizeof(*buf));
+  MON_Params p;
+  MON_DefaultParams(&p);
+  p.shards = 4;
+  for (int i = 0; i < r->rounds; i++) {
+    if (r->mode == 0) {
+      NetAddr a = nth_addr((uint32_t)(i * 7) % 6000);
+      client(r->t, &a, SEC + (int64_t)i * MS);
+    } else if (r->mode == 1) {
+      Pager pg = {.room = 50, .keep = false};
+      MON_WalkId id;
+      MON_WalkFrom from = {0, INT64_MIN};
+      MON_WalkStatus st = MON_Walk(r->t, &id, &from, buf, pager_take, &pg, NULL);
+      for (int k = 0; k < 1000 && st == MON_WALK_MORE; k++) {
+        pg.taken_now = 0;
+        st = MON_Walk(r->t, &id, NULL, buf, pager_take, &pg, NULL);
+      }
+      MON_Stats ms;
+      MON_Record rec;
+      NetAddr a = nth_addr((uint32_t)i);
+      int64_t oldest;
+      MON_GetStats(r->t, &ms);
+      MON_Lookup(r->t, &a, &rec);
+      MON_OldestSeen(r->t, &oldest);
+      r->listed += pg.total;
+    } else if (r->mode == 3) {
+      MON_Stats ms;
+      MON_Record rec;
+      NetAddr a = nth_addr((uint32_t)i % 6000);
+      int64_t oldest;
+      MON_GetStats(r->t, &ms);
+      r->listed += MON_Lookup(r->t, &a, &rec) + MON_OldestSeen(r->t, &oldest);
+    } else {
+      p.maxdepth = i % 2 ? 4096 : 8192;
+      MON_Reconfigure(r->t, &p);
+    }
+  }
+  free(buf);
+  return NULL;
+}
+
+/* Walks and reads run at any time: beside packets (shard locks), and beside
+ * reconfigurations (the readers' lock); the sanitizer builds check for races and
+ * use-after-free. */
+static void
+test_mon_walk_beside_packets_and_reconfiguration(void)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  p.maxdepth = 8192;
+  p.shards = 4;
+  MON_Table *t = table_with(&p);
+  for (uint32_t n = 0; n < 6000; n++) {
+    NetAddr a = nth_addr(n);
+    client(t, &a, (int64_t)n * MS);
+  }
+  for (int phase = 0; phase < 2; phase++) {
+    Racer r[3] = {{t, 1, 20, 0},
+                  {t, phase == 0 ? 0 : 2, phase == 0 ? 200000 : 100, 0},
+                  {t, phase == 0 ? 0 : 3, 200000, 0}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+      pthread_create(&th[i], NULL, racer, &r[i]);
+    for (int i = 0; i < 3; i++)
+      pthread_join(th[i], NULL);
+    MON_Stats st;
+    MON_GetStats(t, &st);
+    TEST_CHECK(st.entries > 0 && st.entries <= 8192);
+  }
+  Pager pg = {.room = UINT32_MAX, .keep = false};
+  MON_WalkFrom from = {0, INT64_MIN};
+  walk_all(t, &from, &pg);
+  MON_Stats st;
+  MON_GetStats(t, &st);
+  TEST_EQ_INT(pg.total, st.entries);
+  MON_Destroy(t);
+}
+
 static void
 test_mon_validate_params(void)
 {
@@ -1384,4 +1474,5 @@ TEST_MAIN(TEST_CASE(test_mon_first_packet_served),
           TEST_CASE(test_mon_walk_work_per_call_is_bounded),
           TEST_CASE(test_mon_walk_sees_updates_and_starts_where_asked),
           TEST_CASE(test_mon_walk_slots_reconfigure_and_recycling),
+          TEST_CASE(test_mon_walk_beside_packets_and_reconfiguration),
           TEST_CASE(test_mon_validate_params), TEST_CASE(test_mon_bench))
