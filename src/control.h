@@ -219,7 +219,7 @@ typedef struct {
   void *configure_arg;
 } CTL_Ctx;
 
-/* What CTL_Handle produces. Large (about 100 KiB): allocate one per thread and reuse it. */
+/* What CTL_Handle produces. Large (about 78 KiB): allocate one per thread and reuse it. */
 typedef struct {
   CTW_Datagrams wire; /* the datagrams to send; wire.count == 0: send nothing */
   /* scratch (internal) */

@@ -196,7 +196,7 @@ typedef struct {
   int64_t skip_before_ns;
 } MON_WalkFrom;
 
-/* The caller's scratch for one call (about 68 KiB). */
+/* The caller's scratch for one call (60 KiB). */
 typedef struct {
   MON_Record rec[MON_WALK_BATCH];
   uint32_t node[MON_WALK_BATCH];
