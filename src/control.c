@@ -1,3 +1,6 @@
+/* control: dispatch, authentication and the amplification bound of mode 6, the system
+ * and association variables, nonces, reslist and :config. The MRU list is in ctlmru.c;
+ * control.h is the contract of both. */
 #include "control.h"
 
 #include <inttypes.h>
@@ -5,15 +8,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ctlmru.h"
 #include "siphash.h"
 
-#define PHI 15e-6     /* s/s: dispersion growth (RFC 5905) */
-#define MAX_TOKEN 127 /* longest name or value we look at */
-#define MRU_MATCH_TOL                                                                         \
-  0.001                /* s: a prior entry is unchanged if its last time is this close        \
-                        */
-#define MRU_RESERVE 80 /* data octets kept for "now=..., last.newest=..." */
-#define MRU_PRIORS 16  /* last.N / addr.N pairs ntpq may send (N < 16) */
+#define PHI 15e-6 /* s/s: dispersion growth (RFC 5905) */
+#define MAX_TOKEN CTL_MAX_TOKEN
 
 static const char *const reason_names[] = {
 #define CTL_NAME(id, name) name,
@@ -27,39 +26,24 @@ CTL_ReasonName(CTL_Reason r)
   return (unsigned)r < CTL_R_COUNT ? reason_names[r] : "unknown";
 }
 
-/* One request being answered. */
-typedef struct {
-  const CTL_Ctx *ctx;
-  const CTW_Header *h;
-  const NetAddr *src;
-  uint32_t rflags;
-  const NTT_Now *now;
-  NTT_Stamp now_ts;
-  CTL_Output *out;
-  CTW_Reply reply;
-  bool authenticated; /* MAC verified with a trusted key */
-  bool control;       /* ... and that key is the control key */
-  bool unbounded;     /* exempt from the amplification bound */
-  bool have_mon_stats;
-  MON_Stats mon_stats;
-} Req;
+typedef CTL_Req Req;
 
-static CTL_Reason
-send_error(Req *q, uint8_t err, CTL_Reason why)
+CTL_Reason
+CTL_SendError(CTL_Req *q, uint8_t err, CTL_Reason why)
 {
   CTW_SetError(&q->out->wire, &q->reply, err);
   return why;
 }
 
-static void
-start(Req *q, CTW_Writer *w, size_t max_frags, uint16_t status)
+void
+CTL_Start(CTL_Req *q, CTW_Writer *w, size_t max_frags, uint16_t status)
 {
   q->reply.status = status;
   CTW_WriterInit(w, &q->out->wire, max_frags);
 }
 
-static CTL_Reason
-finish(Req *q, CTW_Writer *w, CTL_Reason why)
+CTL_Reason
+CTL_Finish(CTL_Req *q, CTW_Writer *w, CTL_Reason why)
 {
   CTW_Finish(w, &q->reply);
   return why;
@@ -124,9 +108,8 @@ put_ms(CTW_Writer *w, const char *name, int decimals, double seconds)
   return CTW_PutDouble(w, name, decimals, seconds * 1e3);
 }
 
-/* The NTP time of a monotonic reading, through this request's (real, monotonic) pair. */
-static NTT_Stamp
-stamp_of_mono(const Req *q, int64_t mono_ns)
+NTT_Stamp
+CTL_StampOfMono(const CTL_Req *q, int64_t mono_ns)
 {
   return NTT_Add(q->now_ts, -(double)(q->now->mono_ns - mono_ns) / 1e9);
 }
@@ -316,15 +299,6 @@ mon_stats(Req *q)
   return &q->mon_stats;
 }
 
-static uint64_t
-oldest_age(Req *q)
-{
-  if (!q->ctx->mon || MON_List(q->ctx->mon, false, NULL, q->out->mru, 1) == 0)
-    return 0;
-  int64_t age = q->now->mono_ns - q->out->mru[0].last_ns;
-  return age > 0 ? (uint64_t)(age / 1000000000) : 0;
-}
-
 static bool
 put_sys_strings(Req *q, CTW_Writer *w, const SysVar *v)
 {
@@ -424,7 +398,7 @@ put_sys_mru(Req *q, CTW_Writer *w, const SysVar *v)
     case SV_MRU_NONE:
       return CTW_PutUint(w, v->name, m->not_tracked);
     case SV_MRU_OLDEST_AGE:
-      return CTW_PutUint(w, v->name, oldest_age(q));
+      return CTW_PutUint(w, v->name, CTL_OldestAge(q));
     default:
       return put_sys_clock(q, w, v);
   }
@@ -764,11 +738,11 @@ static CTL_Reason
 put_peer_defaults(Req *q, const CTL_Peer *p)
 {
   CTW_Writer w;
-  start(q, &w, default_frags(q), peer_status(p));
+  CTL_Start(q, &w, default_frags(q), peer_status(p));
   for (size_t i = 0; i < N_PEER_VARS; i++)
     if (peer_vars[i].def && !put_peer(&w, &peer_vars[i], p))
       break;
-  return finish(q, &w, CTL_R_ANSWERED);
+  return CTL_Finish(q, &w, CTL_R_ANSWERED);
 }
 
 static CTL_Reason
@@ -778,11 +752,11 @@ read_status(Req *q)
   if (q->h->associd != 0) {
     const CTL_Peer *p = find_peer(c, q->h->associd);
     if (!p)
-      return send_error(q, CTW_ERR_BADASSOC, CTL_R_ERR_ASSOC);
+      return CTL_SendError(q, CTW_ERR_BADASSOC, CTL_R_ERR_ASSOC);
     return put_peer_defaults(q, p);
   }
   CTW_Writer w;
-  start(q, &w, CTW_MAX_FRAGS, sys_status(c));
+  CTL_Start(q, &w, CTW_MAX_FRAGS, sys_status(c));
   for (size_t i = 0; i < c->n_peers; i++) {
     uint8_t pair[4];
     PKT_Put16(pair, c->peers[i].associd);
@@ -790,7 +764,7 @@ read_status(Req *q)
     if (!CTW_PutBytes(&w, pair, sizeof(pair)))
       break;
   }
-  return finish(q, &w, CTL_R_ANSWERED);
+  return CTL_Finish(q, &w, CTL_R_ANSWERED);
 }
 
 static CTL_Reason
@@ -798,24 +772,24 @@ read_peer_vars(Req *q)
 {
   const CTL_Peer *p = find_peer(q->ctx, q->h->associd);
   if (!p)
-    return send_error(q, CTW_ERR_BADASSOC, CTL_R_ERR_ASSOC);
+    return CTL_SendError(q, CTW_ERR_BADASSOC, CTL_R_ERR_ASSOC);
   const char *s = (const char *)q->h->data, *end = s + q->h->count;
   CTW_Item it;
   if (!CTW_NextItem(&s, end, &it))
     return put_peer_defaults(q, p);
   CTW_Writer w;
-  start(q, &w, CTW_MAX_FRAGS, peer_status(p));
+  CTL_Start(q, &w, CTW_MAX_FRAGS, peer_status(p));
   s = (const char *)q->h->data;
   while (CTW_NextItem(&s, end, &it)) {
     char name[MAX_TOKEN + 1];
     const PeerVar *v = item_name(&it, name, sizeof(name)) ? find_peer_var(name) : NULL;
     if (!v)
-      return send_error(q, CTW_ERR_UNKNOWNVAR, CTL_R_ERR_UNKNOWNVAR);
+      return CTL_SendError(q, CTW_ERR_UNKNOWNVAR, CTL_R_ERR_UNKNOWNVAR);
     put_peer(&w, v, p);
   }
   if (w.overflow)
-    return send_error(q, CTW_ERR_BADVALUE, CTL_R_ERR_BADVALUE);
-  return finish(q, &w, CTL_R_ANSWERED);
+    return CTL_SendError(q, CTW_ERR_BADVALUE, CTL_R_ERR_BADVALUE);
+  return CTL_Finish(q, &w, CTL_R_ANSWERED);
 }
 
 static CTL_Reason
@@ -825,18 +799,18 @@ read_sys_vars(Req *q)
   CTW_Item it;
   CTW_Writer w;
   if (!CTW_NextItem(&s, end, &it)) {
-    start(q, &w, default_frags(q), sys_status(q->ctx));
+    CTL_Start(q, &w, default_frags(q), sys_status(q->ctx));
     for (size_t i = 0; i < N_SYS_VARS; i++)
       if (sys_vars[i].def && !put_sys(q, &w, &sys_vars[i], sys_vars[i].name))
         break;
-    return finish(q, &w, CTL_R_ANSWERED);
+    return CTL_Finish(q, &w, CTL_R_ANSWERED);
   }
-  start(q, &w, CTW_MAX_FRAGS, sys_status(q->ctx));
+  CTL_Start(q, &w, CTW_MAX_FRAGS, sys_status(q->ctx));
   s = (const char *)q->h->data;
   while (CTW_NextItem(&s, end, &it)) {
     char name[MAX_TOKEN + 1];
     if (!item_name(&it, name, sizeof(name)))
-      return send_error(q, CTW_ERR_UNKNOWNVAR, CTL_R_ERR_UNKNOWNVAR);
+      return CTL_SendError(q, CTW_ERR_UNKNOWNVAR, CTL_R_ERR_UNKNOWNVAR);
     const CTL_Counter *k = find_counter(q->ctx, name);
     const SysVar *v = k ? NULL : find_sys_var(name);
     if (k)
@@ -844,11 +818,11 @@ read_sys_vars(Req *q)
     else if (v)
       put_sys(q, &w, v, name);
     else
-      return send_error(q, CTW_ERR_UNKNOWNVAR, CTL_R_ERR_UNKNOWNVAR);
+      return CTL_SendError(q, CTW_ERR_UNKNOWNVAR, CTL_R_ERR_UNKNOWNVAR);
   }
   if (w.overflow)
-    return send_error(q, CTW_ERR_BADVALUE, CTL_R_ERR_BADVALUE);
-  return finish(q, &w, CTL_R_ANSWERED);
+    return CTL_SendError(q, CTW_ERR_BADVALUE, CTL_R_ERR_BADVALUE);
+  return CTL_Finish(q, &w, CTL_R_ANSWERED);
 }
 
 static CTL_Reason
@@ -864,41 +838,62 @@ unspec(Req *q)
   if (q->h->associd) {
     const CTL_Peer *p = find_peer(q->ctx, q->h->associd);
     if (!p)
-      return send_error(q, CTW_ERR_BADASSOC, CTL_R_ERR_ASSOC);
+      return CTL_SendError(q, CTW_ERR_BADASSOC, CTL_R_ERR_ASSOC);
     status = peer_status(p);
   }
   CTW_Writer w;
-  start(q, &w, 1, status);
-  return finish(q, &w, CTL_R_ANSWERED);
+  CTL_Start(q, &w, 1, status);
+  return CTL_Finish(q, &w, CTL_R_ANSWERED);
 }
 
 /* ------------------------------------------------------------------------------------ */
 /* Nonces                                                                                */
 
+/* A nonce is 24 hex digits: the NTP time it was made, then 32 bits of SipHash-2-4 (keyed
+ * with the secret) over that time, the address and port it was made for and, in a nonce
+ * that names a walk (a page of the MRU list that did not end it), the walk's slot and
+ * generation, which follow as 10 more hex digits. */
+
 static uint32_t
-nonce_hash(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts)
+nonce_hash(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts, const MON_WalkId *walk)
 {
   SIP_Key key;
-  uint8_t msg[8 + 1 + 16 + 2];
+  uint8_t msg[8 + 1 + 16 + 2 + 8];
+  size_t n = 8 + 1 + 16 + 2;
   NetAddr a = *src;
   ADR_Unmap(&a);
   PKT_Put64(msg, ts);
   msg[8] = a.family;
   memcpy(msg + 9, a.bytes, 16);
   PKT_Put16(msg + 25, a.port);
+  if (walk) {
+    PKT_Put32(msg + n, walk->slot);
+    PKT_Put32(msg + n + 4, walk->gen);
+    n += 8;
+  }
   SIP_SetKey(&key, secret);
-  return (uint32_t)SIP_Hash24(&key, msg, sizeof(msg));
+  return (uint32_t)SIP_Hash24(&key, msg, n);
 }
 
 void
 CTL_MakeNonce(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts, char *buf)
 {
-  snprintf(buf, 25, "%08" PRIx32 "%08" PRIx32 "%08" PRIx32, (uint32_t)(ts >> 32), (uint32_t)ts,
-           nonce_hash(secret, src, ts));
+  snprintf(buf, CTL_NONCE_LEN + 1, "%08" PRIx32 "%08" PRIx32 "%08" PRIx32,
+           (uint32_t)(ts >> 32), (uint32_t)ts, nonce_hash(secret, src, ts, NULL));
 }
 
-static bool
-parse_hex32(const char *s, uint32_t *v)
+void
+CTL_MakeWalkNonce(const uint8_t secret[16], const NetAddr *src, NTT_Stamp ts,
+                  const MON_WalkId *walk, char *buf)
+{
+  snprintf(buf, CTL_WALK_NONCE_LEN + 1,
+           "%08" PRIx32 "%08" PRIx32 "%08" PRIx32 "%02" PRIx32 "%08" PRIx32,
+           (uint32_t)(ts >> 32), (uint32_t)ts, nonce_hash(secret, src, ts, walk),
+           walk->slot & 0xff, walk->gen);
+}
+
+bool
+CTL_ParseHex32(const char *s, uint32_t *v)
 {
   uint32_t r = 0;
   for (int i = 0; i < 8; i++) {
@@ -919,368 +914,54 @@ parse_hex32(const char *s, uint32_t *v)
 }
 
 bool
+CTL_CheckWalkNonce(const uint8_t secret[16], const NetAddr *src, const char *nonce, size_t n,
+                   NTT_Stamp now, MON_WalkId *walk)
+{
+  uint32_t hi, lo, h, slot = 0, gen = 0;
+  *walk = (MON_WalkId){0, 0};
+  if ((n != CTL_NONCE_LEN && n != CTL_WALK_NONCE_LEN) || !CTL_ParseHex32(nonce, &hi) ||
+      !CTL_ParseHex32(nonce + 8, &lo) || !CTL_ParseHex32(nonce + 16, &h))
+    return false;
+  if (n == CTL_WALK_NONCE_LEN) {
+    char two[8] = {'0', '0', '0', '0', '0', '0', nonce[24], nonce[25]};
+    if (!CTL_ParseHex32(two, &slot) || !CTL_ParseHex32(nonce + 26, &gen) || gen == 0)
+      return false;
+  }
+  MON_WalkId id = {slot, gen};
+  NTT_Stamp ts = ((NTT_Stamp)hi << 32) | lo;
+  double age = NTT_Diff(now, ts);
+  /* compare all 32 bits whatever the outcome of the age test */
+  bool ok = (h ^ nonce_hash(secret, src, ts, n == CTL_WALK_NONCE_LEN ? &id : NULL)) == 0;
+  if (!ok || age < 0.0 || age >= CTL_NONCE_LIFETIME)
+    return false;
+  *walk = id;
+  return true;
+}
+
+bool
 CTL_CheckNonce(const uint8_t secret[16], const NetAddr *src, const char *nonce, size_t n,
                NTT_Stamp now)
 {
   uint32_t hi, lo, h;
-  if (n != 24 || !parse_hex32(nonce, &hi) || !parse_hex32(nonce + 8, &lo) ||
-      !parse_hex32(nonce + 16, &h))
+  if (n != CTL_NONCE_LEN || !CTL_ParseHex32(nonce, &hi) || !CTL_ParseHex32(nonce + 8, &lo) ||
+      !CTL_ParseHex32(nonce + 16, &h))
     return false;
   NTT_Stamp ts = ((NTT_Stamp)hi << 32) | lo;
   double age = NTT_Diff(now, ts);
   /* compare all 32 bits whatever the outcome of the age test */
-  bool ok = (h ^ nonce_hash(secret, src, ts)) == 0;
+  bool ok = (h ^ nonce_hash(secret, src, ts, NULL)) == 0;
   return ok && age >= 0.0 && age < CTL_NONCE_LIFETIME;
 }
 
 static CTL_Reason
-req_nonce(Req *q)
+req_nonce(CTL_Req *q)
 {
-  char nonce[25];
+  char nonce[CTL_NONCE_LEN + 1];
   CTW_Writer w;
   CTL_MakeNonce(q->ctx->nonce_secret, q->src, q->now_ts, nonce);
-  start(q, &w, 1, 0);
+  CTL_Start(q, &w, 1, 0);
   CTW_PutRaw(&w, "nonce", nonce);
-  return finish(q, &w, CTL_R_ANSWERED);
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* MRU list                                                                              */
-
-typedef struct {
-  const char *nonce;
-  size_t nonce_len;
-  uint32_t frags, limit, mincount, maxlstint, minlstint, recent;
-  uint32_t resall, resany; /* ntpd RES_* bits */
-  NetAddr addr[MRU_PRIORS];
-  NTT_Stamp last[MRU_PRIORS];
-  bool have_addr[MRU_PRIORS], have_last[MRU_PRIORS];
-} MruQuery;
-
-/* restrict flags as ntpd's RES_* bits, which ntpq reads in rs.N and resall/resany use */
-static uint32_t
-res_bits(uint32_t rflags)
-{
-  static const uint32_t map[][2] = {
-      {RST_IGNORE, 0x1},   {RST_NOSERVE, 0x2},       {RST_NOTRUST, 0x4},  {RST_VERSION, 0x8},
-      {RST_NOPEER, 0x10},  {RST_LIMITED, 0x20},      {RST_NOQUERY, 0x40}, {RST_NOMODIFY, 0x80},
-      {RST_NOTRAP, 0x100}, {RST_LOWPRIOTRAP, 0x200}, {RST_KOD, 0x400},    {RST_MSSNTP, 0x800},
-      {RST_FLAKE, 0x1000}, {RST_NOMRULIST, 0x2000},
-  };
-  uint32_t r = 0;
-  for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-    if (rflags & map[i][0])
-      r |= map[i][1];
-  return r;
-}
-
-/* A decimal (or 0x hex when hex) number of at most 32 bits. */
-static bool
-parse_u32(const CTW_Item *it, bool hex, uint32_t *out)
-{
-  const char *s = it->value;
-  size_t n = it->value_len, i = 0;
-  uint64_t v = 0;
-  unsigned base = 10;
-  if (!s || n == 0 || n > 20)
-    return false;
-  if (hex || (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))) {
-    if (n < 3 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))
-      return false;
-    base = 16;
-    i = 2;
-  }
-  for (; i < n; i++) {
-    char c = s[i];
-    unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                 : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                 : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-                                        : 99;
-    if (d >= base)
-      return false;
-    v = v * base + d;
-    if (v > UINT32_MAX)
-      return false;
-  }
-  *out = (uint32_t)v;
-  return true;
-}
-
-/* "0x%08x.%08x" */
-static bool
-parse_stamp(const CTW_Item *it, NTT_Stamp *out)
-{
-  uint32_t hi, lo;
-  if (!it->value || it->value_len != 19 || it->value[0] != '0' || it->value[1] != 'x' ||
-      it->value[10] != '.' || !parse_hex32(it->value + 2, &hi) ||
-      !parse_hex32(it->value + 11, &lo))
-    return false;
-  *out = ((NTT_Stamp)hi << 32) | lo;
-  return true;
-}
-
-/* "a.b.c.d", "a.b.c.d:port", "[v6]:port" or "v6" */
-static bool
-parse_addr(const CTW_Item *it, NetAddr *out)
-{
-  char buf[ADR_STRLEN];
-  const char *s = it->value;
-  size_t n = it->value_len;
-  uint32_t port = 0;
-  if (!s || n == 0 || n >= sizeof(buf))
-    return false;
-  memcpy(buf, s, n);
-  buf[n] = '\0';
-  char *host = buf, *colon = strrchr(buf, ':');
-  if (buf[0] == '[') {
-    char *close = strchr(buf, ']');
-    if (!close || (close[1] != '\0' && close[1] != ':'))
-      return false;
-    *close = '\0';
-    host = buf + 1;
-    colon = close[1] == ':' ? close + 1 : NULL;
-  } else if (colon && strchr(buf, ':') != colon) {
-    colon = NULL; /* bare IPv6 */
-  }
-  if (colon) {
-    CTW_Item p = {.value = colon + 1, .value_len = strlen(colon + 1)};
-    if (!parse_u32(&p, false, &port) || port > 65535)
-      return false;
-    *colon = '\0';
-  }
-  if (!ADR_Parse(host, out))
-    return false;
-  out->port = (uint16_t)port;
-  return true;
-}
-
-/* "last.N" / "addr.N" with N < 16: the index, else -1 */
-static int
-prior_index(const CTW_Item *it, const char *prefix)
-{
-  size_t pl = strlen(prefix);
-  if (it->name_len <= pl || it->name_len > pl + 2 || memcmp(it->name, prefix, pl) != 0)
-    return -1;
-  int v = 0;
-  for (size_t i = pl; i < it->name_len; i++) {
-    if (it->name[i] < '0' || it->name[i] > '9')
-      return -1;
-    v = v * 10 + (it->name[i] - '0');
-  }
-  return v < MRU_PRIORS ? v : -1;
-}
-
-static bool
-parse_mru_item(const CTW_Item *it, MruQuery *m)
-{
-  int i;
-  if (CTW_ItemIs(it, "nonce")) {
-    m->nonce = it->value;
-    m->nonce_len = it->value ? it->value_len : 0;
-    return true;
-  }
-  if (CTW_ItemIs(it, "frags"))
-    return parse_u32(it, false, &m->frags);
-  if (CTW_ItemIs(it, "limit"))
-    return parse_u32(it, false, &m->limit);
-  if (CTW_ItemIs(it, "mincount")) {
-    if (it->value && it->value_len > 0 && it->value[0] == '-')
-      return (m->mincount = 0, true);
-    return parse_u32(it, false, &m->mincount);
-  }
-  if (CTW_ItemIs(it, "maxlstint"))
-    return parse_u32(it, false, &m->maxlstint);
-  if (CTW_ItemIs(it, "minlstint"))
-    return parse_u32(it, false, &m->minlstint);
-  if (CTW_ItemIs(it, "recent"))
-    return parse_u32(it, false, &m->recent);
-  if (CTW_ItemIs(it, "resall"))
-    return parse_u32(it, true, &m->resall);
-  if (CTW_ItemIs(it, "resany"))
-    return parse_u32(it, true, &m->resany);
-  if ((i = prior_index(it, "last.")) >= 0)
-    return (m->have_last[i] = parse_stamp(it, &m->last[i]));
-  if ((i = prior_index(it, "addr.")) >= 0)
-    return (m->have_addr[i] = parse_addr(it, &m->addr[i]));
-  /* laddr, mindrop, minscore and unknown items: accepted and ignored */
-  return true;
-}
-
-static bool
-parse_mru(const CTW_Header *h, MruQuery *m)
-{
-  const char *s = (const char *)h->data, *end = s + h->count;
-  CTW_Item it;
-  memset(m, 0, sizeof(*m));
-  while (CTW_NextItem(&s, end, &it))
-    if (it.name_len > MAX_TOKEN || it.value_len > MAX_TOKEN || !parse_mru_item(&it, m))
-      return false;
-  return m->nonce != NULL;
-}
-
-static bool
-mru_wanted(const Req *q, const MruQuery *m, const MON_Record *r)
-{
-  uint32_t rs = res_bits(r->rflags);
-  int64_t lstint = (q->now->mono_ns - r->last_ns) / 1000000000;
-  if (r->count < m->mincount)
-    return false;
-  if (m->resall && (m->resall & rs) != m->resall)
-    return false;
-  if (m->resany && !(m->resany & rs))
-    return false;
-  if (m->maxlstint && lstint > (int64_t)m->maxlstint)
-    return false;
-  return !(m->minlstint && lstint < (int64_t)m->minlstint);
-}
-
-/* One entry; false (and nothing written) if it does not fit. */
-static bool
-put_mru_entry(const Req *q, CTW_Writer *w, const MON_Record *r, unsigned i)
-{
-  CTW_Writer save = *w;
-  char tag[32], addr[ADR_STRLEN];
-  bool ok = true;
-  snprintf(tag, sizeof(tag), "addr.%u", i);
-  ok = ok && CTW_PutRaw(w, tag, ADR_FormatPort(&r->addr, addr, sizeof(addr)));
-  snprintf(tag, sizeof(tag), "last.%u", i);
-  ok = ok && CTW_PutStamp(w, tag, stamp_of_mono(q, r->last_ns));
-  snprintf(tag, sizeof(tag), "first.%u", i);
-  ok = ok && CTW_PutStamp(w, tag, stamp_of_mono(q, r->first_ns));
-  snprintf(tag, sizeof(tag), "ct.%u", i);
-  ok = ok && CTW_PutUint(w, tag, r->count);
-  snprintf(tag, sizeof(tag), "mv.%u", i);
-  ok = ok && CTW_PutUint(w, tag, (unsigned)((r->version & 7u) << 3) | (r->mode & 7u));
-  snprintf(tag, sizeof(tag), "rs.%u", i);
-  ok = ok && CTW_PutHex(w, tag, res_bits(r->rflags));
-  if (!ok) {
-    *w = save;
-    w->overflow = true;
-  }
-  return ok;
-}
-
-/* Where listing starts: after the newest prior entry the client has that is unchanged
- * (ntpd's rule), or for recent=N before the N-th newest record. False: priors were given
- * but none is unchanged. */
-static bool
-mru_start(Req *q, const MruQuery *m, MON_Cursor *cur, bool *have_cur)
-{
-  MON_Table *t = q->ctx->mon;
-  int priors = 0;
-  *have_cur = false;
-  while (priors < MRU_PRIORS && m->have_addr[priors] && m->have_last[priors])
-    priors++;
-  for (int i = 0; i < priors; i++) {
-    MON_Record r;
-    if (t && MON_Lookup(t, &m->addr[i], &r) &&
-        NTT_Diff(stamp_of_mono(q, r.last_ns), m->last[i]) < MRU_MATCH_TOL &&
-        NTT_Diff(m->last[i], stamp_of_mono(q, r.last_ns)) < MRU_MATCH_TOL) {
-      *cur = (MON_Cursor){r.last_ns, r.addr};
-      return (*have_cur = true);
-    }
-  }
-  if (priors > 0)
-    return false;
-  uint32_t left = m->recent;
-  while (t && left > 0) {
-    size_t n = MON_List(t, true, *have_cur ? cur : NULL, q->out->mru,
-                        left < CTL_MRU_BATCH ? left : CTL_MRU_BATCH);
-    if (n == 0)
-      return true; /* fewer than `recent` records: list them all */
-    const MON_Record *r = &q->out->mru[n - 1];
-    *cur = (MON_Cursor){r->last_ns, r->addr};
-    *have_cur = true;
-    left -= (uint32_t)n;
-  }
-  if (*have_cur)
-    cur->last_ns -= 1; /* strictly before the N-th newest, so that it is listed */
-  return true;
-}
-
-/* Entries in (last seen, address) order after the start; true if the list was exhausted. */
-static bool
-mru_entries(Req *q, const MruQuery *m, CTW_Writer *w, MON_Cursor cur, bool have_cur,
-            unsigned *count, int64_t *newest)
-{
-  MON_Table *t = q->ctx->mon;
-  while (t) {
-    size_t n = MON_List(t, false, have_cur ? &cur : NULL, q->out->mru, CTL_MRU_BATCH);
-    for (size_t i = 0; i < n; i++) {
-      const MON_Record *r = &q->out->mru[i];
-      bool want = mru_wanted(q, m, r);
-      if (want && (*count >= m->limit || !put_mru_entry(q, w, r, *count)))
-        return false;
-      cur = (MON_Cursor){r->last_ns, r->addr};
-      have_cur = true;
-      if (want) {
-        *newest = r->last_ns;
-        (*count)++;
-      }
-    }
-    if (n < CTL_MRU_BATCH)
-      return true;
-  }
-  return true;
-}
-
-static CTL_Reason
-mru_single(Req *q, const MruQuery *m, CTW_Writer *w)
-{
-  char nonce[25];
-  for (unsigned i = 0; i < MRU_PRIORS; i++) {
-    MON_Record r;
-    if (m->have_addr[i] && q->ctx->mon && MON_Lookup(q->ctx->mon, &m->addr[i], &r))
-      put_mru_entry(q, w, &r, i);
-  }
-  CTL_MakeNonce(q->ctx->nonce_secret, q->src, q->now_ts, nonce);
-  w->cap += MRU_RESERVE;
-  CTW_PutRaw(w, "nonce", nonce);
-  CTW_PutStamp(w, "now", q->now_ts);
-  return finish(q, w, CTL_R_ANSWERED);
-}
-
-static CTL_Reason
-read_mru(Req *q)
-{
-  MruQuery m;
-  if (q->rflags & RST_NOMRULIST)
-    return send_error(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_NOMRULIST);
-  if (!parse_mru(q->h, &m) ||
-      !CTL_CheckNonce(q->ctx->nonce_secret, q->src, m.nonce, m.nonce_len, q->now_ts)) {
-    q->out->wire.count = 0; /* no answer before the source proved it receives there */
-    return CTL_R_DROP_NONCE;
-  }
-  q->unbounded = true;
-  if ((m.frags == 0 && !(m.limit > 0 && m.limit <= CTL_MRU_ROW_LIMIT)) ||
-      m.frags > CTL_MRU_FRAGS_LIMIT)
-    return send_error(q, CTW_ERR_BADVALUE, CTL_R_ERR_BADVALUE);
-  if (m.frags == 0)
-    m.frags = CTL_MRU_FRAGS_LIMIT;
-  if (m.limit == 0)
-    m.limit = UINT32_MAX;
-  CTW_Writer w;
-  start(q, &w, m.frags, 0);
-  w.cap -= MRU_RESERVE;
-  if (m.limit == 1)
-    return mru_single(q, &m, &w);
-  MON_Cursor cur;
-  bool have_cur;
-  if (!mru_start(q, &m, &cur, &have_cur))
-    return send_error(q, CTW_ERR_UNKNOWNVAR, CTL_R_ERR_UNKNOWNVAR);
-  char nonce[25];
-  CTL_MakeNonce(q->ctx->nonce_secret, q->src, q->now_ts, nonce);
-  CTW_PutRaw(&w, "nonce", nonce);
-  unsigned count = 0;
-  int64_t newest = 0;
-  bool done = mru_entries(q, &m, &w, cur, have_cur, &count, &newest);
-  w.cap += MRU_RESERVE;
-  if (done) {
-    CTW_PutStamp(&w, "now", q->now_ts);
-    if (count > 0)
-      CTW_PutStamp(&w, "last.newest", stamp_of_mono(q, newest));
-  }
-  return finish(q, &w, CTL_R_ANSWERED);
+  return CTL_Finish(q, &w, CTL_R_ANSWERED);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1340,16 +1021,16 @@ read_ordlist(Req *q)
 {
   static const char what[] = "addr_restrictions";
   if (!q->control)
-    return send_error(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_AUTH);
+    return CTL_SendError(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_AUTH);
   if (q->h->count != sizeof(what) - 1 || memcmp(q->h->data, what, sizeof(what) - 1) != 0)
-    return send_error(q, CTW_ERR_UNKNOWNVAR, CTL_R_ERR_UNKNOWNVAR);
+    return CTL_SendError(q, CTW_ERR_UNKNOWNVAR, CTL_R_ERR_UNKNOWNVAR);
   CTW_Writer w;
-  start(q, &w, CTW_MAX_FRAGS, 0);
+  CTL_Start(q, &w, CTW_MAX_FRAGS, 0);
   size_t n = q->ctx->rst ? RST_Count(q->ctx->rst) : 0;
   for (size_t i = 0; i < n; i++)
     if (!put_restrict(q, &w, i, RST_Get(q->ctx->rst, i)))
       break; /* the rest does not fit in CTW_MAX_FRAGS datagrams */
-  return finish(q, &w, CTL_R_ANSWERED);
+  return CTL_Finish(q, &w, CTL_R_ANSWERED);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1359,9 +1040,9 @@ static CTL_Reason
 check_modify(Req *q)
 {
   if (q->rflags & RST_NOMODIFY)
-    return send_error(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_NOMODIFY);
+    return CTL_SendError(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_NOMODIFY);
   if (!q->control)
-    return send_error(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_AUTH);
+    return CTL_SendError(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_AUTH);
   return CTL_R_ANSWERED;
 }
 
@@ -1372,13 +1053,13 @@ configure(Req *q)
   if (why != CTL_R_ANSWERED)
     return why;
   if (q->h->associd != 0)
-    return send_error(q, CTW_ERR_BADVALUE, CTL_R_ERR_BADVALUE);
+    return CTL_SendError(q, CTW_ERR_BADVALUE, CTL_R_ERR_BADVALUE);
   if (!q->ctx->configure)
-    return send_error(q, CTW_ERR_BADOP, CTL_R_ERR_OPCODE);
+    return CTL_SendError(q, CTW_ERR_BADOP, CTL_R_ERR_OPCODE);
   char text[CTW_MAX_DATA + 1], reply[CTL_CONFIG_REPLY], clean[CTL_CONFIG_REPLY];
   size_t n = q->h->count;
   if (memchr(q->h->data, '\0', n))
-    return send_error(q, CTW_ERR_BADVALUE, CTL_R_ERR_BADVALUE);
+    return CTL_SendError(q, CTW_ERR_BADVALUE, CTL_R_ERR_BADVALUE);
   memcpy(text, q->h->data, n);
   text[n] = '\0';
   reply[0] = '\0';
@@ -1389,9 +1070,9 @@ configure(Req *q)
     clean[k] = reply[k] >= 0x20 && reply[k] < 0x7f ? reply[k] : ' ';
   clean[k] = '\0';
   CTW_Writer w;
-  start(q, &w, 1, 0);
+  CTL_Start(q, &w, 1, 0);
   CTW_PutItem(&w, clean[0] ? clean : ok ? "Config Succeeded" : "Config Failed");
-  return finish(q, &w, ok ? CTL_R_CONFIG_APPLIED : CTL_R_CONFIG_FAILED);
+  return CTL_Finish(q, &w, ok ? CTL_R_CONFIG_APPLIED : CTL_R_CONFIG_FAILED);
 }
 
 static CTL_Reason
@@ -1400,15 +1081,15 @@ refuse_write(Req *q)
   CTL_Reason why = check_modify(q);
   if (why != CTL_R_ANSWERED)
     return why;
-  return send_error(q, CTW_ERR_BADOP, CTL_R_ERR_OPCODE); /* nothing here is writable */
+  return CTL_SendError(q, CTW_ERR_BADOP, CTL_R_ERR_OPCODE); /* nothing here is writable */
 }
 
 static CTL_Reason
 refuse_trap(Req *q)
 {
   if (q->rflags & RST_NOTRAP)
-    return send_error(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_NOTRAP);
-  return send_error(q, CTW_ERR_BADOP, CTL_R_REFUSED_TRAP);
+    return CTL_SendError(q, CTW_ERR_PERMISSION, CTL_R_REFUSED_NOTRAP);
+  return CTL_SendError(q, CTW_ERR_BADOP, CTL_R_REFUSED_TRAP);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1425,7 +1106,7 @@ dispatch(Req *q)
     case CTW_OP_READVAR:
       return read_vars(q);
     case CTW_OP_READCLOCK:
-      return send_error(q, CTW_ERR_BADASSOC, CTL_R_ERR_ASSOC); /* no reference clocks */
+      return CTL_SendError(q, CTW_ERR_BADASSOC, CTL_R_ERR_ASSOC); /* no reference clocks */
     case CTW_OP_WRITEVAR:
     case CTW_OP_WRITECLOCK:
     case CTW_OP_SAVECONFIG:
@@ -1437,13 +1118,13 @@ dispatch(Req *q)
     case CTW_OP_CONFIGURE:
       return configure(q);
     case CTW_OP_READ_MRU:
-      return read_mru(q);
+      return CTL_ReadMru(q);
     case CTW_OP_READ_ORDLIST_A:
       return read_ordlist(q);
     case CTW_OP_REQ_NONCE:
       return req_nonce(q);
     default:
-      return send_error(q, CTW_ERR_BADOP, CTL_R_ERR_OPCODE);
+      return CTL_SendError(q, CTW_ERR_BADOP, CTL_R_ERR_OPCODE);
   }
 }
 
@@ -1460,7 +1141,7 @@ parse_failure(Req *q, CTW_ParseResult r)
     case CTW_PARSE_VERSION:
       return CTL_R_DROP_VERSION;
     default: /* length or count: answered, like ntpd, with an error no larger than it */
-      return send_error(q, CTW_ERR_BADFMT, CTL_R_ERR_FORMAT);
+      return CTL_SendError(q, CTW_ERR_BADFMT, CTL_R_ERR_FORMAT);
   }
 }
 
@@ -1524,6 +1205,6 @@ CTL_Handle(const CTL_Ctx *ctx, const uint8_t *req, size_t len, const NetAddr *sr
   size_t bound =
       CTL_UNAUTH_FACTOR * len > CTL_UNAUTH_FLOOR ? CTL_UNAUTH_FACTOR * len : CTL_UNAUTH_FLOOR;
   if (!q.unbounded && CTW_TotalLen(&out->wire) > bound)
-    return send_error(&q, CTW_ERR_PERMISSION, CTL_R_REFUSED_SIZE);
+    return CTL_SendError(&q, CTW_ERR_PERMISSION, CTL_R_REFUSED_SIZE);
   return why;
 }

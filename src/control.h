@@ -7,9 +7,12 @@
  *
  * Pure: CTL_Handle is a function of (context, request, source, restrict flags, now) that
  * returns a reason and fills the caller's CTL_Output with the datagrams to send. It does no
- * I/O, reads no clock, logs nothing, keeps no state and allocates nothing; the only side
- * effects are the caller's configure callback and MON_List's read locks. Any number of
- * threads may call it at once, each with its own CTL_Output.
+ * I/O, reads no clock, logs nothing, keeps no state of its own and allocates nothing; the
+ * only side effects are the caller's configure callback and the monitor table's walks
+ * (MON_Walk: where each MRU listing in progress has got to). Any number of threads may
+ * call it at once, each with its own CTL_Output. The code is in two files: control.c
+ * (dispatch, authentication, variables, reslist, :config) and ctlmru.c (nonces, the MRU
+ * list; ctlmru.h describes its paging).
  *
  * What the caller (the I/O edge) does around it:
  *   - drop modes other than 6 before it, and mode 7 always (RFC 8633);
@@ -64,7 +67,6 @@
 #define CTL_MRU_FRAGS_LIMIT                                                                   \
   128                        /* `frags=` above this is CTW_ERR_BADVALUE (ntpd); above         \
                                 CTW_MAX_FRAGS it is served as CTW_MAX_FRAGS */
-#define CTL_MRU_BATCH 256    /* records fetched from the monitor table per MON_List call */
 #define CTL_CONFIG_REPLY 256 /* octets of configure reply text */
 
 /* Why a request got the answer it got. Every value is a counter; names in CTL_ReasonName. */
@@ -197,7 +199,7 @@ typedef struct CTL_Ctx {
   const CTL_Peer *peers;
   size_t n_peers;
   /* monitor table for mrulist/monstats; NULL: empty list, mru_enabled=0 */
-  MON_Table *mon;
+  MON_Table *mon; /* the MRU list needs only this, nonce_secret and sys->leap (see ctlserve) */
   const MON_Params *mon_params; /* NULL: mru_mindepth/mru_maxage reported as 0 */
   /* restrict list for reslist; NULL: empty */
   const RST_List *rst;
@@ -217,11 +219,11 @@ typedef struct CTL_Ctx {
   void *configure_arg;
 } CTL_Ctx;
 
-/* What CTL_Handle produces. Large (about 33 KiB): allocate one per thread and reuse it. */
+/* What CTL_Handle produces. Large (about 78 KiB): allocate one per thread and reuse it. */
 typedef struct {
   CTW_Datagrams wire; /* the datagrams to send; wire.count == 0: send nothing */
   /* scratch (internal) */
-  MON_Record mru[CTL_MRU_BATCH];
+  MON_WalkBuf walk;
 } CTL_Output;
 
 /* Answer one mode 6 request of len octets from src (address and port) whose source has

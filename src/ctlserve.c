@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,17 @@ struct CSV_Server {
   CTL_Output out;  /* used inside exclusive sections only */
   NIO_Batch batch; /* idem */
   uint64_t reasons[CTL_R_COUNT];
+  /* The MRU path (REQ_NONCE, READ_MRU without a MAC), answered by each serving thread
+   * outside any exclusive section: its own output, batch and counters (read with atomics),
+   * and what it needs of the configuration, none of which a reload replaces. */
+  int nthreads;
+  CTL_Output *mru_out;
+  NIO_Batch *mru_batch;
+  uint64_t (*mru_reasons)[CTL_R_COUNT];
+  MON_Table *mon;
+  uint8_t nonce_secret[16];
+  uint8_t leap; /* as of the last exclusive section (atomic) */
+  pthread_mutex_t log_lock;
   char names[CTL_R_COUNT][CSV_NAME_LEN]; /* "ctl_<reason>", for CTL_Counter */
   CTL_Counter counters[SRV_R_COUNT + CTL_R_COUNT + 8];
   LOG_Limiter log_limit;
@@ -58,15 +70,44 @@ CSV_Create(RUN_State *run, POL_Pool *pool, const CLK_Clock *clk, const char *con
   s->start_mono_ns = now.mono_ns;
   for (int i = 0; i < CTL_R_COUNT; i++)
     snprintf(s->names[i], CSV_NAME_LEN, "ctl_%s", CTL_ReasonName((CTL_Reason)i));
+  s->nthreads = POL_Threads(pool);
+  s->mru_out = calloc((size_t)s->nthreads, sizeof(*s->mru_out));
+  s->mru_batch = calloc((size_t)s->nthreads, sizeof(*s->mru_batch));
+  s->mru_reasons = calloc((size_t)s->nthreads, sizeof(*s->mru_reasons));
+  pthread_mutex_init(&s->log_lock, NULL);
+  if (!s->mru_out || !s->mru_batch || !s->mru_reasons) {
+    CSV_Destroy(s);
+    return NULL;
+  }
+  CTL_Ctx ctx; /* before the threads start: the table and the secret live as long as run */
+  RUN_ControlContext(run, &ctx);
+  s->mon = ctx.mon;
+  memcpy(s->nonce_secret, ctx.nonce_secret, sizeof(s->nonce_secret));
+  s->leap = ctx.sys->leap;
   return s;
 }
 
 void
 CSV_Destroy(CSV_Server *s)
 {
-  if (s)
-    CSV_CloseLocal(s);
+  if (!s)
+    return;
+  CSV_CloseLocal(s);
+  free(s->mru_out);
+  free(s->mru_batch);
+  free(s->mru_reasons);
+  pthread_mutex_destroy(&s->log_lock);
   free(s);
+}
+
+/* Requests answered so far for a reason, both paths. */
+static uint64_t
+reason_count(const CSV_Server *s, int why)
+{
+  uint64_t n = s->reasons[why];
+  for (int t = 0; t < s->nthreads; t++)
+    n += __atomic_load_n(&s->mru_reasons[t][why], __ATOMIC_RELAXED);
+  return n;
 }
 
 static uint64_t
@@ -114,7 +155,7 @@ fill_counters(CSV_Server *s, const WRK_Counters *c)
   for (int i = 0; i < SRV_R_COUNT; i++)
     s->counters[n++] = (CTL_Counter){SRV_ReasonName((SRV_Reason)i), c->reasons[i]};
   for (int i = 0; i < CTL_R_COUNT; i++)
-    s->counters[n++] = (CTL_Counter){s->names[i], s->reasons[i]};
+    s->counters[n++] = (CTL_Counter){s->names[i], reason_count(s, i)};
   s->counters[n++] = (CTL_Counter){"blocked_larger", c->blocked_larger};
   return n;
 }
@@ -141,12 +182,12 @@ configure(void *arg, const char *text, char *reply, size_t replycap)
 }
 
 static void
-send_reply(CSV_Server *s, const WRK_Control *c)
+send_reply(CSV_Server *s, const WRK_Control *c, const CTL_Output *out, NIO_Batch *batch)
 {
-  const CTW_Datagrams *wire = &s->out.wire;
+  const CTW_Datagrams *wire = &out->wire;
   size_t n = wire->count < NIO_BATCH ? wire->count : NIO_BATCH;
   for (size_t i = 0; i < n; i++) {
-    NIO_Reply *r = &s->batch.out[i];
+    NIO_Reply *r = &batch->out[i];
     memcpy(r->data, wire->buf[i], wire->len[i]);
     r->len = wire->len[i];
     r->req_len = c->len;
@@ -154,10 +195,13 @@ send_reply(CSV_Server *s, const WRK_Control *c)
     r->src = c->dst;
     r->ifindex = c->ifindex;
   }
-  if (n > 0 && NIO_Send(c->sock, &s->batch, (int)n) < (int)n) {
+  if (n > 0 && NIO_Send(c->sock, batch, (int)n) < (int)n) {
     NTT_Now now;
     CLK_ReadNow(s->clk, &now);
-    if (LOG_Allow(&s->log_limit, now.mono_ns, 5, 60))
+    pthread_mutex_lock(&s->log_lock);
+    bool log = LOG_Allow(&s->log_limit, now.mono_ns, 5, 60);
+    pthread_mutex_unlock(&s->log_lock);
+    if (log)
       LOG_Warn("control reply not (fully) sent");
   }
 }
@@ -197,6 +241,38 @@ enter(CSV_Server *s, int self, Section *x)
   fill_stats(s, &x->sum, x->now.mono_ns, &x->st);
   x->ca = (ConfigureArg){.s = s};
   build_context(s, &x->sum, &x->st, &x->ca, &x->ctx);
+  __atomic_store_n(&s->leap, x->ctx.sys->leap, __ATOMIC_RELAXED);
+}
+
+/* The MRU path: REQ_NONCE and READ_MRU without a MAC need only the monitor table (which
+ * has its own locks and bounds the work of each request), the nonce secret and our leap
+ * indicator, so a serving thread answers them without stopping the others. A request
+ * with a MAC needs the keys, which a reload may replace: it takes the exclusive path. */
+static bool
+mru_request(const CSV_Server *s, int self, const WRK_Control *c)
+{
+  CTW_Header h;
+  return self >= 0 && self < s->nthreads &&
+         CTW_ParseRequest(c->data, c->len, &h) == CTW_PARSE_OK &&
+         (h.opcode == CTW_OP_READ_MRU || h.opcode == CTW_OP_REQ_NONCE) && !h.mac.has_mac;
+}
+
+static void
+answer_mru(CSV_Server *s, int self, const WRK_Control *c)
+{
+  SRV_System sys;
+  CTL_Ctx ctx;
+  memset(&sys, 0, sizeof(sys));
+  memset(&ctx, 0, sizeof(ctx));
+  sys.leap = __atomic_load_n(&s->leap, __ATOMIC_RELAXED);
+  ctx.sys = &sys;
+  ctx.mon = s->mon;
+  memcpy(ctx.nonce_secret, s->nonce_secret, sizeof(ctx.nonce_secret));
+  CTL_Reason why =
+      CTL_Handle(&ctx, c->data, c->len, &c->src, c->rflags, &c->rx, &s->mru_out[self]);
+  uint64_t *count = &s->mru_reasons[self][why]; /* written by this thread only */
+  __atomic_store_n(count, __atomic_load_n(count, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+  send_reply(s, c, &s->mru_out[self], &s->mru_batch[self]);
 }
 
 void
@@ -205,15 +281,26 @@ CSV_Handle(void *arg, int self, WRK_Worker *w)
   CSV_Server *s = arg;
   size_t n;
   WRK_Control *reqs = WRK_PendingControl(w, &n);
+  bool mru[WRK_MAX_CONTROL], others = false;
+  for (size_t i = 0; i < n; i++) {
+    mru[i] = mru_request(s, self, &reqs[i]);
+    if (mru[i])
+      answer_mru(s, self, &reqs[i]);
+    others = others || !mru[i];
+  }
+  if (!others)
+    return;
   Section x;
   enter(s, self, &x);
   for (size_t i = 0; i < n; i++) {
-    if (i > 0 && x.ca.changed) /* a :config replaced the tables the context points to */
+    if (mru[i])
+      continue;
+    if (x.ca.changed) /* a :config replaced the tables the context points to */
       build_context(s, &x.sum, &x.st, &x.ca, &x.ctx);
     CTL_Reason why = CTL_Handle(&x.ctx, reqs[i].data, reqs[i].len, &reqs[i].src,
                                 reqs[i].rflags, &reqs[i].rx, &s->out);
     s->reasons[why]++;
-    send_reply(s, &reqs[i]);
+    send_reply(s, &reqs[i], &s->out, &s->batch);
   }
   POL_Release(s->pool);
 }
@@ -443,5 +530,5 @@ void
 CSV_LogCounters(const CSV_Server *s)
 {
   for (int i = 0; i < CTL_R_COUNT; i++)
-    LOG_Info("stats: %s %llu", s->names[i], (unsigned long long)s->reasons[i]);
+    LOG_Info("stats: %s %llu", s->names[i], (unsigned long long)reason_count(s, i));
 }

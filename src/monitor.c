@@ -80,6 +80,7 @@ typedef struct {
   uint32_t *bucket; /* chain heads; an empty bucket holds NIL or CHAIN_END | itself */
   uint32_t mask;    /* buckets - 1 */
   uint32_t cap, used;
+  uint32_t ncursor;    /* walk cursor nodes, numbered cap .. cap + ncursor - 1 */
   uint32_t head, tail; /* most / least recently seen */
 } Index;
 
@@ -98,6 +99,15 @@ typedef struct {
   uint64_t evictions;
 } NetShard;
 
+/* A walk in progress (MON_Walk): its cursor node in every source shard is cap + slot. */
+typedef struct {
+  bool active;
+  uint32_t gen;
+  uint64_t used; /* walk_tick of its last call: the least recently used walk is ended first */
+  uint64_t skip;
+  int64_t skip_before_ns;
+} Walk;
+
 struct MON_Table {
   MON_Params p;
   SIP_Key key, netkey;
@@ -110,6 +120,11 @@ struct MON_Table {
   uint64_t kod_granted, kod_refused;
   uint64_t old_evictions, old_not_tracked, old_net_evictions; /* of replaced shards */
   size_t bytes;                                               /* all allocations */
+  pthread_mutex_t walk_lock; /* the readers (MON_Walk, MON_Lookup, MON_List, MON_GetStats,
+                                MON_OldestSeen) against MON_Reconfigure */
+  Walk walks[MON_WALKS];
+  uint32_t walk_gen;
+  uint64_t walk_tick;
 };
 
 typedef enum { V_OK, V_KOD, V_NOKOD } Verdict;
@@ -273,6 +288,41 @@ lru_push_head(Index *ix, uint32_t i)
   ix->head = i;
 }
 
+/* Link node i just more recently seen than `older` (NIL: as the least recently seen). */
+static void
+lru_link_newer(Index *ix, uint32_t i, uint32_t older)
+{
+  Head *h = head_at(ix, i);
+  uint32_t newer = older == NIL ? ix->tail : head_at(ix, older)->prev;
+  h->next = older;
+  h->prev = newer;
+  if (older != NIL)
+    head_at(ix, older)->prev = i;
+  else
+    ix->tail = i;
+  if (newer != NIL)
+    head_at(ix, newer)->next = i;
+  else
+    ix->head = i;
+}
+
+/* Walk cursor nodes sit in the LRU list (never in a hash chain) after the records. */
+static bool
+is_cursor(const Index *ix, uint32_t i)
+{
+  return i >= ix->cap;
+}
+
+/* The least recently seen record (cursor nodes left out), or NIL. */
+static uint32_t
+oldest_record(const Index *ix)
+{
+  uint32_t i = ix->tail;
+  while (i != NIL && is_cursor(ix, i))
+    i = head_at(ix, i)->prev;
+  return i;
+}
+
 static void
 lru_touch(Index *ix, uint32_t i)
 {
@@ -314,7 +364,8 @@ ix_remove(Index *ix, uint32_t i)
 }
 
 static bool
-ix_alloc(Index *ix, size_t stride, uint32_t cap, const SIP_Key *key, size_t *bytes)
+ix_alloc(Index *ix, size_t stride, uint32_t cap, uint32_t ncursor, const SIP_Key *key,
+         size_t *bytes)
 {
   /* at most two records per bucket on average when full: chains stay short (the hash is
    * keyed, so nobody can lengthen one on purpose) and the index costs under 4 octets a
@@ -327,9 +378,11 @@ ix_alloc(Index *ix, size_t stride, uint32_t cap, const SIP_Key *key, size_t *byt
   ix->stride = stride;
   ix->key = *key;
   ix->cap = cap;
+  ix->ncursor = ncursor;
   ix->mask = buckets - 1;
   ix->head = ix->tail = NIL;
-  size_t rec_bytes = ((size_t)cap * stride + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
+  size_t rec_bytes =
+      ((size_t)(cap + ncursor) * stride + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
   ix->base = aligned_alloc(CACHE_LINE, rec_bytes);
   ix->bucket = malloc(buckets * sizeof(*ix->bucket));
   if (!ix->base || !ix->bucket)
@@ -382,8 +435,8 @@ init_shards(const MON_Table *t, const MON_Params *p, uint64_t *rng, Shard *src, 
     src[i].rng = splitmix(rng);
     net[i].rng = splitmix(rng);
     uint32_t cap = per_shard(p->maxdepth, n), netcap = per_shard(p->netdepth, n);
-    ok = ix_alloc(&src[i].ix, sizeof(Entry), cap, &t->key, bytes) && ok;
-    ok = ix_alloc(&net[i].ix, sizeof(NetEntry), netcap, &t->netkey, bytes) && ok;
+    ok = ix_alloc(&src[i].ix, sizeof(Entry), cap, MON_WALKS, &t->key, bytes) && ok;
+    ok = ix_alloc(&net[i].ix, sizeof(NetEntry), netcap, 0, &t->netkey, bytes) && ok;
   }
   return ok;
 }
@@ -495,6 +548,7 @@ create(const MON_Params *p, const SIP_Key *key, const SIP_Key *netkey, uint64_t 
     return NULL;
   }
   t->bytes = sizeof(*t) + shard_bytes;
+  pthread_mutex_init(&t->walk_lock, NULL);
   return t;
 }
 
@@ -532,6 +586,7 @@ MON_Destroy(MON_Table *t)
     return;
   free_shards(t->src, t->net, t->nshards);
   pthread_mutex_destroy(&t->kod_lock);
+  pthread_mutex_destroy(&t->walk_lock);
   free(t);
 }
 
@@ -621,17 +676,18 @@ admit_source(const MON_Table *t, Shard *s, int64_t now)
   Index *ix = &s->ix;
   if (ix->used < s->mindepth && ix->used < ix->cap)
     return ix->used++;
-  if (ix->tail == NIL)
+  uint32_t oldest = oldest_record(ix);
+  if (oldest == NIL)
     return ix->used < ix->cap ? ix->used++ : NIL;
-  const Entry *old = entry_at(s, ix->tail);
+  const Entry *old = entry_at(s, oldest);
   if (whole_seconds(old->last_ns, now) > (int64_t)t->p.maxage)
-    return recycle(s, ix->tail);
+    return recycle(s, oldest);
   if (ix->used < ix->cap)
     return ix->used++;
   int64_t age = now > old->last_ns ? now - old->last_ns : 0;
   if (!chance_recycle(&s->rng, age, t->p.monitor))
     return NIL;
-  return recycle(s, ix->tail);
+  return recycle(s, oldest);
 }
 
 static void
@@ -835,8 +891,8 @@ to_record(const Entry *e, MON_Record *r)
   r->version = e->vn_mode >> 3;
 }
 
-bool
-MON_Lookup(MON_Table *t, const NetAddr *src, MON_Record *out)
+static bool
+lookup(MON_Table *t, const NetAddr *src, MON_Record *out)
 {
   NetAddr a = *src;
   uint8_t key[16];
@@ -851,6 +907,15 @@ MON_Lookup(MON_Table *t, const NetAddr *src, MON_Record *out)
     to_record(entry_at(s, i), out);
   pthread_mutex_unlock(&s->lock);
   return i != NIL;
+}
+
+bool
+MON_Lookup(MON_Table *t, const NetAddr *src, MON_Record *out)
+{
+  pthread_mutex_lock(&t->walk_lock); /* against MON_Reconfigure */
+  bool r = lookup(t, src, out);
+  pthread_mutex_unlock(&t->walk_lock);
+  return r;
 }
 
 /* Order of MON_List: (last seen, address key). */
@@ -946,9 +1011,8 @@ past_cursor(const Entry *e, const MON_Cursor *c, const uint8_t *ckey, int dir)
   return cmp_pos(e->last_ns, e->h.addr, c->last_ns, ckey) * dir < 0;
 }
 
-size_t
-MON_List(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *out,
-         size_t max)
+static size_t
+list(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *out, size_t max)
 {
   Heap h = {out, 0, max, newest_first ? 1 : -1};
   uint8_t ckey[16] = {0};
@@ -976,8 +1040,18 @@ MON_List(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *
   return h.n;
 }
 
-void
-MON_GetStats(MON_Table *t, MON_Stats *out)
+size_t
+MON_List(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *out,
+         size_t max)
+{
+  pthread_mutex_lock(&t->walk_lock); /* against MON_Reconfigure */
+  size_t r = list(t, newest_first, cursor, out, max);
+  pthread_mutex_unlock(&t->walk_lock);
+  return r;
+}
+
+static void
+get_stats(MON_Table *t, MON_Stats *out)
 {
   memset(out, 0, sizeof(*out));
   out->evictions = t->old_evictions;
@@ -1000,6 +1074,287 @@ MON_GetStats(MON_Table *t, MON_Stats *out)
   out->kod_refused = t->kod_refused;
   pthread_mutex_unlock(&t->kod_lock);
   out->memory_bytes = t->bytes;
+}
+
+void
+MON_GetStats(MON_Table *t, MON_Stats *out)
+{
+  pthread_mutex_lock(&t->walk_lock); /* against MON_Reconfigure */
+  get_stats(t, out);
+  pthread_mutex_unlock(&t->walk_lock);
+}
+
+static bool
+oldest_seen(MON_Table *t, int64_t *last_ns)
+{
+  bool any = false;
+  for (uint32_t k = 0; k < t->nshards; k++) {
+    Shard *s = &t->src[k];
+    pthread_mutex_lock(&s->lock);
+    uint32_t i = oldest_record(&s->ix);
+    if (i != NIL && (!any || entry_at(s, i)->last_ns < *last_ns)) {
+      *last_ns = entry_at(s, i)->last_ns;
+      any = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+  }
+  return any;
+}
+
+bool
+MON_OldestSeen(MON_Table *t, int64_t *last_ns)
+{
+  pthread_mutex_lock(&t->walk_lock); /* against MON_Reconfigure */
+  bool r = oldest_seen(t, last_ns);
+  pthread_mutex_unlock(&t->walk_lock);
+  return r;
+}
+
+/* ---- walks: paging through the table in LRU order ----
+ *
+ * A walk owns one cursor node in every source shard's LRU list: the node sits just before
+ * (less recently seen than) the next record the walk lists from that shard. A record seen
+ * again moves to the head, past every cursor, so it is listed again later; a recycled one
+ * simply leaves. A call peeks at the records after each cursor (one shard lock at a time,
+ * a bounded number of records each), merges the shards by last seen time, hands records
+ * to the caller in that order, then moves each cursor past the records consumed, checking
+ * that each is still the record peeked at (a record that moved is passed over). */
+
+static uint32_t
+cursor_node(const Index *ix, uint32_t slot)
+{
+  return ix->cap + slot;
+}
+
+static void
+walk_unlink(MON_Table *t, uint32_t slot)
+{
+  for (uint32_t k = 0; k < t->nshards; k++) {
+    Shard *s = &t->src[k];
+    pthread_mutex_lock(&s->lock);
+    lru_unlink(&s->ix, cursor_node(&s->ix, slot));
+    pthread_mutex_unlock(&s->lock);
+  }
+  t->walks[slot].active = false;
+}
+
+/* A slot for a new walk: a free one, else the least recently used walk is ended. */
+static uint32_t
+walk_start(MON_Table *t, const MON_WalkFrom *from)
+{
+  uint32_t slot = 0;
+  for (uint32_t w = 0; w < MON_WALKS; w++) {
+    if (!t->walks[w].active) {
+      slot = w;
+      break;
+    }
+    if (t->walks[w].used < t->walks[slot].used)
+      slot = w;
+  }
+  if (t->walks[slot].active)
+    walk_unlink(t, slot);
+  for (uint32_t k = 0; k < t->nshards; k++) {
+    Shard *s = &t->src[k];
+    pthread_mutex_lock(&s->lock);
+    lru_link_newer(&s->ix, cursor_node(&s->ix, slot), NIL);
+    pthread_mutex_unlock(&s->lock);
+  }
+  if (++t->walk_gen == 0)
+    t->walk_gen = 1;
+  t->walks[slot] = (Walk){.active = true,
+                          .gen = t->walk_gen,
+                          .skip = from->skip,
+                          .skip_before_ns = from->skip_before_ns};
+  return slot;
+}
+
+/* Copy up to max records after the walk's cursor in shard s (locked); *more: there are
+ * further records after them. */
+static size_t
+walk_peek(const Shard *s, uint32_t slot, size_t max, MON_Record *rec, uint32_t *node,
+          bool *more)
+{
+  const Index *ix = &s->ix;
+  size_t n = 0;
+  uint32_t i = head_at(ix, cursor_node(ix, slot))->prev;
+  for (; i != NIL && n < max; i = head_at(ix, i)->prev) {
+    if (is_cursor(ix, i))
+      continue;
+    to_record(entry_at(s, i), &rec[n]);
+    node[n++] = i;
+  }
+  while (i != NIL && is_cursor(ix, i))
+    i = head_at(ix, i)->prev;
+  *more = i != NIL;
+  return n;
+}
+
+/* Move the walk's cursor in shard s (locked) past the first n records peeked, those that
+ * are still where they were: the list after the cursor is what was peeked, less records
+ * that moved or left, plus newer ones at the head. */
+static void
+walk_advance(Shard *s, uint32_t slot, const MON_Record *rec, const uint32_t *node, size_t n)
+{
+  Index *ix = &s->ix;
+  uint32_t cur = cursor_node(ix, slot), x = head_at(ix, cur)->prev, last = NIL;
+  for (size_t j = 0; j < n && x != NIL;) {
+    if (is_cursor(ix, x)) {
+      x = head_at(ix, x)->prev;
+      continue;
+    }
+    const Entry *e = entry_at(s, x);
+    if (x == node[j] && e->last_ns == rec[j].last_ns && e->first_ns == rec[j].first_ns) {
+      last = x;
+      x = head_at(ix, x)->prev;
+    }
+    j++;
+  }
+  if (last != NIL) {
+    lru_unlink(ix, cur);
+    lru_link_newer(ix, cur, last);
+  }
+}
+
+/* Merge state of one round: shard k's peeked records are buf[k * per + 0 .. n[k]). */
+typedef struct {
+  MON_WalkBuf *buf;
+  size_t per;
+  uint32_t heap[MAX_SHARDS], nheap; /* shards with records left, oldest head first */
+  uint16_t n[MAX_SHARDS], h[MAX_SHARDS];
+  bool more[MAX_SHARDS];
+} Merge;
+
+static const MON_Record *
+merge_head(const Merge *m, uint32_t k)
+{
+  return &m->buf->rec[k * m->per + m->h[k]];
+}
+
+static bool
+merge_before(const Merge *m, uint32_t a, uint32_t b)
+{
+  int64_t ta = merge_head(m, a)->last_ns, tb = merge_head(m, b)->last_ns;
+  return ta != tb ? ta < tb : a < b;
+}
+
+static void
+merge_sift(Merge *m, uint32_t i)
+{
+  for (;;) {
+    uint32_t w = i, l = 2 * i + 1, r = l + 1;
+    if (l < m->nheap && merge_before(m, m->heap[l], m->heap[w]))
+      w = l;
+    if (r < m->nheap && merge_before(m, m->heap[r], m->heap[w]))
+      w = r;
+    if (w == i)
+      return;
+    uint32_t tmp = m->heap[i];
+    m->heap[i] = m->heap[w];
+    m->heap[w] = tmp;
+    i = w;
+  }
+}
+
+typedef enum { ROUND_DONE, ROUND_MORE, ROUND_FULL } Round;
+
+/* One round: peek per records from every shard, hand them out in order until a shard whose
+ * list goes on runs out of peeked records (or the caller's page is full), advance. */
+static Round
+walk_round(MON_Table *t, uint32_t slot, Merge *m, MON_WalkFn fn, void *arg, size_t *read)
+{
+  Walk *w = &t->walks[slot];
+  bool any_more = false, full = false, blocked = false;
+  m->nheap = 0;
+  for (uint32_t k = 0; k < t->nshards; k++) {
+    Shard *s = &t->src[k];
+    pthread_mutex_lock(&s->lock);
+    m->n[k] = (uint16_t)walk_peek(s, slot, m->per, &m->buf->rec[k * m->per],
+                                  &m->buf->node[k * m->per], &m->more[k]);
+    pthread_mutex_unlock(&s->lock);
+    m->h[k] = 0;
+    *read += m->n[k];
+    any_more = any_more || m->more[k];
+    if (m->n[k] > 0)
+      m->heap[m->nheap++] = k;
+  }
+  for (uint32_t i = m->nheap; i-- > 0;)
+    merge_sift(m, i);
+  while (m->nheap > 0 && !blocked) {
+    uint32_t k = m->heap[0];
+    const MON_Record *r = merge_head(m, k);
+    if (w->skip > 0) {
+      w->skip--;
+    } else if (r->last_ns >= w->skip_before_ns && !fn(arg, r)) {
+      full = true;
+      break;
+    }
+    if (++m->h[k] == m->n[k]) {
+      blocked = m->more[k]; /* its next record is unknown: stop before going past it */
+      m->heap[0] = m->heap[--m->nheap];
+    }
+    merge_sift(m, 0);
+  }
+  for (uint32_t k = 0; k < t->nshards; k++) {
+    if (m->h[k] == 0)
+      continue;
+    Shard *s = &t->src[k];
+    pthread_mutex_lock(&s->lock);
+    walk_advance(s, slot, &m->buf->rec[k * m->per], &m->buf->node[k * m->per], m->h[k]);
+    pthread_mutex_unlock(&s->lock);
+  }
+  if (full)
+    return ROUND_FULL;
+  return m->nheap == 0 && !any_more ? ROUND_DONE : ROUND_MORE;
+}
+
+MON_WalkStatus
+MON_Walk(MON_Table *t, MON_WalkId *id, const MON_WalkFrom *from, MON_WalkBuf *buf,
+         MON_WalkFn fn, void *arg, size_t *read)
+{
+  Merge merge;
+  size_t scratch_read = 0;
+  if (!read)
+    read = &scratch_read;
+  *read = 0;
+  pthread_mutex_lock(&t->walk_lock);
+  uint32_t slot = id->slot;
+  if (from) {
+    slot = walk_start(t, from);
+    *id = (MON_WalkId){slot, t->walks[slot].gen};
+  } else if (slot >= MON_WALKS || !t->walks[slot].active || t->walks[slot].gen != id->gen) {
+    pthread_mutex_unlock(&t->walk_lock);
+    return MON_WALK_LOST;
+  }
+  t->walks[slot].used = ++t->walk_tick;
+  Merge *m = &merge;
+  m->buf = buf;
+  Round r = ROUND_MORE;
+  while (r == ROUND_MORE) {
+    size_t left = MON_WALK_BUDGET - *read;
+    m->per = (left < MON_WALK_BATCH ? left : MON_WALK_BATCH) / t->nshards;
+    if (m->per == 0)
+      break;
+    r = walk_round(t, slot, m, fn, arg, read);
+  }
+  if (r == ROUND_DONE) {
+    walk_unlink(t, slot);
+  } else { /* an id is good for one call: a repeated call cannot skip what this one took */
+    if (++t->walk_gen == 0)
+      t->walk_gen = 1;
+    t->walks[slot].gen = t->walk_gen;
+    id->gen = t->walk_gen;
+  }
+  pthread_mutex_unlock(&t->walk_lock);
+  return r == ROUND_DONE ? MON_WALK_DONE : MON_WALK_MORE;
+}
+
+void
+MON_WalkEnd(MON_Table *t, const MON_WalkId *id)
+{
+  pthread_mutex_lock(&t->walk_lock);
+  if (id->slot < MON_WALKS && t->walks[id->slot].active && t->walks[id->slot].gen == id->gen)
+    walk_unlink(t, id->slot);
+  pthread_mutex_unlock(&t->walk_lock);
 }
 
 /* ---- reconfiguration ---- */
@@ -1035,9 +1390,12 @@ collect_records(const Index *const *ix, uint32_t n, size_t stride, size_t *count
   if (!buf)
     return NULL;
   for (uint32_t s = 0; s < n; s++)
-    for (uint32_t i = ix[s]->tail; i != NIL; i = head_at(ix[s], i)->prev, k++) {
+    for (uint32_t i = ix[s]->tail; i != NIL; i = head_at(ix[s], i)->prev) {
+      if (is_cursor(ix[s], i))
+        continue;
       memcpy(buf + k * stride, head_at(ix[s], i), stride);
       ((Head *)(void *)(buf + k * stride))->hnext = (uint32_t)k;
+      k++;
     }
   qsort(buf, total, stride, cmp);
   *count = total;
@@ -1062,7 +1420,7 @@ insert_records(Index *const *ix, uint32_t shard_bits, const char *buf, size_t co
     if (dst->used < dst->cap) {
       i = dst->used++;
     } else {
-      i = dst->tail;
+      i = oldest_record(dst);
       ix_remove(dst, i);
       dropped++;
     }
@@ -1114,8 +1472,8 @@ retire_counters(MON_Table *t, bool keep_nets)
   }
 }
 
-bool
-MON_Reconfigure(MON_Table *t, const MON_Params *p)
+static bool
+reconfigure(MON_Table *t, const MON_Params *p)
 {
   Shard *src;
   NetShard *net;
@@ -1128,6 +1486,8 @@ MON_Reconfigure(MON_Table *t, const MON_Params *p)
     free_shards(src, net, p->shards);
     return false;
   }
+  for (int w = 0; w < MON_WALKS; w++) /* the new shards have no cursor nodes linked */
+    t->walks[w].active = false;
   retire_counters(t, keep_nets);
   t->old_evictions += dropped[0];
   t->old_net_evictions += dropped[1];
@@ -1140,4 +1500,13 @@ MON_Reconfigure(MON_Table *t, const MON_Params *p)
   t->p = *p;
   t->bytes = sizeof(*t) + shard_bytes;
   return true;
+}
+
+bool
+MON_Reconfigure(MON_Table *t, const MON_Params *p)
+{
+  pthread_mutex_lock(&t->walk_lock); /* no walk reads the shards being replaced */
+  bool ok = reconfigure(t, p);
+  pthread_mutex_unlock(&t->walk_lock);
+  return ok;
 }

@@ -37,9 +37,13 @@
  * Threads: the table is split into `shards` independent shards chosen by the keyed hash of
  * the address, each with its own mutex; MON_Check takes one source shard lock and then, if
  * the network limit applies, one network shard lock (never both at once). MON_Check,
- * MON_TakeKod, MON_Lookup, MON_List and MON_GetStats may run concurrently. MON_Reconfigure and
- * MON_Destroy need exclusive use of the table. Bounds per shard are the table bounds
- * divided by shards, rounded up.
+ * MON_TakeKod, MON_Lookup, MON_List, MON_Walk, MON_OldestSeen and MON_GetStats may run
+ * concurrently. MON_Reconfigure must not run with MON_Check or MON_TakeKod (the daemon
+ * calls it with the serving threads paused); the readers (MON_Lookup, MON_List, MON_Walk,
+ * MON_OldestSeen, MON_GetStats) may run at any time: they and MON_Reconfigure share a lock
+ * (the walks' lock), so a reader never sees shards being replaced. MON_Destroy needs
+ * exclusive use of the table. Bounds per shard are the table bounds divided by shards,
+ * rounded up.
  *
  * Hashing: SipHash-2-4 with 128-bit keys. The daemon's tables (MON_CreateSecure) take them
  * from the kernel's CSPRNG, so that remote senders cannot aim many addresses at one chain;
@@ -48,8 +52,8 @@
  * recycling a record needs no hashing, and MON_Reconfigure rehashes the records it moves.
  *
  * Memory: MON_RECORD_BYTES per source record and under 4 bytes of hash index per record,
- * plus the network table (a 56-byte record and its index share per netdepth record), all
- * allocated up front. */
+ * MON_WALKS walk cursor nodes of MON_RECORD_BYTES per shard, plus the network table (a 56-byte
+ * record and its index share per netdepth record), all allocated up front. */
 #ifndef NTPG_MONITOR_H
 #define NTPG_MONITOR_H
 
@@ -165,12 +169,68 @@ bool MON_TakeKod(MON_Table *t, int64_t mono_ns);
 
 /* Copy up to max records into out, ordered by (last seen, address): newest_first lists
  * records before the cursor, most recent first; otherwise records after the cursor, oldest
- * first (ntpq mrulist's order: a record updated while paging shows up again at the end).
- * cursor NULL starts at the newest (resp. oldest) record; the next page starts at the last
- * record returned. Returns the number copied. O(entries * log max), locks one shard at a
- * time; meant for the control path, not per packet. */
+ * first. cursor NULL starts at the newest (resp. oldest) record; the next page starts at
+ * the last record returned. Returns the number copied. O(entries * log max) per call,
+ * locks one shard at a time: for tests and small tables; page through a large table with
+ * MON_Walk, whose work per call is bounded. */
 size_t MON_List(MON_Table *t, bool newest_first, const MON_Cursor *cursor, MON_Record *out,
                 size_t max);
+/* ---- Walks: paging through the records in LRU order (ntpq's mrulist) ----
+ *
+ * A walk lists every record once, least recently seen first, over as many calls as it
+ * takes; each call reads at most MON_WALK_BUDGET records and holds a shard lock for at most
+ * MON_WALK_BATCH / shards of them at a time, so serving threads are never held up for
+ * long. Order: by last seen time across shards (ties: the lower shard first), and within a
+ * shard by its LRU list. A record seen again while a walk is under way moves past the walk
+ * and is listed again later (ntpd's order: it shows up again at the end); a record
+ * recycled before the walk reaches it is not listed. Up to MON_WALKS walks are kept at once
+ * (each is one 60-octet cursor node per shard); starting another ends the least recently
+ * used one, whose next call then answers MON_WALK_LOST. Walks are serialized by a lock of
+ * their own (the readers' lock above); MON_Reconfigure ends every walk. */
+#define MON_WALKS 8
+#define MON_WALK_BATCH 1024  /* records peeked per round (the caller's MON_WalkBuf) */
+#define MON_WALK_BUDGET 4096 /* records a MON_Walk call reads at most */
+
+typedef struct {
+  uint32_t slot, gen; /* gen 0: none */
+} MON_WalkId;
+
+/* Where a new walk starts: it leaves out the `skip` least recently seen records, and every
+ * record last seen before skip_before_ns (INT64_MIN: none). */
+typedef struct {
+  uint64_t skip;
+  int64_t skip_before_ns;
+} MON_WalkFrom;
+
+/* The caller's scratch for one call (60 KiB). */
+typedef struct {
+  MON_Record rec[MON_WALK_BATCH];
+  uint32_t node[MON_WALK_BATCH];
+} MON_WalkBuf;
+
+/* Called with each record in order; false: the caller takes no more now (r is not
+ * consumed: the next call starts with it). Runs under the walk lock, with no shard lock. */
+typedef bool (*MON_WalkFn)(void *arg, const MON_Record *r);
+
+typedef enum {
+  MON_WALK_DONE, /* every record has been listed; the walk is over */
+  MON_WALK_MORE, /* call again with the same id to go on */
+  MON_WALK_LOST, /* id names no walk (ended, replaced, or the table was reconfigured) */
+} MON_WalkStatus;
+
+/* from non-NULL: start a new walk (id is set); NULL: go on with *id. Hands records to fn
+ * until it says stop, the budget is spent or the list ends. An id is good for one call:
+ * each MON_WALK_MORE gives *id a new value (the old one then answers MON_WALK_LOST, so a
+ * repeated request cannot skip records). read (may be NULL) gets the number of records
+ * read, at most MON_WALK_BUDGET. */
+MON_WalkStatus MON_Walk(MON_Table *t, MON_WalkId *id, const MON_WalkFrom *from,
+                        MON_WalkBuf *buf, MON_WalkFn fn, void *arg, size_t *read);
+/* End a walk early (nothing if it is over already). */
+void MON_WalkEnd(MON_Table *t, const MON_WalkId *id);
+/* Last seen time of the least recently seen record; false if the table is empty.
+ * O(shards). */
+bool MON_OldestSeen(MON_Table *t, int64_t *last_ns);
+
 /* Look up one source's record without recording anything. False if it has none. */
 bool MON_Lookup(MON_Table *t, const NetAddr *src, MON_Record *out);
 

@@ -6,6 +6,9 @@
   - `ntpq -c mrulist`: after ntpdig, ntplib and raw time queries from several 127.78.x
     sources, each source is listed with its packet count, mode and version (from 127.0.0.1
     and through the nonce exchange from a bounded source);
+  - `ntpq -c mrulist` over 5,000 sources (more than one request reads, so ntpq pages
+    through the walk nonces): every source once with its count; `mincount=2` lists only
+    the 30 that sent twice; `recent=100` lists 100 (issue 13 D);
   - `ntpq -c sysstats`: packets received / processed / control requests plausible against
     the daemon's own counters (SIGUSR1);
   - `ntpq -k KEYS -a 1 -c reslist`: the restrict entries of the config file, and later the
@@ -778,6 +781,64 @@ def section_counters(c, box):
                 st.get("served"), st.get("ctl_answered"), st.get("control_requests")))
 
 
+# ---------------------------------------------------------------------------------------------
+# Issue 13 D: mrulist over a table larger than one request's work (MON_WALK_BUDGET, 4096)
+# ---------------------------------------------------------------------------------------------
+
+MANY = 5000  # sources: about 45 pages for ntpq, within the per-source burst of 64 requests
+MANY_TWICE = 30  # of them send a second query (count 2, for mincount=2)
+MANY_K = (20, 21, 22)  # ntpq runs from these 127.78 sources, one each
+
+
+def many_source(i):
+    """The i-th of many sources, 127.(208 + salt).x.y (x.y from 0.1)."""
+    return "127.%d.%d.%d" % (208 + ntpg.SALT, i // 254, i % 254 + 1)
+
+
+def section_mrulist_many(c, tmp):
+    c.section("ntpq -c mrulist over %d sources: every one listed once, filters and recent= "
+              "page through the table (issue 13 D)" % MANY)
+    d = ntpg.Daemon(tmp, [ntpg.server_addr(2)], port=123, stratum=STRATUM, name="mru",
+                    extra=["threads 2", "restrict %s" % src(PROBE_K)], probe_src=src(PROBE_K))
+    box = Box(c, d, src(PROBE_K))
+    if not box.start():
+        return
+    req = ntpg.client_request()
+    dst = ntpg.sockaddr(box.addr, box.port)
+    order = list(range(MANY)) + list(range(MANY - MANY_TWICE, MANY))
+    for start in range(0, len(order), 250):
+        socks = []
+        for i in order[start:start + 250]:
+            s = ntpg.udp_socket(ntpg.family_of(box.addr), many_source(i))
+            s.sendto(req, dst)
+            socks.append(s)
+        ntpg.barrier(box.addr, box.port, box.probe)
+        for s in socks:
+            s.close()
+    everyone = {many_source(i) for i in range(MANY)}
+    twice = {many_source(i) for i in range(MANY - MANY_TWICE, MANY)}
+    runs = (("mrulist", everyone, lambda got: all(got.get(a, (0, 0, 0))[2] == (
+                2 if a in twice else 1) for a in everyone)),
+            ("mrulist mincount=2", twice, lambda got: not (set(got) & (everyone - twice))),
+            ("mrulist recent=100", None, lambda got: len(got) == 100))
+    for (cmd, want, extra_ok), k in zip(runs, MANY_K):
+        t0 = time.monotonic()
+        rc, out, err, text = run_ntpq(box.addr, [cmd], src=src(k), limit=60)
+        took = time.monotonic() - t0
+        got = parse_mrulist(out)
+        rows = sum(1 for line in out.splitlines() if MRU_LINE.match(line))
+        c.info("%s: %d rows in %.1f s" % (text, rows, took))
+        c.check("%s: exits 0, one row per address (%d rows)" % (cmd, rows),
+                rc == 0 and "Traceback" not in err and rows == len(got) and rows > 0,
+                "rc %s err %r" % (rc, err[-200:]))
+        if want is not None:
+            c.check("%s: all %d expected sources listed" % (cmd, len(want)),
+                    want <= set(got), "%d missing" % len(want - set(got)))
+        c.check("%s: counts and filter as asked" % cmd, extra_ok(got))
+    box.alive_and_serving("mrulist over %d sources" % MANY)
+    box.stop()
+
+
 def main(c, tmp):
     if not os.path.exists(NTPQ):
         c.check("ntpq unpacked at %s" % NTPQ, False, "run scripts/deps.sh test")
@@ -810,6 +871,7 @@ def main(c, tmp):
     box.alive_and_serving("end")
     c.info("sections took %.1f s" % (time.monotonic() - t0))
     box.stop()
+    section_mrulist_many(c, tmp)
 
 
 if __name__ == "__main__":

@@ -925,6 +925,200 @@ test_ctl_mru_pages_like_ntpq(void)
   MON_Destroy(c.mon);
 }
 
+/* n sources 10.0.x.y in a table of `shards` shards, seen over the last n ms, four at a
+ * time (a batch shares one clock reading). */
+static MON_Table *
+make_big_mon(uint32_t n, uint32_t shards)
+{
+  MON_Params mp;
+  MON_DefaultParams(&mp);
+  mp.maxdepth = 2 * n; /* room for every source in every shard */
+  mp.mindepth = 2 * n;
+  mp.shards = shards;
+  MON_Table *t = MON_Create(&mp, 7);
+  for (uint32_t i = 0; i < n; i++) {
+    NetAddr a;
+    memset(&a, 0, sizeof(a));
+    a.family = ADR_INET4;
+    a.bytes[0] = 10;
+    a.bytes[1] = (uint8_t)(i >> 16);
+    a.bytes[2] = (uint8_t)(i >> 8);
+    a.bytes[3] = (uint8_t)i;
+    a.port = 123;
+    MON_Check(t, &a, 3, 4, 0, now0.mono_ns - (int64_t)(n - i / 4 * 4) * 1000000LL, NULL);
+  }
+  return t;
+}
+
+typedef struct {
+  char addr[128], last[128];
+} MruEntry;
+
+/* ntpq's mrulist loop (ntp/packet.py, ControlSession.mrulist): REQ_NONCE first; every
+ * READ_MRU carries the nonce of the last reply, frags and the filter, and from the second
+ * on addr.N/last.N of the newest entries so far, newest first, as many as fit in 468
+ * octets. Stops at the reply with now=. Returns the number of READ_MRU requests. */
+static int
+ntpq_mrulist(const CTL_Ctx *c, const NetAddr *src, const char *filter, MruEntry *got,
+             size_t cap, size_t *n, int max_pages, bool *complete)
+{
+  static Answer a;
+  static char req[CTW_MAX_DATA + 1];
+  uint8_t b[600];
+  char nonce[64], v[128], name[32];
+  int pages = 0;
+  *n = 0;
+  *complete = false;
+  get_nonce(c, src, &now0, nonce);
+  while (pages < max_pages) {
+    int len = snprintf(req, sizeof(req), "%s, frags=32%s", nonce, filter);
+    for (size_t i = 0; i < *n && i < 16; i++) {
+      const MruEntry *e = &got[*n - 1 - i];
+      char prior[160];
+      int k =
+          snprintf(prior, sizeof(prior), ", addr.%zu=%s, last.%zu=%s", i, e->addr, i, e->last);
+      if (len + k >= CTW_MAX_DATA)
+        break;
+      memcpy(req + len, prior, (size_t)k + 1);
+      len += k;
+    }
+    a = ask(c, b, build(b, 10, (uint16_t)(100 + pages), 0, req, 0), src);
+    pages++;
+    TEST_EQ_INT(a.why, CTL_R_ANSWERED);
+    if (a.why != CTL_R_ANSWERED)
+      break;
+    snprintf(nonce, sizeof(nonce), "nonce=%s", var(a.text, "nonce", v));
+    for (int i = 0;; i++) {
+      snprintf(name, sizeof(name), "addr.%d", i);
+      if (!has_var(a.text, name))
+        break;
+      if (*n < cap) {
+        var(a.text, name, got[*n].addr);
+        snprintf(name, sizeof(name), "last.%d", i);
+        var(a.text, name, v);
+        snprintf(got[*n].last, sizeof(got[*n].last), "%s", v);
+        (*n)++;
+      }
+    }
+    if (has_var(a.text, "now")) {
+      *complete = true;
+      break;
+    }
+  }
+  return pages;
+}
+
+/* Issue 13 D: a filter that matches nothing made one request scan the whole table (N/256
+ * times over). Now a request reads at most MON_WALK_BUDGET records: the answer is a page
+ * without now= whose nonce names the walk, and ntpq's loop goes through 20,000 records in
+ * about 20,000 / MON_WALK_BUDGET requests. */
+static void
+test_ctl_mru_filter_that_matches_nothing_pages(void)
+{
+  enum { N = 20000 };
+  CTL_Ctx c = make_ctx();
+  c.mon = make_big_mon(N, 8);
+  NetAddr src = addr("192.0.2.1", 40000);
+  static MruEntry got[16];
+  size_t n;
+  bool complete;
+  int pages = ntpq_mrulist(&c, &src, ", mincount=1000000", got, 16, &n, 1000, &complete);
+  TEST_CHECK(complete);
+  TEST_EQ_INT(n, 0);
+  TEST_CHECK(pages >= N / MON_WALK_BUDGET + 1);
+  TEST_CHECK(pages <= 2 * (N / MON_WALK_BUDGET + 1));
+  /* the same with recent= (ntpq sends it in the first request only) */
+  pages =
+      ntpq_mrulist(&c, &src, ", recent=10, mincount=1000000", got, 16, &n, 1000, &complete);
+  TEST_CHECK(complete);
+  TEST_CHECK(pages > 1);
+  MON_Destroy(c.mon);
+}
+
+/* 20,000 sources over 8 shards, listed page by page as ntpq does: every source exactly
+ * once, least recently seen first. */
+static void
+test_ctl_mru_pages_every_entry_once_in_lru_order(void)
+{
+  enum { N = 20000 };
+  CTL_Ctx c = make_ctx();
+  c.mon = make_big_mon(N, 8);
+  NetAddr src = addr("192.0.2.1", 40000);
+  static MruEntry got[N + 100];
+  static bool seen[N];
+  size_t n;
+  bool complete;
+  int pages = ntpq_mrulist(&c, &src, "", got, N + 100, &n, 2000, &complete);
+  TEST_CHECK(complete);
+  TEST_EQ_INT(n, N);
+  TEST_CHECK(pages > N / 200);
+  memset(seen, 0, sizeof(seen));
+  unsigned long long prev = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned b1, b2, b3, hi, lo;
+    TEST_CHECK(sscanf(got[i].addr, "10.%u.%u.%u:123", &b1, &b2, &b3) == 3);
+    uint32_t k = b1 << 16 | b2 << 8 | b3;
+    TEST_CHECK(k < N && !seen[k]);
+    if (k < N)
+      seen[k] = true;
+    TEST_CHECK(sscanf(got[i].last, "0x%8x.%8x", &hi, &lo) == 2);
+    unsigned long long stamp = (unsigned long long)hi << 32 | lo;
+    TEST_CHECK(stamp >= prev);
+    prev = stamp;
+  }
+  MON_Destroy(c.mon);
+}
+
+/* A walk's nonce is good for one request and one address: a retransmitted request (its
+ * answer was lost) starts again after the newest prior, so no entry is skipped; another
+ * address or a changed walk id is dropped. */
+static void
+test_ctl_mru_walk_nonce_once_and_bound(void)
+{
+  CTL_Ctx c = make_ctx();
+  c.mon = make_big_mon(2000, 2);
+  NetAddr src = addr("192.0.2.1", 40000), other = addr("192.0.2.1", 40001);
+  uint8_t b[600];
+  char nonce[64], req[600], v[128], first2[128], last1[128], addr1[128], name[32];
+  get_nonce(&c, &src, &now0, nonce);
+  snprintf(req, sizeof(req), "%s, frags=2", nonce);
+  Answer a = ask(&c, b, build(b, 10, 1, 0, req, 0), &src);
+  TEST_CHECK(!has_var(a.text, "now"));
+  TEST_EQ_INT(strlen(var(a.text, "nonce", v)), 34);
+  int k = 0;
+  for (; k < 100; k++) {
+    snprintf(name, sizeof(name), "addr.%d", k + 1);
+    if (!has_var(a.text, name))
+      break;
+  }
+  snprintf(name, sizeof(name), "addr.%d", k);
+  var(a.text, name, addr1);
+  snprintf(name, sizeof(name), "last.%d", k);
+  var(a.text, name, last1);
+  snprintf(req, sizeof(req), "nonce=%s, frags=2, addr.0=%s, last.0=%s", v, addr1, last1);
+  size_t len = build(b, 10, 2, 0, req, 0);
+  a = ask(&c, b, len, &src);
+  var(a.text, "addr.0", first2);
+  TEST_CHECK(first2[0] != '\0' && strcmp(first2, addr1) != 0);
+  /* again: the walk has gone on, so this starts over at the prior's time (the prior, and
+   * others seen at the same time, are listed again) */
+  a = ask(&c, b, len, &src);
+  bool got_prior = false, got_first2 = false;
+  for (int i = 0; i < 100; i++) {
+    snprintf(name, sizeof(name), "addr.%d", i);
+    var(a.text, name, v);
+    got_prior = got_prior || strcmp(v, addr1) == 0;
+    got_first2 = got_first2 || strcmp(v, first2) == 0;
+  }
+  TEST_CHECK(got_prior && got_first2);
+  /* from another port, or with another walk id */
+  TEST_EQ_INT(ask(&c, b, len, &other).why, CTL_R_DROP_NONCE);
+  char *gen = strstr(req, "nonce=") + 6 + 33;
+  *gen = *gen == '0' ? '1' : '0';
+  TEST_EQ_INT(ask(&c, b, build(b, 10, 3, 0, req, 0), &src).why, CTL_R_DROP_NONCE);
+  MON_Destroy(c.mon);
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Restriction list                                                                      */
 
@@ -1234,6 +1428,9 @@ TEST_MAIN(TEST_CASE(test_ctw_fragments_reassemble), TEST_CASE(test_ctw_odd_lengt
           TEST_CASE(test_ctl_mru_with_nonce_lists_records),
           TEST_CASE(test_ctl_mru_nonce_expires_and_binds_address),
           TEST_CASE(test_ctl_mru_pages_like_ntpq),
+          TEST_CASE(test_ctl_mru_filter_that_matches_nothing_pages),
+          TEST_CASE(test_ctl_mru_pages_every_entry_once_in_lru_order),
+          TEST_CASE(test_ctl_mru_walk_nonce_once_and_bound),
           TEST_CASE(test_ctl_reslist_matches_restrict_entries),
           TEST_CASE(test_ctl_configure_needs_key_and_modify),
           TEST_CASE(test_ctl_configure_with_keys_module),

@@ -1,6 +1,6 @@
-/* monitor table and rate limiting: ntpd 4.2.8 test vectors (ntpd 4.2.8 ntp_monitor.c, ntp_restrict.c) with an
- * injected monotonic clock, the MRU new-entry policy (4.3), leak, global KoD limit,
- * per-network limit, reconfiguration and listing. */
+/* monitor table and rate limiting: ntpd 4.2.8 test vectors (ntpd 4.2.8 ntp_monitor.c,
+ * ntp_restrict.c) with an injected monotonic clock, the MRU new-entry policy (4.3), leak,
+ * global KoD limit, per-network limit, reconfiguration and listing. */
 #include "monitor.h"
 
 #include <pthread.h>
@@ -1058,6 +1058,304 @@ test_mon_list_oldest_first_shows_updated_record_again(void)
   MON_Destroy(t);
 }
 
+/* ---- walks ---- */
+
+/* What a walk handed out so far: takes at most `room` records a call (a page), or every
+ * record without keeping it (a filter that matches nothing). */
+typedef struct {
+  uint32_t room, taken_now;
+  bool keep;
+  size_t n, cap, total; /* kept, room to keep, taken in all */
+  MON_Record *got;
+} Pager;
+
+static bool
+pager_take(void *arg, const MON_Record *r)
+{
+  Pager *p = arg;
+  if (p->taken_now == p->room)
+    return false;
+  p->taken_now++;
+  p->total++;
+  if (p->keep && p->n < p->cap)
+    p->got[p->n++] = *r;
+  return true;
+}
+
+static MON_WalkBuf walk_buf;
+
+/* Run a walk to its end; returns the number of calls, checking the work of each. */
+static int
+walk_all(MON_Table *t, const MON_WalkFrom *from, Pager *pg)
+{
+  MON_WalkId id;
+  int calls = 0;
+  MON_WalkStatus st;
+  do {
+    size_t read = 0;
+    pg->taken_now = 0;
+    st = MON_Walk(t, &id, calls == 0 ? from : NULL, &walk_buf, pager_take, pg, &read);
+    TEST_CHECK(read <= MON_WALK_BUDGET);
+    TEST_CHECK(st != MON_WALK_LOST);
+    calls++;
+  } while (st == MON_WALK_MORE && calls < 100000);
+  return calls;
+}
+
+/* 20,000 sources over 4 shards, many at the same time (a batch shares one clock reading):
+ * pages of 100 list each record exactly once, least recently seen first. */
+static void
+test_mon_walk_lists_every_record_once_in_lru_order(void)
+{
+  enum { N = 20000 };
+  static const uint32_t shards[] = {1, 4, 64};
+  for (size_t k = 0; k < sizeof(shards) / sizeof(shards[0]); k++) {
+    MON_Params p;
+    MON_DefaultParams(&p);
+    p.maxdepth = 32768;
+    p.shards = shards[k];
+    MON_Table *t = table_with(&p);
+    for (uint32_t n = 0; n < N; n++) {
+      NetAddr a = nth_addr(n * 7919 % N);
+      client(t, &a, SEC + (int64_t)(n / 8) * MS);
+    }
+    static MON_Record got[N + 1];
+    Pager pg = {.room = 100, .keep = true, .cap = N + 1, .got = got};
+    MON_WalkFrom from = {0, INT64_MIN};
+    int calls = walk_all(t, &from, &pg);
+    TEST_EQ_INT(pg.n, N);
+    TEST_CHECK(calls >= N / 100 && calls <= N / 100 + 1);
+    static bool seen[N];
+    memset(seen, 0, sizeof(seen));
+    for (size_t i = 0; i < pg.n; i++) {
+      uint32_t v = (uint32_t)got[i].addr.bytes[1] << 16 | got[i].addr.bytes[2] << 8 |
+                   got[i].addr.bytes[3];
+      TEST_CHECK(v < N && !seen[v]);
+      if (v < N)
+        seen[v] = true;
+      if (i > 0)
+        TEST_CHECK(got[i].last_ns >= got[i - 1].last_ns);
+    }
+    MON_Destroy(t);
+  }
+}
+
+/* A filter that matches nothing reads at most MON_WALK_BUDGET records a call, so going
+ * through 65,536 records takes about 65,536 / MON_WALK_BUDGET calls, not one long one. */
+static void
+test_mon_walk_work_per_call_is_bounded(void)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  p.maxdepth = 65536;
+  p.shards = 8;
+  MON_Table *t = table_with(&p);
+  for (uint32_t n = 0; n < 65536; n++) {
+    NetAddr a = nth_addr(n);
+    client(t, &a, SEC + (int64_t)n * 1000);
+  }
+  Pager pg = {.room = UINT32_MAX, .keep = false};
+  MON_WalkFrom from = {0, INT64_MIN};
+  int calls = walk_all(t, &from, &pg);
+  TEST_CHECK(calls >= 65536 / MON_WALK_BUDGET);
+  TEST_CHECK(calls <= 2 * 65536 / MON_WALK_BUDGET + 1);
+  MON_Destroy(t);
+}
+
+/* Records seen again during a walk are listed again at the end; newcomers are listed;
+ * skip and skip_before_ns leave out the oldest records. */
+static void
+test_mon_walk_sees_updates_and_starts_where_asked(void)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  p.shards = 4;
+  MON_Table *t = table_with(&p);
+  for (uint32_t n = 0; n < 10; n++) {
+    NetAddr a = nth_addr(n);
+    client(t, &a, (int64_t)(n + 1) * SEC);
+  }
+  MON_Record got[32];
+  Pager pg = {.room = 4, .keep = true, .cap = 32, .got = got};
+  MON_WalkId id;
+  MON_WalkFrom from = {0, INT64_MIN};
+  TEST_EQ_INT(MON_Walk(t, &id, &from, &walk_buf, pager_take, &pg, NULL), MON_WALK_MORE);
+  TEST_EQ_INT(pg.n, 4);
+  NetAddr a0 = nth_addr(0), a5 = nth_addr(5), a99 = nth_addr(99);
+  client(t, &a0, 20 * SEC);  /* listed already: again at the end */
+  client(t, &a5, 21 * SEC);  /* not listed yet: moves to the end */
+  client(t, &a99, 22 * SEC); /* a newcomer */
+  pg.room = 100;
+  pg.taken_now = 0;
+  TEST_EQ_INT(MON_Walk(t, &id, NULL, &walk_buf, pager_take, &pg, NULL), MON_WALK_DONE);
+  static const int order[] = {0, 1, 2, 3, 4, 6, 7, 8, 9, 0, 5, 99};
+  TEST_EQ_INT(pg.n, 12);
+  for (size_t i = 0; i < pg.n && i < 12; i++)
+    TEST_EQ_INT(got[i].addr.bytes[3], order[i]);
+  /* over: the id is gone */
+  TEST_EQ_INT(MON_Walk(t, &id, NULL, &walk_buf, pager_take, &pg, NULL), MON_WALK_LOST);
+  /* the 3 newest of 11 (recent=3), then those last seen at or after 9 s */
+  pg.n = 0;
+  from = (MON_WalkFrom){8, INT64_MIN};
+  walk_all(t, &from, &pg);
+  TEST_EQ_INT(pg.n, 3);
+  TEST_EQ_INT(got[0].addr.bytes[3], 0);
+  TEST_EQ_INT(got[2].addr.bytes[3], 99);
+  pg.n = 0;
+  from = (MON_WalkFrom){0, 9 * SEC};
+  walk_all(t, &from, &pg);
+  TEST_EQ_INT(pg.n, 5); /* 8, 9, 0, 5, 99 */
+  TEST_EQ_INT(got[0].addr.bytes[3], 8);
+  MON_Destroy(t);
+}
+
+/* At most MON_WALKS walks: one more ends the least recently used; a reconfiguration ends
+ * them all; recycling records under a walk keeps the table consistent. */
+static void
+test_mon_walk_slots_reconfigure_and_recycling(void)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  p.maxdepth = 128;
+  p.mindepth = 0;
+  p.shards = 2;
+  MON_Table *t = table_with(&p);
+  for (uint32_t n = 0; n < 64; n++) {
+    NetAddr a = nth_addr(n);
+    client(t, &a, (int64_t)(n + 1) * SEC);
+  }
+  MON_Record got[256];
+  Pager pg = {.room = 1, .keep = true, .cap = 256, .got = got};
+  MON_WalkId ids[MON_WALKS + 1];
+  MON_WalkFrom from = {0, INT64_MIN};
+  for (int i = 0; i <= MON_WALKS; i++) {
+    pg.taken_now = 0;
+    TEST_EQ_INT(MON_Walk(t, &ids[i], &from, &walk_buf, pager_take, &pg, NULL), MON_WALK_MORE);
+  }
+  pg.taken_now = 0;
+  TEST_EQ_INT(MON_Walk(t, &ids[0], NULL, &walk_buf, pager_take, &pg, NULL), MON_WALK_LOST);
+  pg.taken_now = 0;
+  TEST_EQ_INT(MON_Walk(t, &ids[1], NULL, &walk_buf, pager_take, &pg, NULL), MON_WALK_MORE);
+  /* newcomers recycle the oldest records (older than maxage), not the cursor nodes */
+  for (uint32_t n = 100; n < 300; n++) {
+    NetAddr a = nth_addr(n);
+    client(t, &a, (int64_t)(n + 1000) * SEC);
+  }
+  MON_Stats st;
+  MON_GetStats(t, &st);
+  TEST_CHECK(st.entries >= 64 && st.entries <= 128);
+  TEST_CHECK(st.evictions >= 64); /* every first record was recycled */
+  pg.n = 0;
+  pg.room = 1000;
+  pg.taken_now = 0;
+  TEST_EQ_INT(MON_Walk(t, &ids[1], NULL, &walk_buf, pager_take, &pg, NULL), MON_WALK_DONE);
+  TEST_EQ_INT(pg.n, st.entries); /* only the records still there: newcomers */
+  for (size_t i = 0; i < pg.n; i++) {
+    TEST_CHECK(got[i].last_ns >= 1100 * SEC);
+    TEST_CHECK(i == 0 || got[i].last_ns > got[i - 1].last_ns);
+  }
+  p.maxdepth = 32;
+  TEST_CHECK(MON_Reconfigure(t, &p));
+  pg.taken_now = 0;
+  TEST_EQ_INT(MON_Walk(t, &ids[2], NULL, &walk_buf, pager_take, &pg, NULL), MON_WALK_LOST);
+  pg.n = 0;
+  walk_all(t, &from, &pg);
+  TEST_EQ_INT(pg.n, 32);
+  int64_t oldest = 0;
+  TEST_CHECK(MON_OldestSeen(t, &oldest));
+  TEST_EQ_INT(oldest, got[0].last_ns);
+  MON_Destroy(t);
+}
+
+typedef struct {
+  MON_Table *t;
+  int mode; /* 0: packets, 1: walks and reads, 2: reconfigurations, 3: reads */
+  int rounds;
+  size_t listed;
+} Racer;
+
+static void *
+racer(void *arg)
+{
+  Racer *r = arg;
+  MON_WalkBuf *buf = malloc(sizeof(*buf));
+  MON_Params p;
+  MON_DefaultParams(&p);
+  p.shards = 4;
+  for (int i = 0; i < r->rounds; i++) {
+    if (r->mode == 0) {
+      NetAddr a = nth_addr((uint32_t)(i * 7) % 6000);
+      client(r->t, &a, SEC + (int64_t)i * MS);
+    } else if (r->mode == 1) {
+      Pager pg = {.room = 50, .keep = false};
+      MON_WalkId id;
+      MON_WalkFrom from = {0, INT64_MIN};
+      MON_WalkStatus st = MON_Walk(r->t, &id, &from, buf, pager_take, &pg, NULL);
+      for (int k = 0; k < 1000 && st == MON_WALK_MORE; k++) {
+        pg.taken_now = 0;
+        st = MON_Walk(r->t, &id, NULL, buf, pager_take, &pg, NULL);
+      }
+      MON_Stats ms;
+      MON_Record rec;
+      NetAddr a = nth_addr((uint32_t)i);
+      int64_t oldest;
+      MON_GetStats(r->t, &ms);
+      MON_Lookup(r->t, &a, &rec);
+      MON_OldestSeen(r->t, &oldest);
+      r->listed += pg.total;
+    } else if (r->mode == 3) {
+      MON_Stats ms;
+      MON_Record rec;
+      NetAddr a = nth_addr((uint32_t)i % 6000);
+      int64_t oldest;
+      MON_GetStats(r->t, &ms);
+      r->listed += MON_Lookup(r->t, &a, &rec) + MON_OldestSeen(r->t, &oldest);
+    } else {
+      p.maxdepth = i % 2 ? 4096 : 8192;
+      MON_Reconfigure(r->t, &p);
+    }
+  }
+  free(buf);
+  return NULL;
+}
+
+/* Walks and reads run at any time: beside packets (shard locks), and beside
+ * reconfigurations (the readers' lock); the sanitizer builds check for races and
+ * use-after-free. */
+static void
+test_mon_walk_beside_packets_and_reconfiguration(void)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  p.maxdepth = 8192;
+  p.shards = 4;
+  MON_Table *t = table_with(&p);
+  for (uint32_t n = 0; n < 6000; n++) {
+    NetAddr a = nth_addr(n);
+    client(t, &a, (int64_t)n * MS);
+  }
+  for (int phase = 0; phase < 2; phase++) {
+    Racer r[3] = {{t, 1, 20, 0},
+                  {t, phase == 0 ? 0 : 2, phase == 0 ? 200000 : 100, 0},
+                  {t, phase == 0 ? 0 : 3, 200000, 0}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+      pthread_create(&th[i], NULL, racer, &r[i]);
+    for (int i = 0; i < 3; i++)
+      pthread_join(th[i], NULL);
+    MON_Stats st;
+    MON_GetStats(t, &st);
+    TEST_CHECK(st.entries > 0 && st.entries <= 8192);
+  }
+  Pager pg = {.room = UINT32_MAX, .keep = false};
+  MON_WalkFrom from = {0, INT64_MIN};
+  walk_all(t, &from, &pg);
+  MON_Stats st;
+  MON_GetStats(t, &st);
+  TEST_EQ_INT(pg.total, st.entries);
+  MON_Destroy(t);
+}
+
 static void
 test_mon_validate_params(void)
 {
@@ -1172,4 +1470,9 @@ TEST_MAIN(TEST_CASE(test_mon_first_packet_served),
           TEST_CASE(test_mon_memory_per_client_at_most_64),
           TEST_CASE(test_mon_list_newest_first_pages_with_cursor),
           TEST_CASE(test_mon_list_oldest_first_shows_updated_record_again),
+          TEST_CASE(test_mon_walk_lists_every_record_once_in_lru_order),
+          TEST_CASE(test_mon_walk_work_per_call_is_bounded),
+          TEST_CASE(test_mon_walk_sees_updates_and_starts_where_asked),
+          TEST_CASE(test_mon_walk_slots_reconfigure_and_recycling),
+          TEST_CASE(test_mon_walk_beside_packets_and_reconfiguration),
           TEST_CASE(test_mon_validate_params), TEST_CASE(test_mon_bench))
