@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -298,6 +299,20 @@ on_local(void *arg, int fd, uint32_t events)
   CSV_HandleLocal(d->ctl);
 }
 
+/* Test hook (tests/integration/test_control.py): NTPG_TEST_RELOAD_DELAY_MS=N waits N ms
+ * between preparing a reload and committing it, so that a test can send a :config in
+ * between. Never set outside tests. */
+static void
+test_reload_delay(void)
+{
+  const char *delay = getenv("NTPG_TEST_RELOAD_DELAY_MS");
+  if (delay && atoi(delay) > 0) {
+    LOG_Info("test hook: reload prepared, committing in %d ms", atoi(delay));
+    struct timespec ts = {atoi(delay) / 1000, (long)(atoi(delay) % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 static void
 reload(Daemon *d)
 {
@@ -306,6 +321,7 @@ reload(Daemon *d)
   LOG_Reopen();
   RUN_Pending *pending =
       RUN_Prepare(d->run, d->opt.config_path, &errs); /* threads keep serving */
+  test_reload_delay();
   bool ok = false;
   if (pending) {
     NTT_Now now;

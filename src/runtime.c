@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -138,6 +139,20 @@ shards_for(int threads)
   return threads == 1 ? 1 : s;
 }
 
+/* Test hook (tests/integration/test_control.py): NTPG_TEST_RESOLVE_DELAY_MS=N makes every
+ * host-name lookup of a configuration take N ms more, like a resolver waiting for a DNS
+ * server that does not answer. Never set outside tests. */
+static size_t
+resolve(const char *name, int family, NetAddr *out, size_t max)
+{
+  const char *delay = getenv("NTPG_TEST_RESOLVE_DELAY_MS");
+  if (delay && atoi(delay) > 0) {
+    struct timespec ts = {atoi(delay) / 1000, (long)(atoi(delay) % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return ACC_ResolveSystem(name, family, out, max);
+}
+
 /* Everything a configuration builds; false (all reasons in errs) if any part fails. */
 static bool
 build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *t)
@@ -148,7 +163,7 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
   int nlocal = IFC_List(local, 256);
   size_t nl = nlocal < 0 ? 0 : (size_t)(nlocal > 256 ? 256 : nlocal);
   t->rst =
-      ACC_BuildRestrict(cfg, local, nl, ACC_ResolveSystem, &t->source_flags, acc_msg, &sink);
+      ACC_BuildRestrict(cfg, local, nl, resolve, &t->source_flags, acc_msg, &sink);
   if (ACC_MonitorParams(cfg, &t->mon, acc_msg, &sink))
     t->mon.shards = shards_for(threads_for(cfg));
   if (cfg->keysfile) {
