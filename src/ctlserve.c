@@ -51,6 +51,7 @@ struct CSV_Server {
   SIP_Key replay_key;
   uint64_t replay[CSV_REPLAY_MAX];
   size_t nreplay;
+  LOG_Limiter replay_log_limit;
 };
 
 void
@@ -213,8 +214,9 @@ defer_config(ConfigureArg *a, char *reply, size_t replycap)
   if (replay_seen(s, digest)) {
     snprintf(reply, replycap, "Config Failed: replayed request (already answered)");
     char who[64];
-    LOG_Warnx("runtime configuration refused: a replayed request from %s",
-              ADR_Format(&a->req->src, who, sizeof(who)));
+    if (LOG_Allow(&s->replay_log_limit, a->req->rx.mono_ns, 5, 60))
+      LOG_Warnx("runtime configuration refused: a replayed request from %s",
+                ADR_Format(&a->req->src, who, sizeof(who)));
     return false;
   }
   if (s->nreplay == CSV_REPLAY_MAX) {
