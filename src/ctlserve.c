@@ -20,8 +20,8 @@
 
 #define CSV_NAME_LEN 40
 #define CSV_MAX_PEERS 64
-#define CSV_CONFIG_QUEUE 8    /* :config requests waiting for the main thread */
-#define CSV_REPLAY_MAX 4096   /* signed :config requests answered until a restart */
+#define CSV_CONFIG_QUEUE WRK_MAX_CONTROL /* :config requests waiting for the main thread */
+#define CSV_REPLAY_MAX 4096              /* signed :config requests answered until a restart */
 #define CSV_CONFIG_ATTEMPTS 3 /* prepares of one :config when others commit meanwhile */
 
 struct CSV_Server {
@@ -422,7 +422,7 @@ CSV_HandleConfig(CSV_Server *s)
   if (read(s->config_fd, &count, sizeof(count)) < 0) {
     /* nothing signalled: the queue says what there is */
   }
-  for (int k = 0; k < CSV_CONFIG_QUEUE; k++) {
+  for (int k = 0; k < 8; k++) { /* a few per wakeup: signals and timers wait meanwhile */
     WRK_Control c;
     pthread_mutex_lock(&s->queue_lock);
     bool any = s->nqueue > 0;
@@ -435,6 +435,10 @@ CSV_HandleConfig(CSV_Server *s)
     if (!any)
       return;
     answer_config(s, &c, NULL, 0);
+  }
+  uint64_t one = 1; /* more waiting: come back after the other events */
+  if (write(s->config_fd, &one, sizeof(one)) < 0) {
+    /* cannot happen (the counter was just read) */
   }
 }
 
