@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,9 +15,14 @@
 #include "control.h"
 #include "log.h"
 #include "netio.h"
+#include "rng.h"
+#include "siphash.h"
 
 #define CSV_NAME_LEN 40
 #define CSV_MAX_PEERS 64
+#define CSV_CONFIG_QUEUE WRK_MAX_CONTROL /* :config requests waiting for the main thread */
+#define CSV_REPLAY_MAX 4096              /* signed :config requests answered until a restart */
+#define CSV_CONFIG_ATTEMPTS 3 /* prepares of one :config when others commit meanwhile */
 
 struct CSV_Server {
   RUN_State *run;
@@ -46,6 +52,18 @@ struct CSV_Server {
   int local_fd;
   bool local_unlink; /* CSV_CloseLocal removes the file (see CSV_LeaveLocalFile) */
   char local_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  /* :config requests that passed the checks, waiting for the main thread (which prepares
+   * them outside any exclusive section); config_fd (an eventfd) wakes it. */
+  pthread_mutex_t queue_lock;
+  WRK_Control queue[CSV_CONFIG_QUEUE];
+  size_t nqueue;
+  int config_fd;
+  /* The replay window: a keyed digest of every signed :config request answered since the
+   * start (inside exclusive sections only). */
+  SIP_Key replay_key;
+  uint64_t replay[CSV_REPLAY_MAX];
+  size_t nreplay;
+  LOG_Limiter replay_log_limit;
 };
 
 void
@@ -65,6 +83,16 @@ CSV_Create(RUN_State *run, POL_Pool *pool, const CLK_Clock *clk, const char *con
   s->clk = clk;
   s->config_path = config_path;
   s->local_fd = -1;
+  uint8_t key[16];
+  s->config_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->config_fd < 0 || !RNG_Secure(key, sizeof(key))) {
+    if (s->config_fd >= 0)
+      close(s->config_fd);
+    free(s);
+    return NULL;
+  }
+  SIP_SetKey(&s->replay_key, key);
+  pthread_mutex_init(&s->queue_lock, NULL);
   NTT_Now now;
   CLK_ReadNow(clk, &now);
   s->start_mono_ns = now.mono_ns;
@@ -97,7 +125,15 @@ CSV_Destroy(CSV_Server *s)
   free(s->mru_batch);
   free(s->mru_reasons);
   pthread_mutex_destroy(&s->log_lock);
+  close(s->config_fd);
+  pthread_mutex_destroy(&s->queue_lock);
   free(s);
+}
+
+int
+CSV_ConfigFd(const CSV_Server *s)
+{
+  return s->config_fd;
 }
 
 /* Requests answered so far for a reason, both paths. */
@@ -160,25 +196,140 @@ fill_counters(CSV_Server *s, const WRK_Counters *c)
   return n;
 }
 
+/* A :config is answered in two steps. A serving thread, in its section, lets CTL_Handle
+ * check it (authentication, nomodify, ...); the callback then only queues it (CFG_DEFER)
+ * for the main thread, which prepares it -- parsing, interfaces, name lookups -- while the
+ * serving threads go on, and answers it in a short section of its own, where CTL_Handle
+ * checks it again and the callback commits what was prepared (CFG_COMMIT). */
+typedef enum { CFG_DEFER, CFG_COMMIT } ConfigMode;
+
 typedef struct {
   CSV_Server *s;
   bool changed;
+  ConfigMode mode;
+  const WRK_Control *req; /* the request being answered */
+  bool deferred;          /* CFG_DEFER: queued, answer later */
+  RUN_Pending *pending;   /* CFG_COMMIT: prepared (NULL: refused, prep_reply says why) */
+  const char *prep_reply;
+  bool last_try; /* CFG_COMMIT: refuse rather than prepare again */
+  bool stale;    /* CFG_COMMIT: another commit came in; prepare again */
 } ConfigureArg;
+
+/* A keyed digest of what a signed request's MAC covers, and its key id; false if the
+ * request carries no MAC. Two requests with the same digest are the same request. */
+static bool
+request_digest(const CSV_Server *s, const WRK_Control *c, uint64_t *out)
+{
+  CTW_Header h;
+  uint8_t buf[PKT_MAX_LEN + 4];
+  if (CTW_ParseRequest(c->data, c->len, &h) != CTW_PARSE_OK || !h.mac.has_mac ||
+      h.mac.mac_offset > c->len)
+    return false;
+  memcpy(buf, c->data, h.mac.mac_offset);
+  PKT_Put32(buf + h.mac.mac_offset, h.mac.key_id);
+  *out = SIP_Hash24(&s->replay_key, buf, (size_t)h.mac.mac_offset + 4);
+  return true;
+}
+
+static bool
+replay_seen(const CSV_Server *s, uint64_t digest)
+{
+  for (size_t i = 0; i < s->nreplay; i++)
+    if (s->replay[i] == digest)
+      return true;
+  return false;
+}
+
+/* In a serving thread's section: refuse a replayed request, else queue it for the main
+ * thread. Every signed request that gets this far is remembered, whatever its answer. */
+static bool
+defer_config(ConfigureArg *a, char *reply, size_t replycap)
+{
+  CSV_Server *s = a->s;
+  uint64_t digest;
+  if (!request_digest(s, a->req, &digest)) { /* cannot happen: the control key needs a MAC */
+    snprintf(reply, replycap, "Config Failed: not signed");
+    return false;
+  }
+  if (replay_seen(s, digest)) {
+    snprintf(reply, replycap, "Config Failed: replayed request (already answered)");
+    char who[64];
+    if (LOG_Allow(&s->replay_log_limit, a->req->rx.mono_ns, 5, 60))
+      LOG_Warnx("runtime configuration refused: a replayed request from %s",
+                ADR_Format(&a->req->src, who, sizeof(who)));
+    return false;
+  }
+  if (s->nreplay == CSV_REPLAY_MAX) {
+    snprintf(reply, replycap,
+             "Config Failed: %d signed requests answered since the start (replay window "
+             "full); restart the daemon to allow more",
+             CSV_REPLAY_MAX);
+    return false;
+  }
+  s->replay[s->nreplay++] = digest;
+  pthread_mutex_lock(&s->queue_lock);
+  bool room = s->nqueue < CSV_CONFIG_QUEUE;
+  if (room)
+    s->queue[s->nqueue++] = *a->req;
+  pthread_mutex_unlock(&s->queue_lock);
+  if (!room) {
+    snprintf(reply, replycap, "Config Failed: busy (%d requests waiting); send it again",
+             CSV_CONFIG_QUEUE);
+    return false;
+  }
+  uint64_t one = 1;
+  if (write(s->config_fd, &one, sizeof(one)) < 0) {
+    /* the counter is full only if the main thread stopped reading: it will see the queue */
+  }
+  a->deferred = true;
+  return false;
+}
+
+/* In the main thread's section: commit what was prepared, unless another commit came in
+ * since (then prepare again, or give up on the last try). */
+static bool
+commit_config(ConfigureArg *a, const char *text, char *reply, size_t replycap)
+{
+  CSV_Server *s = a->s;
+  bool ok = false;
+  if (!a->pending) {
+    snprintf(reply, replycap, "%s", a->prep_reply);
+  } else if (!RUN_IsCurrent(s->run, a->pending) && !a->last_try) {
+    RUN_Discard(a->pending);
+    a->pending = NULL;
+    a->stale = true;
+    return false;
+  } else {
+    RUN_Errors errs = {0};
+    NTT_Now now;
+    CLK_ReadNow(s->clk, &now);
+    ok = RUN_Commit(s->run, a->pending, &now, &errs); /* refuses a stale one */
+    a->pending = NULL;
+    if (ok) {
+      snprintf(reply, replycap, "%s", a->prep_reply);
+      POL_SetContext(s->pool, RUN_Context(s->run));
+      a->changed = true;
+    } else {
+      snprintf(reply, replycap, "Config Failed%s%s", errs.count ? ": " : "",
+               errs.count ? errs.msgs[0] : "");
+    }
+    RUN_FreeErrors(&errs);
+  }
+  size_t octets, lines = RUN_RuntimeSize(s->run, &octets);
+  LOG_Info("runtime configuration %s (%zu octets)%s%s; runtime lines in force: %zu line%s, "
+           "%zu octets",
+           ok ? "applied" : "refused", strlen(text), reply[0] ? ": " : "", reply, lines,
+           lines == 1 ? "" : "s", octets);
+  return ok;
+}
 
 static bool
 configure(void *arg, const char *text, char *reply, size_t replycap)
 {
   ConfigureArg *a = arg;
-  NTT_Now now;
-  CLK_ReadNow(a->s->clk, &now);
-  bool ok = RUN_Configure(a->s->run, a->s->config_path, text, &now, reply, replycap);
-  if (ok) {
-    POL_SetContext(a->s->pool, RUN_Context(a->s->run));
-    a->changed = true;
-  }
-  LOG_Info("runtime configuration %s (%zu octets)%s%s", ok ? "applied" : "refused",
-           strlen(text), reply[0] ? ": " : "", reply);
-  return ok;
+  if (a->mode == CFG_DEFER)
+    return defer_config(a, reply, replycap);
+  return commit_config(a, text, reply, replycap);
 }
 
 static void
@@ -297,12 +448,84 @@ CSV_Handle(void *arg, int self, WRK_Worker *w)
       continue;
     if (x.ca.changed) /* a :config replaced the tables the context points to */
       build_context(s, &x.sum, &x.st, &x.ca, &x.ctx);
+    x.ca.mode = CFG_DEFER;
+    x.ca.req = &reqs[i];
+    x.ca.deferred = false;
     CTL_Reason why = CTL_Handle(&x.ctx, reqs[i].data, reqs[i].len, &reqs[i].src,
                                 reqs[i].rflags, &reqs[i].rx, &s->out);
+    if (x.ca.deferred) /* a :config: answered (and counted) by CSV_HandleConfig */
+      continue;
     s->reasons[why]++;
     send_reply(s, &reqs[i], &s->out, &s->batch);
   }
   POL_Release(s->pool);
+}
+
+/* Answer one :config (main thread): prepare it with no section held, then answer it in a
+ * section. from: the local socket's sender (local_admin), or NULL for a network request. */
+static void
+answer_config(CSV_Server *s, const WRK_Control *c, int local_fd)
+{
+  CTW_Header h;
+  char text[CTW_MAX_DATA + 1], prep_reply[CTL_CONFIG_REPLY];
+  if (CTW_ParseRequest(c->data, c->len, &h) != CTW_PARSE_OK)
+    return;
+  size_t n = h.count < CTW_MAX_DATA ? h.count : CTW_MAX_DATA;
+  memcpy(text, h.data, n);
+  text[n] = '\0'; /* text with a NUL in it is refused by CTL_Handle */
+  for (int attempt = 1; attempt <= CSV_CONFIG_ATTEMPTS; attempt++) {
+    RUN_Pending *p =
+        RUN_PrepareConfigure(s->run, s->config_path, text, prep_reply, sizeof(prep_reply));
+    Section x;
+    enter(s, -1, &x);
+    x.ctx.local_admin = local_fd >= 0;
+    x.ca.mode = CFG_COMMIT;
+    x.ca.req = c;
+    x.ca.pending = p;
+    x.ca.prep_reply = prep_reply;
+    x.ca.last_try = attempt == CSV_CONFIG_ATTEMPTS;
+    CTL_Reason why = CTL_Handle(&x.ctx, c->data, c->len, &c->src, c->rflags, &c->rx, &s->out);
+    RUN_Discard(x.ca.pending); /* refused before the callback (e.g. the keys changed) */
+    if (x.ca.stale) {
+      POL_Release(s->pool);
+      continue;
+    }
+    s->reasons[why]++;
+    if (local_fd < 0)
+      send_reply(s, c, &s->out, &s->batch);
+    for (size_t i = 0; local_fd >= 0 && i < s->out.wire.count; i++)
+      if (send(local_fd, s->out.wire.buf[i], s->out.wire.len[i], MSG_NOSIGNAL) < 0)
+        break;
+    POL_Release(s->pool);
+    return;
+  }
+}
+
+void
+CSV_HandleConfig(CSV_Server *s)
+{
+  uint64_t count;
+  if (read(s->config_fd, &count, sizeof(count)) < 0) {
+    /* nothing signalled: the queue says what there is */
+  }
+  for (int k = 0; k < 8; k++) { /* a few per wakeup: signals and timers wait meanwhile */
+    WRK_Control c;
+    pthread_mutex_lock(&s->queue_lock);
+    bool any = s->nqueue > 0;
+    if (any) {
+      c = s->queue[0];
+      memmove(&s->queue[0], &s->queue[1], (s->nqueue - 1) * sizeof(s->queue[0]));
+      s->nqueue--;
+    }
+    pthread_mutex_unlock(&s->queue_lock);
+    if (!any)
+      return;
+    answer_config(s, &c, -1);
+  }
+  uint64_t one = 1; /* more waiting: come back after the other events */
+  if (write(s->config_fd, &one, sizeof(one)) < 0) {
+    /* cannot happen (the counter was just read) */
+  }
 }
 
 int
@@ -380,11 +603,19 @@ local_exchange(CSV_Server *s, int fd)
   ssize_t n = recv(fd, req, sizeof(req), 0);
   if (n <= 0)
     return;
+  NetAddr src;
+  ADR_Parse("127.0.0.1", &src);
+  CTW_Header h;
+  if (CTW_ParseRequest(req, (size_t)n, &h) == CTW_PARSE_OK && h.opcode == CTW_OP_CONFIGURE) {
+    WRK_Control c = {.len = (size_t)n, .src = src}; /* prepared outside any section */
+    memcpy(c.data, req, (size_t)n);
+    CLK_ReadNow(s->clk, &c.rx);
+    answer_config(s, &c, fd);
+    return;
+  }
   Section x;
   enter(s, -1, &x);
   x.ctx.local_admin = true;
-  NetAddr src;
-  ADR_Parse("127.0.0.1", &src);
   CTL_Reason why = CTL_Handle(&x.ctx, req, (size_t)n, &src, 0, &x.now, &s->out);
   s->reasons[why]++;
   for (size_t i = 0; i < s->out.wire.count; i++) /* the connection's own buffer holds them */

@@ -1,10 +1,11 @@
 /* ctlserve: the I/O edge of the control path (mode 6). Serving threads keep the mode 6
  * requests the decision core lets through (rate-limited per source and in total); after its
  * batch a thread hands them here. CSV_Handle enters an exclusive section (the other threads
- * wait between batches), so it may read every thread's counters and may apply a runtime
- * configuration change (ntpq :config) through the runtime's all-or-nothing path, answers
- * each request with CTL_Handle and sends the datagrams from the address the request came
- * to. It counts a reason per request (stats: ctl_<reason>). */
+ * wait between batches), so it may read every thread's counters, answers each request with
+ * CTL_Handle and sends the datagrams from the address the request came to. A runtime
+ * configuration change (ntpq :config) is prepared by the main thread outside any section
+ * and only committed in one (CSV_HandleConfig). It counts a reason per request (stats:
+ * ctl_<reason>). */
 #ifndef NTPG_CTLSERVE_H
 #define NTPG_CTLSERVE_H
 
@@ -23,8 +24,16 @@ CSV_Server *CSV_Create(RUN_State *run, POL_Pool *pool, const CLK_Clock *clk,
 void CSV_Destroy(CSV_Server *s);
 /* The client whose associations and discipline ntpq sees (NULL: none). */
 void CSV_SetClient(CSV_Server *s, CLI_Client *cli);
-/* A POL_ControlFn: arg is the CSV_Server. */
+/* A POL_ControlFn: arg is the CSV_Server. A :config request that passes the checks is not
+ * applied here: it is queued for CSV_HandleConfig. */
 void CSV_Handle(void *arg, int self, WRK_Worker *w);
+/* The main thread's half of :config: when CSV_ConfigFd is readable (watch it in the event
+ * loop), CSV_HandleConfig prepares each queued :config -- parsing, interfaces, name lookups
+ * -- while the serving threads go on, then answers it in a short exclusive section that
+ * commits what was prepared. A signed :config is answered once: the same request again (a
+ * replay) is refused until a restart (docs/control.md). */
+int CSV_ConfigFd(const CSV_Server *s);
+void CSV_HandleConfig(CSV_Server *s);
 /* The local control path: a listening Unix SOCK_SEQPACKET socket at path, created mode 0600
  * (owned by the user the daemon starts as, root in practice). Each connection carries one
  * request and its answer; only a peer whose uid (SO_PEERCRED) is root's or the daemon's own

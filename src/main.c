@@ -218,15 +218,17 @@ dump_counters(const Daemon *d)
   for (int i = 0; i < nthreads; i++)
     per_thread[i] = POL_ThreadReceived(d->pool, i);
   CSV_LogCounters(d->ctl);
+  /* inside the section: a :config or reload commits (MON_Reconfigure frees the shards
+   * MON_GetStats reads) only inside sections too */
+  MON_Stats ms;
+  MON_GetStats(RUN_Monitor(d->run), &ms);
+  SHD_Stats ss;
+  SHD_GetStats(RUN_Shed(d->run), &ss);
   POL_Release(d->pool);
   for (int i = 0; i < nthreads; i++)
     LOG_Info("stats: thread%d_received %llu", i, (unsigned long long)per_thread[i]);
   if (d->cli)
     CLI_LogCounters(d->cli);
-  MON_Stats ms;
-  MON_GetStats(RUN_Monitor(d->run), &ms);
-  SHD_Stats ss;
-  SHD_GetStats(RUN_Shed(d->run), &ss);
   const struct {
     const char *name;
     uint64_t value;
@@ -323,22 +325,59 @@ on_local(void *arg, int fd, uint32_t events)
   CSV_HandleLocal(d->ctl);
 }
 
+/* Test hook (tests/integration/test_control.py): NTPG_TEST_RELOAD_DELAY_MS=N waits N ms
+ * between preparing a reload and committing it, so that a test can send a :config in
+ * between. Never set outside tests. */
+static void
+test_reload_delay(void)
+{
+  const char *delay = getenv("NTPG_TEST_RELOAD_DELAY_MS");
+  if (delay && atoi(delay) > 0) {
+    LOG_Info("test hook: reload prepared, committing in %d ms", atoi(delay));
+    struct timespec ts = {atoi(delay) / 1000, (long)(atoi(delay) % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* :config requests queued by the serving threads: prepared here, outside any section. */
+static void
+on_config(void *arg, int fd, uint32_t events)
+{
+  Daemon *d = arg;
+  (void)fd;
+  (void)events;
+  CSV_HandleConfig(d->ctl);
+}
+
 static void
 reload(Daemon *d)
 {
   RUN_Errors errs;
   LOG_Info("SIGHUP: reloading %s", d->opt.config_path);
   LOG_Reopen();
-  RUN_Pending *pending =
-      RUN_Prepare(d->run, d->opt.config_path, &errs); /* threads keep serving */
   bool ok = false;
-  if (pending) {
+  /* A commit that came in between prepare and commit (a :config) makes the prepared
+   * configuration stale: prepare again rather than undo it (RUN_Commit refuses it). */
+  for (int attempt = 1; attempt <= 3; attempt++) {
+    RUN_Pending *pending =
+        RUN_Prepare(d->run, d->opt.config_path, &errs); /* threads keep serving */
+    test_reload_delay();
+    if (!pending)
+      break;
     NTT_Now now;
     POL_Exclusive(d->pool, -1);
+    if (attempt < 3 && !RUN_IsCurrent(d->run, pending)) {
+      RUN_Discard(pending);
+      POL_Release(d->pool);
+      RUN_FreeErrors(&errs);
+      LOG_Info("SIGHUP: the configuration changed while the reload was prepared; again");
+      continue;
+    }
     CLK_ReadNow(d->clk, &now);
     ok = RUN_Commit(d->run, pending, &now, &errs);
     POL_SetContext(d->pool, RUN_Context(d->run));
     POL_Release(d->pool);
+    break;
   }
   if (!ok) {
     log_config_messages(&errs);
@@ -600,6 +639,8 @@ serve(Daemon *d)
   d->sigfd = setup_signals(); /* blocked before the threads start, so only we get them */
   if (d->sigfd < 0 || !EVL_AddFd(d->loop, d->sigfd, on_signal, d))
     LOG_Fatal("signalfd");
+  if (!EVL_AddFd(d->loop, CSV_ConfigFd(d->ctl), on_config, d))
+    LOG_Fatalx("cannot watch the :config queue");
   POL_SetControlHandler(d->pool, CSV_Handle, d->ctl);
   POL_SetShed(d->pool, RUN_Shed(d->run));
   if (!POL_Start(d->pool, RUN_Context(d->run), err, sizeof(err)))

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -44,7 +45,12 @@ struct RUN_State {
   /* Lines applied at runtime (ntpq :config), kept across reloads until a restart; the
    * lock lets a reload prepare (outside the exclusive section) read them safely. */
   pthread_mutex_t text_lock;
-  char *runtime_text;
+  char *runtime_text; /* normalized lines, each ending in '\n' (see runtime_merge) */
+  /* Generation of what is in force: counts every commit. A prepared configuration records
+   * the generation it was built on and RUN_Commit refuses it once another commit came in
+   * (so a SIGHUP prepared before a :config cannot undo it). Written under text_lock inside
+   * an exclusive section; read under text_lock. */
+  uint64_t gen;
   NetAddr *peers; /* the client's servers, for `restrict source` entries */
   size_t npeers;
 };
@@ -138,6 +144,20 @@ shards_for(int threads)
   return threads == 1 ? 1 : s;
 }
 
+/* Test hook (tests/integration/test_control.py): NTPG_TEST_RESOLVE_DELAY_MS=N makes every
+ * host-name lookup of a configuration take N ms more, like a resolver waiting for a DNS
+ * server that does not answer. Never set outside tests. */
+static size_t
+resolve(const char *name, int family, NetAddr *out, size_t max)
+{
+  const char *delay = getenv("NTPG_TEST_RESOLVE_DELAY_MS");
+  if (delay && atoi(delay) > 0) {
+    struct timespec ts = {atoi(delay) / 1000, (long)(atoi(delay) % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return ACC_ResolveSystem(name, family, out, max);
+}
+
 /* Everything a configuration builds; false (all reasons in errs) if any part fails. */
 static bool
 build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *t)
@@ -147,8 +167,7 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
   IFC_Address local[256];
   int nlocal = IFC_List(local, 256);
   size_t nl = nlocal < 0 ? 0 : (size_t)(nlocal > 256 ? 256 : nlocal);
-  t->rst =
-      ACC_BuildRestrict(cfg, local, nl, ACC_ResolveSystem, &t->source_flags, acc_msg, &sink);
+  t->rst = ACC_BuildRestrict(cfg, local, nl, resolve, &t->source_flags, acc_msg, &sink);
   if (ACC_MonitorParams(cfg, &t->mon, acc_msg, &sink))
     t->mon.shards = shards_for(threads_for(cfg));
   if (cfg->keysfile) {
@@ -412,6 +431,8 @@ RUN_Destroy(RUN_State *r)
 struct RUN_Pending {
   CNF_Config *cfg;
   Tables t;
+  uint64_t gen;       /* RUN_State.gen it was built on */
+  char *runtime_text; /* :config: the runtime lines to keep on commit; NULL: unchanged */
 };
 
 static RUN_Pending *
@@ -431,12 +452,13 @@ prepare(const char *path, const char *extra, RUN_Errors *errs)
   return p;
 }
 
-/* A copy of the runtime lines (NULL if none or no memory). */
+/* A copy of the runtime lines (NULL if none or no memory) and the generation in force. */
 static char *
-runtime_lines(RUN_State *r)
+runtime_lines(RUN_State *r, uint64_t *gen)
 {
   pthread_mutex_lock(&r->text_lock);
   char *text = r->runtime_text ? strdup(r->runtime_text) : NULL;
+  *gen = r->gen;
   pthread_mutex_unlock(&r->text_lock);
   return text;
 }
@@ -444,10 +466,19 @@ runtime_lines(RUN_State *r)
 RUN_Pending *
 RUN_Prepare(RUN_State *r, const char *path, RUN_Errors *errs)
 {
-  char *extra = runtime_lines(r);
+  uint64_t gen;
+  char *extra = runtime_lines(r, &gen);
   RUN_Pending *p = prepare(path, extra, errs);
   free(extra);
+  if (p)
+    p->gen = gen;
   return p;
+}
+
+bool
+RUN_IsCurrent(const RUN_State *r, const RUN_Pending *p)
+{
+  return p->gen == r->gen; /* r->gen only changes in a section, where this is called */
 }
 
 void
@@ -457,13 +488,31 @@ RUN_Discard(RUN_Pending *p)
     return;
   free_tables(&p->t);
   CNF_Destroy(p->cfg);
+  free(p->runtime_text);
   free(p);
 }
 
 bool
 RUN_Commit(RUN_State *r, RUN_Pending *p, const NTT_Now *now, RUN_Errors *errs)
 {
+  if (!RUN_IsCurrent(r, p)) {
+    add_msg(errs, "the configuration in force changed (runtime :config) while this one was "
+                  "prepared; nothing changed, prepare again");
+    RUN_Discard(p);
+    return false;
+  }
   bool ok = apply(r, p->cfg, &p->t, now, errs); /* takes (or frees) cfg and tables */
+  pthread_mutex_lock(&r->text_lock);
+  if (ok) {
+    r->gen++;
+    if (p->runtime_text) {
+      free(r->runtime_text);
+      r->runtime_text = p->runtime_text;
+      p->runtime_text = NULL;
+    }
+  }
+  pthread_mutex_unlock(&r->text_lock);
+  free(p->runtime_text);
   free(p);
   return ok;
 }
@@ -498,68 +547,265 @@ runtime_allowed(const char *text, char *bad, size_t badlen)
   return true;
 }
 
-bool
-RUN_Configure(RUN_State *r, const char *path, const char *text, const NTT_Now *now,
-              char *reply, size_t replycap)
+/* A runtime line as kept: blanks collapsed to one space, none at either end (the lines
+ * :config may use have no quoted words). Returns its length in out, 0 for a line that is
+ * blank or only a comment. */
+static size_t
+normalize(const char *line, size_t n, char *out, size_t cap)
+{
+  size_t k = 0;
+  bool blank = false;
+  for (size_t i = 0; i < n; i++) {
+    if (line[i] == ' ' || line[i] == '\t') {
+      blank = k > 0;
+      continue;
+    }
+    if (k == 0 && line[i] == '#')
+      return 0;
+    if (blank && k + 1 < cap)
+      out[k++] = ' ';
+    blank = false;
+    if (k + 1 < cap)
+      out[k++] = line[i];
+  }
+  out[k] = '\0';
+  return k;
+}
+
+typedef struct {
+  char **v;
+  size_t n;
+} Lines;
+
+static void
+free_lines(Lines *l)
+{
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i]);
+  free(l->v);
+  memset(l, 0, sizeof(*l));
+}
+
+static bool
+has_line(const Lines *l, const char *s)
+{
+  for (size_t i = 0; i < l->n; i++)
+    if (strcmp(l->v[i], s) == 0)
+      return true;
+  return false;
+}
+
+/* Append the normalized lines of text to l; a line already in l moves to the end. */
+static bool
+add_lines(Lines *l, const char *text)
+{
+  for (const char *line = text; line && *line;) {
+    const char *end = strchr(line, '\n');
+    size_t n = end ? (size_t)(end - line) : strlen(line);
+    char *norm = malloc(n + 1);
+    char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
+    if (!norm || !v) {
+      free(norm);
+      if (v)
+        l->v = v;
+      return false;
+    }
+    l->v = v;
+    if (normalize(line, n, norm, n + 1) == 0) {
+      free(norm);
+    } else {
+      size_t k = 0;
+      for (size_t i = 0; i < l->n; i++) /* drop an earlier copy */
+        if (strcmp(l->v[i], norm) != 0)
+          l->v[k++] = l->v[i];
+        else
+          free(l->v[i]);
+      l->n = k;
+      l->v[l->n++] = norm;
+    }
+    line = end ? end + 1 : NULL;
+  }
+  return true;
+}
+
+/* The lines joined, each ending in '\n' (NULL: no memory). */
+static char *
+join_lines(const Lines *l, size_t *octets)
+{
+  size_t need = 1;
+  for (size_t i = 0; i < l->n; i++)
+    need += strlen(l->v[i]) + 1;
+  char *s = malloc(need), *w = s;
+  if (!s)
+    return NULL;
+  for (size_t i = 0; i < l->n; i++)
+    w += sprintf(w, "%s\n", l->v[i]);
+  *w = '\0';
+  *octets = need - 1;
+  return s;
+}
+
+/* The runtime lines after text: the earlier lines that text does not repeat (kept), then
+ * text's own lines. An identical line sent again moves to the end rather than adding a
+ * copy; every directive :config allows sets values (restrict ORs its flags into the entry
+ * of its address and mask, unrestrict clears them, delrestrict removes the entry, discard
+ * and mru set the options they name), so applying the line once more at the end gives the
+ * same tables as applying both copies. */
+static bool
+runtime_merge(const char *old, const char *text, char **kept, size_t *kept_lines,
+              char **merged, size_t *merged_lines, size_t *merged_octets)
+{
+  Lines o = {0}, t = {0}, k = {0};
+  size_t kept_octets;
+  bool ok = add_lines(&o, old) && add_lines(&t, text);
+  for (size_t i = 0; ok && i < o.n; i++) {
+    if (has_line(&t, o.v[i]))
+      continue;
+    char **v = realloc(k.v, (k.n + 1) * sizeof(*v));
+    ok = v != NULL;
+    if (ok) {
+      k.v = v;
+      k.v[k.n++] = o.v[i];
+      o.v[i] = NULL;
+    }
+  }
+  *kept = ok ? join_lines(&k, &kept_octets) : NULL;
+  *kept_lines = k.n;
+  *merged_lines = k.n + t.n;
+  for (size_t i = 0; ok && i < t.n; i++) {
+    char **v = realloc(k.v, (k.n + 1) * sizeof(*v));
+    ok = v != NULL;
+    if (ok) {
+      k.v = v;
+      k.v[k.n++] = t.v[i];
+      t.v[i] = NULL;
+    }
+  }
+  *merged = ok && *kept ? join_lines(&k, merged_octets) : NULL;
+  free_lines(&o);
+  free_lines(&t);
+  free_lines(&k);
+  if (!*merged) {
+    free(*kept);
+    *kept = NULL;
+    return false;
+  }
+  return true;
+}
+
+/* The reply for ntpq after a prepare: the first message about the lines just sent,
+ * numbered from 1 in what was sent (earlier runtime lines are parsed again, and their
+ * warnings are old news); on a failure with no such message, the first of all: the file
+ * may have gone bad on disk. */
+static void
+configure_reply(const RUN_Errors *errs, bool ok, size_t old_lines, char *reply,
+                size_t replycap)
+{
+  size_t prefix = strlen(RUNTIME_NAME) + 1;
+  const char *first = NULL;
+  long line = 0;
+  for (size_t i = 0; i < errs->count && !first; i++) {
+    char *end;
+    if (strncmp(errs->msgs[i], RUNTIME_NAME ":", prefix) != 0)
+      continue;
+    line = strtol(errs->msgs[i] + prefix, &end, 10);
+    if (line > (long)old_lines && *end == ':')
+      first = end + 1;
+  }
+  if (first)
+    snprintf(reply, replycap, "Config %s: line %ld:%s", ok ? "Succeeded" : "Failed",
+             line - (long)old_lines, first);
+  else if (!ok)
+    snprintf(reply, replycap, "Config Failed%s%s", errs->count ? ": " : "",
+             errs->count ? errs->msgs[0] : "");
+}
+
+RUN_Pending *
+RUN_PrepareConfigure(RUN_State *r, const char *path, const char *text, char *reply,
+                     size_t replycap)
 {
   char bad[48];
   reply[0] = '\0';
   if (text[strspn(text, " \t\r\n")] == '\0') {
     snprintf(reply, replycap, "Config Failed: no configuration lines");
-    return false;
+    return NULL;
   }
   if (!runtime_allowed(text, bad, sizeof(bad))) {
     snprintf(reply, replycap, "Config Failed: '%s' cannot be changed at runtime", bad);
-    return false;
+    return NULL;
   }
-  char *old = runtime_lines(r);
-  long old_lines = 0;
-  for (const char *q = old; q && *q; q++)
-    old_lines += *q == '\n';
-  size_t need = (old ? strlen(old) : 0) + strlen(text) + 2;
+  uint64_t gen;
+  char *old = runtime_lines(r, &gen);
+  char *kept, *merged;
+  size_t kept_lines, merged_lines, merged_octets;
+  bool merge_ok =
+      runtime_merge(old, text, &kept, &kept_lines, &merged, &merged_lines, &merged_octets);
+  free(old);
+  if (!merge_ok) {
+    snprintf(reply, replycap, "Config Failed: out of memory");
+    return NULL;
+  }
+  if (merged_octets > RUN_RUNTIME_MAX_OCTETS || merged_lines > RUN_RUNTIME_MAX_LINES) {
+    snprintf(reply, replycap,
+             "Config Failed: runtime configuration full (%zu lines, %zu octets with these; "
+             "limit %d lines, %d octets until a restart)",
+             merged_lines, merged_octets, RUN_RUNTIME_MAX_LINES, RUN_RUNTIME_MAX_OCTETS);
+    free(kept);
+    free(merged);
+    return NULL;
+  }
+  /* Parsed: the kept lines, then the text as sent, so that messages carry its own line
+   * numbers; what stays in force is merged (the same lines, normalized). */
+  size_t need = strlen(kept) + strlen(text) + 2;
   char *all = malloc(need);
   if (!all) {
-    free(old);
+    free(kept);
+    free(merged);
     snprintf(reply, replycap, "Config Failed: out of memory");
-    return false;
+    return NULL;
   }
-  snprintf(all, need, "%s%s%s", old ? old : "", text,
-           text[0] && text[strlen(text) - 1] == '\n' ? "" : "\n");
-  free(old);
+  snprintf(all, need, "%s%s%s", kept, text, text[strlen(text) - 1] == '\n' ? "" : "\n");
+  free(kept);
   RUN_Errors errs;
   RUN_Pending *p = prepare(path, all, &errs);
-  bool ok = p && RUN_Commit(r, p, now, &errs);
-  if (ok) {
-    pthread_mutex_lock(&r->text_lock);
-    free(r->runtime_text);
-    r->runtime_text = all;
-    pthread_mutex_unlock(&r->text_lock);
-    all = NULL;
-  }
   free(all);
-  /* The first message about the lines just sent goes back to ntpq, numbered from 1 in
-   * what was sent (earlier runtime lines are parsed again, and their warnings are old
-   * news); on a failure with no such message, the first of all: the file may have gone
-   * bad on disk. */
-  size_t prefix = strlen(RUNTIME_NAME) + 1;
-  const char *first = NULL;
-  long line = 0;
-  for (size_t i = 0; i < errs.count && !first; i++) {
-    char *end;
-    if (strncmp(errs.msgs[i], RUNTIME_NAME ":", prefix) != 0)
-      continue;
-    line = strtol(errs.msgs[i] + prefix, &end, 10);
-    if (line > old_lines && *end == ':')
-      first = end + 1;
+  configure_reply(&errs, p != NULL, kept_lines, reply, replycap);
+  RUN_FreeErrors(&errs);
+  if (!p) {
+    free(merged);
+    return NULL;
   }
-  if (first)
-    snprintf(reply, replycap, "Config %s: line %ld:%s", ok ? "Succeeded" : "Failed",
-             line - old_lines, first);
-  else if (!ok)
+  p->gen = gen;
+  p->runtime_text = merged;
+  return p;
+}
+
+bool
+RUN_Configure(RUN_State *r, const char *path, const char *text, const NTT_Now *now,
+              char *reply, size_t replycap)
+{
+  RUN_Pending *p = RUN_PrepareConfigure(r, path, text, reply, replycap);
+  if (!p)
+    return false;
+  RUN_Errors errs = {0};
+  bool ok = RUN_Commit(r, p, now, &errs);
+  if (!ok)
     snprintf(reply, replycap, "Config Failed%s%s", errs.count ? ": " : "",
              errs.count ? errs.msgs[0] : "");
   RUN_FreeErrors(&errs);
   return ok;
+}
+
+size_t
+RUN_RuntimeSize(RUN_State *r, size_t *octets)
+{
+  size_t lines = 0;
+  pthread_mutex_lock(&r->text_lock);
+  *octets = r->runtime_text ? strlen(r->runtime_text) : 0;
+  for (const char *q = r->runtime_text; q && *q; q++)
+    lines += *q == '\n';
+  pthread_mutex_unlock(&r->text_lock);
+  return lines;
 }
 
 void

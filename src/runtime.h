@@ -32,12 +32,16 @@ void RUN_Destroy(RUN_State *r);
 bool RUN_CheckFile(const char *path, RUN_Errors *errs);
 /* Re-read path; on any error keep everything as it was and return false. */
 bool RUN_Reload(RUN_State *r, const char *path, const NTT_Now *now, RUN_Errors *errs);
-/* The same in two steps, so the slow part (files, name resolution) runs while the serving
- * threads go on: RUN_Prepare loads and builds (NULL on any error, all in errs), RUN_Commit
- * swaps it in (needs exclusive use: no thread deciding with the old context) and always
- * consumes p; RUN_Discard drops a prepared config unused. */
+/* The same in two steps, so the slow part (files, interfaces, name resolution) runs while
+ * the serving threads go on: RUN_Prepare loads and builds (NULL on any error, all in errs),
+ * RUN_Commit swaps it in (needs exclusive use: no thread deciding with the old context) and
+ * always consumes p; RUN_Discard drops a prepared config unused. A prepared config is built
+ * on the configuration in force at the time (the file and the runtime lines); once another
+ * commit came in (a :config, a reload) it is stale: RUN_IsCurrent says so (call it inside
+ * the section), and RUN_Commit refuses it, changing nothing; prepare again. */
 typedef struct RUN_Pending RUN_Pending;
 RUN_Pending *RUN_Prepare(RUN_State *r, const char *path, RUN_Errors *errs);
+bool RUN_IsCurrent(const RUN_State *r, const RUN_Pending *p);
 bool RUN_Commit(RUN_State *r, RUN_Pending *p, const NTT_Now *now, RUN_Errors *errs);
 void RUN_Discard(RUN_Pending *p);
 /* Once a second: whether local clock / orphan bookkeeping would change the system state,
@@ -53,13 +57,26 @@ bool RUN_SetSourcePeers(RUN_State *r, const NetAddr *peers, size_t n);
 /* The configuration in force (read-only; valid until the next commit). */
 const CNF_Config *RUN_Config(const RUN_State *r);
 void RUN_Tick(RUN_State *r, const NTT_Now *now);
-/* Runtime configuration (ntpq :config): apply text (access-control directives only:
- * restrict, unrestrict, delrestrict, discard, mru) on top of the file at path and the
- * earlier runtime lines, through the same all-or-nothing path as a reload. On success the
- * lines stay in force, across SIGHUP reloads too, until a restart. reply gets the text for
- * ntpq ("" = plain success). Needs exclusive use, like RUN_Commit. */
+/* Runtime configuration (ntpq :config): text (access-control directives only: restrict,
+ * unrestrict, delrestrict, discard, mru) on top of the file at path and the earlier
+ * runtime lines, through the same all-or-nothing path as a reload. On success the lines
+ * stay in force, across SIGHUP reloads too, until a restart. The runtime lines are kept
+ * normalized (blanks collapsed) and without repeats: a line sent again moves to the end
+ * instead of adding a copy; with text they may hold at most RUN_RUNTIME_MAX_LINES lines
+ * and RUN_RUNTIME_MAX_OCTETS octets, else the text is refused.
+ * RUN_PrepareConfigure does the slow part without exclusive use (like RUN_Prepare): NULL
+ * if the text is refused or the result has errors; reply gets the text for ntpq either way
+ * ("" = plain success; a warning about the text is "Config Succeeded: line N: ..."). Commit
+ * the result with RUN_Commit (on failure, its first message is the reply). RUN_Configure
+ * does both and needs exclusive use. */
+#define RUN_RUNTIME_MAX_LINES 256
+#define RUN_RUNTIME_MAX_OCTETS 16384
+RUN_Pending *RUN_PrepareConfigure(RUN_State *r, const char *path, const char *text,
+                                  char *reply, size_t replycap);
 bool RUN_Configure(RUN_State *r, const char *path, const char *text, const NTT_Now *now,
                    char *reply, size_t replycap);
+/* The runtime lines in force: how many, and their octets in *octets. */
+size_t RUN_RuntimeSize(RUN_State *r, size_t *octets);
 /* The control path's context for the configuration in force (valid until the next commit
  * or tick); the caller adds counters, associations and the configure callback. */
 void RUN_ControlContext(const RUN_State *r, CTL_Ctx *c);

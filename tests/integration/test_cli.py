@@ -205,6 +205,64 @@ def section_reload(c, tmp, addr, src):
     c.check("no sanitizer report", not rep, rep)
 
 
+def section_usr1_vs_config(c, tmp, addr):
+    """SIGUSR1 reads the monitor table's statistics while :config resizes the table (mru
+    maxdepth back and forth): the read must not meet a resize (issue 13 item E). A race
+    test: 400 resizes under a stream of SIGUSR1; a use-after-free shows as a crash or (in
+    the sanitizer build) a report."""
+    import threading
+    import time
+    import test_control as tc
+    c.section("SIGUSR1 during :config resizing the monitor table (400 resizes)")
+    keyfile = tc.write_keys(tmp)
+    d = ntpg.Daemon(tmp, [addr], name="usr1", extra=[
+        "keys %s" % keyfile, "trustedkey 1", "controlkey 1", "threads 2",
+        "mru maxdepth 4000"])
+    if not d.start():
+        c.check("daemon with the control key starts", False, d.stderr_text()[-300:])
+        return
+    box = tc.Box(c, d, None)
+    net = "127.78.%d" % (232 + ntpg.SALT)  # outside every file's 127.78.<test> range
+    socks = [box.sock("%s.%d" % (net, 100 + k)) for k in range(100)]
+    stop = []
+
+    def usr1():
+        for _ in range(800):  # bounded: at most 800 signals, one every 5 ms
+            if stop or not d.send_signal(signal.SIGUSR1):
+                return
+            time.sleep(0.005)
+
+    th = threading.Thread(target=usr1)
+    th.start()
+    ok = 0
+    try:
+        for i in range(400):  # at most 150/s from 100 sources: within the mode 6 limits
+            t0 = time.monotonic()
+            text = "mru maxdepth %d" % (8000 if i % 2 else 300)
+            got = box.ask(socks[i % 100], tc.ctl(8, text, seq=100 + i, key=tc.KEY1), 3.0)
+            ok += "Config Succeeded" in tc.reply_text(got)
+            time.sleep(max(0.0, 1 / 150 - (time.monotonic() - t0)))
+            if not d.alive():
+                break
+    finally:
+        stop.append(True)
+        th.join(10)
+    for sk in socks:
+        sk.close()
+    st = d.stats()
+    c.check("all 400 :config resizes applied while SIGUSR1 kept reading the table",
+            ok == 400, "%d applied" % ok)
+    c.check("the daemon is alive and its counters still read (mon_capacity %s)" % (
+        st.get("mon_capacity") if st else None), d.alive() and st is not None and
+        st.get("mon_capacity", 0) > 0, d.stderr_text()[-300:])
+    rc, took = d.stop()
+    c.check("SIGTERM exits 0", rc == 0, "rc %s" % rc)
+    rep = d.sanitizer_report()
+    tsan = [ln for ln in d.all_output().splitlines() if "WARNING: ThreadSanitizer" in ln]
+    c.check("no sanitizer report (ThreadSanitizer included, for a -fsanitize=thread build)",
+            not rep and not tsan, rep or tsan[:1])
+
+
 def main(c, tmp):
     addr = ntpg.server_addr(1)
     src = ntpg.source_addr(1)
@@ -215,6 +273,8 @@ def main(c, tmp):
         section_check_mode(c, tmp, addr)
     section_pidfile_and_signals(c, tmp, addr, src)
     section_reload(c, tmp, addr, src)
+    if not ntpg.STANDIN:
+        section_usr1_vs_config(c, tmp, addr)
 
 
 if __name__ == "__main__":

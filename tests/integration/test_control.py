@@ -43,8 +43,10 @@ import json
 import os
 import re
 import select
+import signal
 import struct
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -872,6 +874,186 @@ def main(c, tmp):
     c.info("sections took %.1f s" % (time.monotonic() - t0))
     box.stop()
     section_mrulist_many(c, tmp)
+    main_config_apply(c, tmp, keyfile)
+
+
+# ---------------------------------------------------------------------------------------------
+# :config outside the exclusive section (issue 13 item 3), against a reload and the runtime
+# lines' growth (item E). One more daemon, started with two test-only hooks:
+# NTPG_TEST_RESOLVE_DELAY_MS (every host-name lookup takes that much longer, as with a DNS
+# server that does not answer: here, without a network, a lookup fails at once) and
+# NTPG_TEST_RELOAD_DELAY_MS (a SIGHUP reload waits that long between preparing and
+# committing). Nothing here depends on outside DNS: nonexistent.invalid never resolves.
+# ---------------------------------------------------------------------------------------------
+
+SLOW_RESOLVE_MS = 2000
+RELOAD_DELAY_MS = 1500
+CFG_SRC_K, CFG_PROBE_K, CFG_HOST_K = 25, 26, 27
+MAX_STALL = 0.5  # s: the worst time-reply latency allowed while a slow :config runs
+
+
+def send_config(box, sock, text, seq, timeout=8.0):
+    """One CONFIGURE signed with the control key on sock; (reply text or None, seconds)."""
+    t0 = time.monotonic()
+    got = box.ask(sock, ctl(8, text, seq=seq, key=KEY1), timeout=timeout)
+    return (reply_text(got).strip() if got else None), time.monotonic() - t0
+
+
+def probe_while(box, src_addr, busy, limit=15.0):
+    """Time queries from src_addr, one after the other, while busy() (at most limit s):
+    the latency of each (None: no reply within 3 s)."""
+    out = []
+    deadline = time.monotonic() + limit
+    while busy() and time.monotonic() < deadline:
+        t0 = time.monotonic()
+        r = ntpg.query(box.addr, box.port, src=src_addr, timeout=3.0)
+        out.append(time.monotonic() - t0 if r else None)
+        time.sleep(0.01)
+    return out
+
+
+def section_config_nostall(c, box):
+    c.section(":config naming a host that does not resolve (resolver %d ms slow): time replies "
+              "to a client sending meanwhile are not delayed" % SLOW_RESOLVE_MS)
+    sock = box.sock(src(CFG_SRC_K))
+    res = {}
+
+    def run():
+        res["reply"], res["took"] = send_config(box, sock, "restrict nonexistent.invalid "
+                                                "noserve", seq=301)
+
+    th = threading.Thread(target=run)
+    th.start()
+    lat = probe_while(box, src(CFG_PROBE_K), th.is_alive)
+    th.join(10)
+    sock.close()
+    got = [x for x in lat if x is not None]
+    worst = max(got) if got else None
+    c.info(":config took %.2f s, reply %r; %d time queries meanwhile, worst %s ms" % (
+        res.get("took", 0), res.get("reply"), len(lat),
+        "%.1f" % (worst * 1000) if worst is not None else "-"))
+    c.check(":config restrict nonexistent.invalid: answered after the slow lookup (>= %.1f "
+            "s), so the lookup did run" % (SLOW_RESOLVE_MS / 1000 * 0.9),
+            res.get("reply") and "Config" in res["reply"] and
+            res.get("took", 0) >= SLOW_RESOLVE_MS / 1000 * 0.9,
+            "reply %r after %.2f s" % (res.get("reply"), res.get("took", 0)))
+    c.check("every time query sent meanwhile was answered within %.0f ms (%d queries)" % (
+        MAX_STALL * 1000, len(lat)), len(lat) >= 5 and len(got) == len(lat) and
+        worst < MAX_STALL, "latencies ms: %s" % [round(x * 1000) if x else None
+                                               for x in lat][:40])
+
+
+def section_config_vs_reload(c, box):
+    host = src(CFG_HOST_K)
+    c.section("a SIGHUP reload prepared before a :config does not undo it (reload held %d ms "
+              "between prepare and commit)" % RELOAD_DELAY_MS)
+    mark = len(box.d.log_text())
+    box.d.send_signal(signal.SIGHUP)
+    held = ntpg.wait_until(lambda: "reload prepared" in box.d.log_text()[mark:], 5.0)
+    sock = box.sock(src(CFG_SRC_K))
+    reply, took = send_config(box, sock, "restrict %s noserve" % host, seq=302)
+    sock.close()
+    done = ntpg.wait_until(lambda: "configuration reloaded" in box.d.log_text()[mark:], 8.0)
+    c.check("the reload was prepared and held, the :config sent meanwhile succeeded, the "
+            "reload then finished", held and done and reply and "Config Succeeded" in reply,
+            "held %s, reply %r after %.2f s, reloaded %s" % (bool(held), reply, took,
+                                                             bool(done)))
+    (r,), dl = box.exchange([(host, ntpg.client_request())], "noserve after reload")
+    c.check("after the reload the :config line is still in force: %s gets no time "
+            "(dropped_noserve)" % host, not r and dl.get("dropped_noserve") == 1,
+            "%s; %s" % ("a reply" if r else "no reply", show(dl)))
+
+
+def rss_kb(pid):
+    m = re.search(r"VmRSS:\s+(\d+)", ntpg.read_text("/proc/%d/status" % pid))
+    return int(m.group(1)) if m else 0
+
+
+def section_config_growth(c, box):
+    c.section(":config the same line 600 times (fresh requests): the runtime lines do not grow")
+    # From 100 sources, at most 150 a second: within the mode 6 limits (64 per source, then
+    # 8/s; 200/s in all), so that every request is answered.
+    socks = [box.sock("%s.%d" % (cfg_net(), 100 + k)) for k in range(100)]
+    line = "restrict %s.30 nomodify" % cfg_net()
+    rss0, times, replies = rss_kb(box.pid), [], []
+    mark = len(box.d.log_text())
+    for i in range(600):
+        reply, took = send_config(box, socks[i % 100], line, seq=1000 + i, timeout=3.0)
+        times.append(took)
+        replies.append(reply)
+        time.sleep(max(0.0, 1 / 150 - took))
+    rss1 = rss_kb(box.pid)
+    sizes = [int(m) for m in re.findall(r"runtime lines in force: \d+ lines?, (\d+) octets",
+                                        box.d.log_text()[mark:])]
+    c.info("600 x :config %r: %.2f ms per :config (first 50 %.2f, last 50 %.2f), RSS %d -> %d "
+           "kB" % (line, 1000 * sum(times) / len(times), 1000 * sum(times[:50]) / 50,
+                   1000 * sum(times[-50:]) / 50, rss0, rss1))
+    c.check("all 600 succeeded", all(r and "Config Succeeded" in r for r in replies),
+            [r for r in replies if not r or "Config Succeeded" not in r][:3])
+    c.check("the runtime lines in force stay the same size throughout (the line once)",
+            len(sizes) == 600 and len(set(sizes)) == 1, "%d sizes logged: %s" % (
+                len(sizes), sorted(set(sizes))[:10]))
+    if ntpg.SANITIZE:  # freed memory stays in AddressSanitizer's quarantine
+        c.info("RSS not checked in the sanitizer build (%d -> %d kB)" % (rss0, rss1))
+    else:
+        c.check("RSS grew by less than 200 kB (%d -> %d kB)" % (rss0, rss1),
+                rss1 - rss0 < 200)
+
+    c.section(":config distinct lines until the cap: refused with a clear error, nothing lost")
+    full, n, last = None, 0, None
+    for i in range(40):  # 8 lines a request: the 256-line cap is reached in the 32nd or so
+        text = "\n".join("restrict 10.%d.%d.0/24 noserve" % (i, k) for k in range(8))
+        reply, _ = send_config(box, socks[i], text, seq=2000 + i, timeout=3.0)
+        last = reply
+        if not reply or "Config Succeeded" not in reply:
+            full = reply
+            break
+        n += 1
+    c.check("refused once the runtime lines would exceed the cap: \"runtime configuration "
+            "full\" after %d requests" % n, full is not None and "runtime configuration full"
+            in full and 25 <= n <= 32, "last reply %r after %d" % (last, n))
+    r = ntpg.query(box.addr, box.port, src="%s.30" % cfg_net(), timeout=2.0)
+    (r2,), dl = box.exchange([(box.probe, ntpg.client_request())], "after cap")
+    c.check("the lines applied before stay in force; the daemon serves on",
+            r is not None and len(r2) == 1, "%s" % show(dl))
+    for sk in socks:
+        sk.close()
+
+
+def hooked_box(c, tmp, keyfile, name, env):
+    """A daemon on server_addr(2) started with test hooks (env), or None."""
+    extra = ["keys %s" % keyfile, "trustedkey 1 2", "controlkey 1", "threads 2",
+             "restrict %s" % src(CFG_PROBE_K)]
+    d = ntpg.Daemon(tmp, [ntpg.server_addr(2)], port=123, stratum=STRATUM, name=name,
+                    extra=extra, probe_src=src(CFG_PROBE_K))
+    box = Box(c, d, src(CFG_PROBE_K))
+    os.environ.update(env)
+    try:
+        ok = box.start()
+    finally:
+        for k in env:
+            del os.environ[k]
+    return box if ok else None
+
+
+def main_config_apply(c, tmp, keyfile):
+    """After the main daemon stopped: one daemon with the slow resolver (its unresolvable
+    runtime line would slow every later :config), then one with the held reload."""
+    box = hooked_box(c, tmp, keyfile, "cfgslow",
+                     {"NTPG_TEST_RESOLVE_DELAY_MS": str(SLOW_RESOLVE_MS)})
+    if not box:
+        return
+    section_config_nostall(c, box)
+    box.alive_and_serving("slow :config")
+    box.stop()
+    box = hooked_box(c, tmp, keyfile, "cfgapply",
+                     {"NTPG_TEST_RELOAD_DELAY_MS": str(RELOAD_DELAY_MS)})
+    if not box:
+        return
+    section_config_vs_reload(c, box)
+    section_config_growth(c, box)
+    box.alive_and_serving("config apply")
+    box.stop()
 
 
 if __name__ == "__main__":

@@ -942,6 +942,66 @@ def group_mru_walk(c, tmp):
     box.alive_and_serving("issue 13 D")
     box.stop()
 
+# ---------------------------------------------------------------------------------------------
+# :config replay (issue 13 item E)
+# ---------------------------------------------------------------------------------------------
+
+def replay_net():
+    """Sources for the replays: outside every test file's 127.78.<test> range, per build."""
+    return "127.78.%d" % (248 + ntpg.SALT)
+
+
+def group_replay(c, g, box):
+    g.begin(":config replay", "a captured signed :config cannot be applied again")
+    victim = "%s.7" % replay_net()
+    captured = tc.ctl(8, "restrict %s noserve" % victim, seq=4242, key=tc.KEY1)
+    socks = [box.sock("%s.%d" % (replay_net(), 100 + k)) for k in range(100)]
+
+    def send(pkt, k):
+        got = box.ask(socks[k % len(socks)], pkt, timeout=3.0)
+        return tc.reply_text(got).strip() if got else "no reply"
+
+    first = send(captured, 0)
+    c.check("the operator's :config restrict %s noserve: Config Succeeded" % victim,
+            "Config Succeeded" in first, first)
+    undo = send(tc.ctl(8, "delrestrict %s" % victim, seq=4243, key=tc.KEY1), 1)
+    served = ntpg.query(box.addr, box.port, src=victim, timeout=2.0) is not None
+    c.check("the operator undoes it (delrestrict): Config Succeeded, %s served" % victim,
+            "Config Succeeded" in undo and served, "%s; served %s" % (undo, served))
+    again = send(captured, 2)
+    served = ntpg.query(box.addr, box.port, src=victim, timeout=2.0) is not None
+    c.check("PoC: the captured request sent again (from another source) is refused as a "
+            "replay and changes nothing: %s still served" % victim,
+            "replayed" in again and "Config Succeeded" not in again and served,
+            "%s; served %s" % (again, served))
+
+    rss0 = tc.rss_kb(box.pid)
+    mark = len(box.d.log_text())
+    outs, lat = [], []
+    for i in range(600):  # 100 sources, at most 150/s: within the mode 6 limits
+        t1 = time.monotonic()
+        outs.append(send(captured, i))
+        lat.append(time.monotonic() - t1)
+        time.sleep(max(0.0, 1 / 150 - lat[-1]))
+    rss1 = tc.rss_kb(box.pid)
+    log = box.d.log_text()[mark:]
+    c.info("600 replays: %.2f ms per request until its answer (first 50 %.2f, last 50 %.2f), "
+           "RSS %d -> %d kB" % (1000 * sum(lat) / 600, 1000 * sum(lat[:50]) / 50,
+                                1000 * sum(lat[-50:]) / 50, rss0, rss1))
+    applied = sum(1 for o in outs if "Config Succeeded" in o)
+    c.check("600 more replays: every one refused as a replay, none applied",
+            applied == 0 and all("replayed" in o for o in outs) and
+            log.count("runtime configuration applied") == 0,
+            "%d applied; replies seen: %s" % (applied, sorted(set(outs))[:3]))
+    if ntpg.SANITIZE:  # freed memory stays in AddressSanitizer's quarantine
+        c.info("RSS not checked in the sanitizer build (%d -> %d kB)" % (rss0, rss1))
+    else:
+        c.check("... the daemon's memory did not grow with them (RSS %d -> %d kB)" % (
+            rss0, rss1), rss1 - rss0 < 200)
+    for sk in socks:
+        sk.close()
+    g.end()
+
 
 # ---------------------------------------------------------------------------------------------
 
@@ -978,6 +1038,7 @@ def main(c, tmp):
     group_7849(c, g, box, tmp)
     group_2516(c, g, box)
     group_8936(c, g, box)
+    group_replay(c, g, box)
     group_1550(c)
     box.stop()
     group_7977(c, tmp)
