@@ -292,3 +292,29 @@ LSC_FormatStamp(int64_t posix, char buf[13])
   memcpy(buf, tmp, 12);
   buf[12] = '\0';
 }
+
+void
+LSC_Decide(const LSC_List *l, int voted_li, int64_t now, double smear_interval,
+           LSC_Decision *out)
+{
+  memset(out, 0, sizeof(*out));
+  if (l && l->n > 0 && LSC_CheckExpiry(l, now) != LSC_EXPIRY_PAST) {
+    LSC_State st;
+    LSC_At(l, now, &st);
+    out->from_list = true;
+    out->li = LSC_LeapIndicator(st.next, st.dir, now);
+    if (out->li) {
+      out->leap = st.next;
+      out->dir = st.dir;
+    }
+  } else if (voted_li == 1 || voted_li == 2) {
+    out->li = voted_li;
+    out->dir = voted_li == 1 ? 1 : -1;
+    out->leap = (now / 86400 + 1) * 86400; /* leaps happen at the end of a UTC day */
+  }
+  out->arm = out->dir;
+  if (out->li && smear_interval > 0) {
+    out->smear = smear_interval;
+    out->li = 0; /* a smearing server never announces the leap it hides */
+  }
+}
