@@ -104,6 +104,7 @@ typedef struct {
   FileId open[MAX_INCLUDE_DEPTH + 1];
   int n_open;
   const char *top; /* top-level name, for end-of-parse checks */
+  bool runtime;    /* runtime text: only CNF_DF_RUNTIME directives (CNF_ParseRuntimeText) */
 } Parser;
 
 /* One line's tokens and a cursor; `name` (the directive) prefixes every message. */
@@ -377,26 +378,15 @@ check_family(Args *a, const char *t, const NetAddr *addr, int family)
 /* ------------------------------------------------------------------------------------ */
 /* Option tables: `name [value]` pairs written into a struct                              */
 
-typedef enum { OPT_FLAG, OPT_INT, OPT_U16, OPT_U32, OPT_DBL, OPT_MRU, OPT_PAIR } OptKind;
-
-typedef struct {
-  const char *name;
-  OptKind kind;
-  double lo, hi;  /* bounds of the value (the first value for OPT_PAIR) */
-  size_t offset;  /* where the value goes */
-  unsigned bits;  /* OPT_FLAG: bits set in an unsigned; OPT_MRU: 1 = KiB; OPT_PAIR: hi2 */
-  size_t offset2; /* OPT_PAIR: second int */
-} OptSpec;
-
 static void *
 field(void *base, size_t offset)
 {
   return (char *)base + offset;
 }
 
-/* "P/Q" with P in lo..hi and Q in 0..hi2. */
+/* "P/Q" with P in lo..hi and Q in lo..hi2. */
 static bool
-opt_pair(Args *a, const OptSpec *o, void *target)
+opt_pair(Args *a, const CNF_Option *o, void *target)
 {
   const char *t = next_tok(a);
   if (!t)
@@ -411,49 +401,57 @@ opt_pair(Args *a, const OptSpec *o, void *target)
   first[l1] = '\0';
   if (parse_ll(first, &v1) != NUM_OK || parse_ll(slash + 1, &v2) != NUM_OK)
     return fail(a, "%s '%.64s' is not of the form N/M", o->name, t);
-  if (v1 < o->lo || v1 > o->hi || v2 < 0 || v2 > o->bits)
-    return fail(a, "%s %.64s is out of range (0..%g/0..%u)", o->name, t, o->hi, o->bits);
+  if (v1 < o->lo || v1 > o->hi || v2 < o->lo || v2 > o->hi2)
+    return fail(a, "%s %.64s is out of range %g..%g/%g..%g", o->name, t, o->lo, o->hi, o->lo,
+                o->hi2);
   *(int *)field(target, o->offset) = (int)v1;
   *(int *)field(target, o->offset2) = (int)v2;
   return true;
 }
 
 static bool
-opt_value(Args *a, const OptSpec *o, void *target)
+opt_value(Args *a, const CNF_Option *o, void *target)
 {
   long long v = 0;
   double d = 0;
   switch (o->kind) {
-    case OPT_FLAG:
+    case CNF_OK_FLAG:
       *(unsigned *)field(target, o->offset) |= o->bits;
       return true;
-    case OPT_DBL:
+    case CNF_OK_DBL:
       if (!arg_double(a, o->name, o->lo, o->hi, &d))
         return false;
       *(double *)field(target, o->offset) = d;
       return true;
-    case OPT_PAIR:
+    case CNF_OK_PAIR:
       return opt_pair(a, o, target);
     default:
       break;
   }
   if (!arg_int(a, o->name, (long long)o->lo, (long long)o->hi, &v))
     return false;
-  if (o->kind == OPT_INT)
+  if (o->clamp > 0 && v > o->clamp) {
+    warn(a, "%s %lld is above %g; using %g", o->name, v, o->clamp, o->clamp);
+    v = (long long)o->clamp;
+  }
+  if (o->kind == CNF_OK_INT)
     *(int *)field(target, o->offset) = (int)v;
-  else if (o->kind == OPT_U16)
+  else if (o->kind == CNF_OK_U16)
     *(uint16_t *)field(target, o->offset) = (uint16_t)v;
-  else if (o->kind == OPT_U32)
+  else if (o->kind == CNF_OK_U32)
     *(uint32_t *)field(target, o->offset) = (uint32_t)v;
   else
     *(CNF_MruSize *)field(target, o->offset) = (CNF_MruSize){o->bits != 0, (uint32_t)v};
   return true;
 }
 
-/* Parse options up to the end of the line. seen (may be NULL) gets bit i for table row i. */
+/* Parse options of group g (confdirs.h) up to the end of the line. seen (may be NULL) gets
+ * bit i for table row i. */
 static bool
-parse_options(Args *a, const OptSpec *tab, size_t n, void *target, uint32_t *seen)
+parse_options(Args *a, CNF_OptGroup g, void *target, uint32_t *seen)
 {
+  size_t n;
+  const CNF_Option *tab = CNF_Options(g, &n);
   const char *t;
   while ((t = next_tok(a))) {
     size_t i = 0;
@@ -474,19 +472,8 @@ parse_options(Args *a, const OptSpec *tab, size_t n, void *target, uint32_t *see
 /* ------------------------------------------------------------------------------------ */
 /* server / pool / peer, and the LOCAL clock                                              */
 
-static const OptSpec assoc_opts[] = {
-    /* rows 0 and 1 are minpoll/maxpoll: resolve_polls looks at their `seen` bits */
-    {"minpoll", OPT_INT, 0, CNF_MAX_POLL, offsetof(CNF_Assoc, minpoll), 0, 0},
-    {"maxpoll", OPT_INT, 0, CNF_MAX_POLL, offsetof(CNF_Assoc, maxpoll), 0, 0},
-    {"iburst", OPT_FLAG, 0, 0, offsetof(CNF_Assoc, options), CNF_AO_IBURST, 0},
-    {"burst", OPT_FLAG, 0, 0, offsetof(CNF_Assoc, options), CNF_AO_BURST, 0},
-    {"prefer", OPT_FLAG, 0, 0, offsetof(CNF_Assoc, options), CNF_AO_PREFER, 0},
-    {"noselect", OPT_FLAG, 0, 0, offsetof(CNF_Assoc, options), CNF_AO_NOSELECT, 0},
-    {"true", OPT_FLAG, 0, 0, offsetof(CNF_Assoc, options), CNF_AO_TRUE, 0},
-    {"key", OPT_U32, 1, CNF_MAX_KEYID, offsetof(CNF_Assoc, key), 0, 0},
-    {"version", OPT_INT, 1, 4, offsetof(CNF_Assoc, version), 0, 0},
-    {"port", OPT_U16, 1, 65535, offsetof(CNF_Assoc, port), 0, 0},
-};
+/* Rows 0 and 1 of the CNF_OG_ASSOC table are minpoll/maxpoll, rows 7..9 key, version and
+ * port (confdirs.c). */
 enum { SEEN_MINPOLL = 1u << 0, SEEN_MAXPOLL = 1u << 1 };
 /* Options that mean nothing to the local clock (rows 7..9 and the burst flags). */
 enum { SEEN_NET_ONLY = (1u << 7) | (1u << 8) | (1u << 9) };
@@ -531,11 +518,11 @@ static void
 add_local_clock(Args *a, const NetAddr *addr)
 {
   CNF_LocalClock *lc = &a->p->cfg->local_clock;
-  CNF_Assoc s = {.minpoll = CNF_DEFAULT_MINPOLL, .maxpoll = CNF_DEFAULT_MAXPOLL};
+  CNF_Assoc s = {0};
   uint32_t seen = 0;
   int unit = 0;
-  if (!local_unit(a, addr, &unit) ||
-      !parse_options(a, assoc_opts, N_ELEMS(assoc_opts), &s, &seen) ||
+  CNF_ApplyDefaults(CNF_OG_ASSOC, &s);
+  if (!local_unit(a, addr, &unit) || !parse_options(a, CNF_OG_ASSOC, &s, &seen) ||
       !resolve_polls(a, &s, seen))
     return;
   if (lc->configured)
@@ -592,12 +579,8 @@ assoc_target(Args *a, CNF_Assoc *s, char *t)
 static void
 d_assoc(Args *a, int type)
 {
-  CNF_Assoc s = {.type = (CNF_AssocType)type,
-                 .port = CNF_NTP_PORT,
-                 .minpoll = CNF_DEFAULT_MINPOLL,
-                 .maxpoll = CNF_DEFAULT_MAXPOLL,
-                 .version = 4,
-                 .line = a->p->line};
+  CNF_Assoc s = {.type = (CNF_AssocType)type, .line = a->p->line};
+  CNF_ApplyDefaults(CNF_OG_ASSOC, &s);
   char *t = need_tok(a, "address or host name");
   if (t && family_flag(t) != ADR_NONE) {
     s.family = family_flag(t);
@@ -611,8 +594,7 @@ d_assoc(Args *a, int type)
     return add_local_clock(a, &s.addr);
   }
   uint32_t seen = 0;
-  if (!parse_options(a, assoc_opts, N_ELEMS(assoc_opts), &s, &seen) ||
-      !resolve_polls(a, &s, seen))
+  if (!parse_options(a, CNF_OG_ASSOC, &s, &seen) || !resolve_polls(a, &s, seen))
     return;
   s.addr.port = s.port;
   append_assoc(a, &s);
@@ -948,21 +930,6 @@ d_delrestrict(Args *a, int unused)
 /* ------------------------------------------------------------------------------------ */
 /* discard, mru, tos                                                                      */
 
-static const OptSpec discard_opts[] = {
-    {"average", OPT_INT, 0, 255, offsetof(CNF_Discard, average), 0, 0},
-    {"minimum", OPT_INT, 0, 3600, offsetof(CNF_Discard, minimum), 0, 0},
-    {"monitor", OPT_INT, 1, 1000000000, offsetof(CNF_Discard, monitor), 0, 0},
-    {"leak", OPT_INT, 0, 16, offsetof(CNF_Discard, leak), 0, 0},
-    {"kodlimit", OPT_INT, 0, 10000, offsetof(CNF_Discard, kodlimit), 0, 0},
-    {"netprefix", OPT_PAIR, 0, 32, offsetof(CNF_Discard, netprefix4), 128,
-     offsetof(CNF_Discard, netprefix6)},
-    {"netaverage", OPT_INT, -16, CNF_MAX_POLL, offsetof(CNF_Discard, netaverage), 0, 0},
-    {"shedrate", OPT_INT, 0, 1000000, offsetof(CNF_Discard, shedrate), 0, 0},
-    {"sheddepth", OPT_INT, 1, 64, offsetof(CNF_Discard, sheddepth), 0, 0},
-    {"shedhold", OPT_INT, 1, 3600, offsetof(CNF_Discard, shedhold), 0, 0},
-    {"shedwait", OPT_INT, 0, 20, offsetof(CNF_Discard, shedwait), 0, 0},
-};
-
 static void
 d_discard(Args *a, int unused)
 {
@@ -970,26 +937,11 @@ d_discard(Args *a, int unused)
   CNF_Discard d = a->p->cfg->discard;
   if (at_end(a))
     return (void)fail(a, "missing argument");
-  if (!parse_options(a, discard_opts, N_ELEMS(discard_opts), &d, NULL))
-    return;
-  /* ntpd takes 0..255, but the value is a poll exponent (it goes into KoD poll fields). */
-  if (d.average > CNF_MAX_POLL) {
-    warn(a, "average %d is above %d; using %d", d.average, CNF_MAX_POLL, CNF_MAX_POLL);
-    d.average = CNF_MAX_POLL;
-  }
-  a->p->cfg->discard = d;
+  /* ntpd takes average 0..255, but the value is a poll exponent (it goes into KoD poll
+   * fields): the table clamps it to 17 with a warning. */
+  if (parse_options(a, CNF_OG_DISCARD, &d, NULL))
+    a->p->cfg->discard = d;
 }
-
-static const OptSpec mru_opts[] = {
-    {"maxdepth", OPT_MRU, 0, INT32_MAX, offsetof(CNF_Mru, max), 0, 0},
-    {"maxmem", OPT_MRU, 0, INT32_MAX, offsetof(CNF_Mru, max), 1, 0},
-    {"initalloc", OPT_MRU, 0, INT32_MAX, offsetof(CNF_Mru, init), 0, 0},
-    {"initmem", OPT_MRU, 0, INT32_MAX, offsetof(CNF_Mru, init), 1, 0},
-    {"incalloc", OPT_MRU, 0, INT32_MAX, offsetof(CNF_Mru, inc), 0, 0},
-    {"incmem", OPT_MRU, 0, INT32_MAX, offsetof(CNF_Mru, inc), 1, 0},
-    {"mindepth", OPT_U32, 0, INT32_MAX, offsetof(CNF_Mru, mindepth), 0, 0},
-    {"maxage", OPT_U32, 0, INT32_MAX, offsetof(CNF_Mru, maxage), 0, 0},
-};
 
 static void
 d_mru(Args *a, int unused)
@@ -998,24 +950,9 @@ d_mru(Args *a, int unused)
   CNF_Mru m = a->p->cfg->mru;
   if (at_end(a))
     return (void)fail(a, "missing argument");
-  if (parse_options(a, mru_opts, N_ELEMS(mru_opts), &m, NULL))
+  if (parse_options(a, CNF_OG_MRU, &m, NULL))
     a->p->cfg->mru = m;
 }
-
-static const OptSpec tos_opts[] = {
-    {"orphan", OPT_INT, 1, 16, offsetof(CNF_Tos, orphan), 0, 0},
-    {"orphanwait", OPT_INT, 0, 86400, offsetof(CNF_Tos, orphanwait), 0, 0},
-    {"minclock", OPT_INT, 1, 100, offsetof(CNF_Tos, minclock), 0, 0},
-    {"minsane", OPT_INT, 1, 100, offsetof(CNF_Tos, minsane), 0, 0},
-    {"maxclock", OPT_INT, 1, 100, offsetof(CNF_Tos, maxclock), 0, 0},
-    {"maxdist", OPT_DBL, 0.001, 16, offsetof(CNF_Tos, maxdist), 0, 0},
-    {"mindist", OPT_DBL, 0, 1, offsetof(CNF_Tos, mindist), 0, 0},
-    {"floor", OPT_INT, 0, 15, offsetof(CNF_Tos, floor), 0, 0},
-    {"ceiling", OPT_INT, 1, 16, offsetof(CNF_Tos, ceiling), 0, 0},
-    {"kodbackoff", OPT_INT, 3, 17, offsetof(CNF_Tos, kod_backoff), 0, 0},
-    {"kodbackoffmax", OPT_INT, 3, 17, offsetof(CNF_Tos, kod_backoff_max), 0, 0},
-    {"kodratecap", OPT_INT, 4, 17, offsetof(CNF_Tos, kod_rate_cap), 0, 0},
-};
 
 static void
 d_tos(Args *a, int unused)
@@ -1024,7 +961,7 @@ d_tos(Args *a, int unused)
   CNF_Tos t = a->p->cfg->tos;
   if (at_end(a))
     return (void)fail(a, "missing argument");
-  if (!parse_options(a, tos_opts, N_ELEMS(tos_opts), &t, NULL))
+  if (!parse_options(a, CNF_OG_TOS, &t, NULL))
     return;
   if (t.floor >= t.ceiling)
     return (void)fail(a, "floor %d must be below ceiling %d", t.floor, t.ceiling);
@@ -1294,14 +1231,6 @@ d_switch(Args *a, int on)
   a->p->cfg->sw = sw;
 }
 
-static void
-d_noeffect(Args *a, int unused)
-{
-  (void)unused;
-  a->i = a->n;
-  warn(a, "accepted for compatibility; it has no effect here");
-}
-
 /* ------------------------------------------------------------------------------------ */
 /* Files, lines and includes                                                              */
 
@@ -1390,8 +1319,8 @@ d_include(Args *a, int unused)
     return (void)fail_oom(a);
   FileId id;
   FILE *f = open_config(path, &id, &why);
-  if (!f)
-    fail(a, "cannot open '%s': %s", path, why);
+  if (!f) /* ntpd warns and goes on; so do we, loudly */
+    warn(a, "cannot open '%s': %s; skipped", path, why);
   else if (already_open(p, id))
     fail(a, "include loop: '%s' is already being read", path);
   else if (p->depth >= MAX_INCLUDE_DEPTH || p->n_open >= MAX_INCLUDE_DEPTH)
@@ -1405,44 +1334,34 @@ d_include(Args *a, int unused)
 
 typedef void (*DirectiveFn)(Args *a, int arg);
 
+/* The handler of each supported directive of confdirs.c's table, by its id. */
 static const struct {
-  const char *name;
   DirectiveFn fn;
   int arg;
-} directives[] = {
-    {"server", d_assoc, CNF_SERVER},
-    {"pool", d_assoc, CNF_POOL},
-    {"peer", d_assoc, CNF_PEER},
-    {"fudge", d_fudge, 0},
-    {"restrict", d_restrict, CNF_RST_ADD},
-    {"unrestrict", d_restrict, CNF_RST_CLEAR},
-    {"delrestrict", d_delrestrict, 0},
-    {"discard", d_discard, 0},
-    {"mru", d_mru, 0},
-    {"interface", d_interface, 0},
-    {"nic", d_interface, 0},
-    {"port", d_port, 0},
-    {"threads", d_threads, 0},
-    {"driftfile", d_path, (int)offsetof(CNF_Config, driftfile)},
-    {"logfile", d_path, (int)offsetof(CNF_Config, logfile)},
-    {"pidfile", d_path, (int)offsetof(CNF_Config, pidfile)},
-    {"keys", d_path, (int)offsetof(CNF_Config, keysfile)},
-    {"trustedkey", d_trustedkey, 0},
-    {"controlkey", d_keyid, (int)offsetof(CNF_Config, control_key)},
-    {"requestkey", d_keyid, (int)offsetof(CNF_Config, request_key)},
-    {"tos", d_tos, 0},
-    {"enable", d_switch, 1},
-    {"disable", d_switch, 0},
-    {"includefile", d_include, 0},
-    {"statistics", d_noeffect, 0},
-    {"statsdir", d_noeffect, 0},
-    {"filegen", d_noeffect, 0},
-    {"leapfile", d_noeffect, 0},
-    {"leapsmearinterval", d_noeffect, 0},
-    {"broadcastdelay", d_noeffect, 0},
-    {"tinker", d_noeffect, 0},
-    {"logconfig", d_noeffect, 0},
-    {"nonvolatile", d_noeffect, 0},
+} handlers[CNF_D_COUNT] = {
+    [CNF_D_SERVER] = {d_assoc, CNF_SERVER},
+    [CNF_D_POOL] = {d_assoc, CNF_POOL},
+    [CNF_D_PEER] = {d_assoc, CNF_PEER},
+    [CNF_D_FUDGE] = {d_fudge, 0},
+    [CNF_D_RESTRICT] = {d_restrict, CNF_RST_ADD},
+    [CNF_D_UNRESTRICT] = {d_restrict, CNF_RST_CLEAR},
+    [CNF_D_DELRESTRICT] = {d_delrestrict, 0},
+    [CNF_D_DISCARD] = {d_discard, 0},
+    [CNF_D_MRU] = {d_mru, 0},
+    [CNF_D_INTERFACE] = {d_interface, 0},
+    [CNF_D_PORT] = {d_port, 0},
+    [CNF_D_THREADS] = {d_threads, 0},
+    [CNF_D_DRIFTFILE] = {d_path, (int)offsetof(CNF_Config, driftfile)},
+    [CNF_D_LOGFILE] = {d_path, (int)offsetof(CNF_Config, logfile)},
+    [CNF_D_PIDFILE] = {d_path, (int)offsetof(CNF_Config, pidfile)},
+    [CNF_D_KEYS] = {d_path, (int)offsetof(CNF_Config, keysfile)},
+    [CNF_D_TRUSTEDKEY] = {d_trustedkey, 0},
+    [CNF_D_CONTROLKEY] = {d_keyid, (int)offsetof(CNF_Config, control_key)},
+    [CNF_D_REQUESTKEY] = {d_keyid, (int)offsetof(CNF_Config, request_key)},
+    [CNF_D_TOS] = {d_tos, 0},
+    [CNF_D_ENABLE] = {d_switch, 1},
+    [CNF_D_DISABLE] = {d_switch, 0},
+    [CNF_D_INCLUDEFILE] = {d_include, 0},
 };
 
 typedef struct {
@@ -1450,10 +1369,11 @@ typedef struct {
   size_t n, cap;
 } Tokens;
 
+/* Blanks separate tokens. Other control characters never get here (parse_line). */
 static bool
 is_blank(char c)
 {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+  return c == ' ' || c == '\t';
 }
 
 static bool
@@ -1508,17 +1428,42 @@ tokenize(Parser *p, char *s, Tokens *t)
 static void
 run_directive(Parser *p, Tokens *t)
 {
-  size_t i = 0;
-  while (i < N_ELEMS(directives) && strcmp(directives[i].name, t->v[0]) != 0)
-    i++;
-  if (i == N_ELEMS(directives)) {
+  const CNF_Directive *d = CNF_FindDirective(t->v[0]);
+  if (!d) {
     report(p, "unknown directive '%.64s'", t->v[0]);
     return;
   }
-  Args a = {.p = p, .name = directives[i].name, .tok = t->v, .n = t->n, .i = 1};
-  directives[i].fn(&a, directives[i].arg);
+  Args a = {.p = p, .name = d->name, .tok = t->v, .n = t->n, .i = 1};
+  if (p->runtime && !(d->flags & CNF_DF_RUNTIME)) {
+    fail(&a,
+         "'%s' cannot be changed at runtime (only restrict, unrestrict, delrestrict, "
+         "discard and mru can)",
+         d->name);
+    return;
+  }
+  if (d->status == CNF_DS_NOEFFECT) {
+    warn(&a, "accepted for compatibility; it has no effect here: %s", d->why);
+    return;
+  }
+  if (d->status == CNF_DS_REFUSED || !handlers[d->id].fn) {
+    fail(&a, "not supported: %s", d->why ? d->why : "no handler");
+    return;
+  }
+  handlers[d->id].fn(&a, handlers[d->id].arg);
   if (!a.failed && a.i < a.n)
     fail(&a, "unexpected '%.64s'", a.tok[a.i]);
+}
+
+/* The first control character of a line (other than tab), or NULL. */
+static const char *
+control_char(const char *s, size_t len)
+{
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c < 0x20 && c != '\t') || c == 0x7f)
+      return s + i;
+  }
+  return NULL;
 }
 
 /* One line of len bytes (may end in "\n" or "\r\n"); modified in place. */
@@ -1529,8 +1474,19 @@ parse_line(Parser *p, char *line, size_t len, Tokens *t)
     report(p, "line contains a NUL byte");
     return;
   }
-  while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+  if (len > 0 && line[len - 1] == '\n') {
     line[--len] = '\0';
+    if (len > 0 && line[len - 1] == '\r')
+      line[--len] = '\0';
+  }
+  const char *cc = control_char(line, len);
+  if (cc) {
+    report(p,
+           "control character 0x%02x at column %zu: only tab and the newline that ends a "
+           "line may appear; the line is ignored",
+           (unsigned char)*cc, (size_t)(cc - line) + 1);
+    return;
+  }
   if (tokenize(p, line, t) && t->n > 0)
     run_directive(p, t);
 }
@@ -1566,7 +1522,7 @@ parse_text(Parser *p, const char *text)
   p->line = 0;
   while (*text) {
     const char *nl = strchr(text, '\n');
-    size_t len = nl ? (size_t)(nl - text) : strlen(text);
+    size_t len = nl ? (size_t)(nl - text) + 1 : strlen(text); /* with its newline */
     p->line++;
     char *b = grow(buf, &cap, len + 1, 1);
     if (!b) {
@@ -1577,7 +1533,7 @@ parse_text(Parser *p, const char *text)
       buf[len] = '\0';
       parse_line(p, buf, len, &t);
     }
-    text += len + (nl ? 1 : 0);
+    text += len;
   }
   free(t.v);
   free(buf);
@@ -1613,14 +1569,28 @@ CNF_ParseFile(CNF_Config *cfg, const char *path, CNF_Errors *errs)
   return p.n_errors == 0;
 }
 
-bool
-CNF_ParseText(CNF_Config *cfg, const char *name, const char *text, CNF_Errors *errs)
+static bool
+parse_text_as(CNF_Config *cfg, const char *name, const char *text, bool runtime,
+              CNF_Errors *errs)
 {
   name = name ? name : "<text>";
-  Parser p = {.cfg = cfg, .errs = errs, .file = name, .top = name, .depth = 1};
+  Parser p = {
+      .cfg = cfg, .errs = errs, .file = name, .top = name, .depth = 1, .runtime = runtime};
   parse_text(&p, text ? text : "");
   finish(&p);
   return p.n_errors == 0;
+}
+
+bool
+CNF_ParseText(CNF_Config *cfg, const char *name, const char *text, CNF_Errors *errs)
+{
+  return parse_text_as(cfg, name, text, false, errs);
+}
+
+bool
+CNF_ParseRuntimeText(CNF_Config *cfg, const char *name, const char *text, CNF_Errors *errs)
+{
+  return parse_text_as(cfg, name, text, true, errs);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1637,30 +1607,10 @@ CNF_Create(void)
                                     .maxpoll = CNF_DEFAULT_MAXPOLL,
                                     .stratum = CNF_LOCAL_DEFAULT_STRATUM,
                                     .refid = CNF_LOCAL_DEFAULT_REFID};
-  c->discard = (CNF_Discard){.average = 3,
-                             .minimum = 2,
-                             .monitor = 3000,
-                             .leak = 4,
-                             .kodlimit = 1,
-                             .netaverage = -3,
-                             .shedrate = 1000,
-                             .sheddepth = 32,
-                             .shedhold = 8,
-                             .shedwait = 2};
-  c->mru = (CNF_Mru){
-      .max = {true, 1024}, .init = {true, 4}, .inc = {true, 4}, .mindepth = 600, .maxage = 64};
+  CNF_ApplyDefaults(CNF_OG_DISCARD, &c->discard);
+  CNF_ApplyDefaults(CNF_OG_MRU, &c->mru);
+  CNF_ApplyDefaults(CNF_OG_TOS, &c->tos);
   c->port = CNF_NTP_PORT;
-  c->tos = (CNF_Tos){.orphanwait = 300,
-                     .kod_backoff = 10,
-                     .kod_backoff_max = 17,
-                     .kod_rate_cap = 10,
-                     .minclock = 3,
-                     .minsane = 1,
-                     .maxclock = 10,
-                     .maxdist = 1.5,
-                     .mindist = 0.001,
-                     .floor = 1,
-                     .ceiling = 15};
   c->sw = (CNF_Switches){.auth = true, .kernel = true, .monitor = true, .ntp = true};
   return c;
 }

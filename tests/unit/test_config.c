@@ -626,7 +626,7 @@ test_discard(void)
   TEST_EQ_STR(only_error("discard netprefix 24"),
               "t.conf:1: discard: netprefix '24' is not of the form N/M");
   TEST_EQ_STR(only_error("discard netprefix 33/64"),
-              "t.conf:1: discard: netprefix 33/64 is out of range (0..32/0..128)");
+              "t.conf:1: discard: netprefix 33/64 is out of range 0..32/0..128");
   TEST_EQ_STR(only_error("discard"), "t.conf:1: discard: missing argument");
   TEST_EQ_STR(only_error("discard average 4 minimum"),
               "t.conf:1: discard: missing value for minimum");
@@ -660,7 +660,7 @@ test_mru(void)
   TEST_CHECK(c->mru.max.in_kib && c->mru.max.value == 64);
   CNF_Destroy(c);
   TEST_EQ_STR(only_error("mru maxdepth -1"),
-              "t.conf:1: mru: maxdepth -1 is out of range 0..2147483647");
+              "t.conf:1: mru: maxdepth -1 is out of range 1..16777216");
   TEST_EQ_STR(only_error("mru minage 5"), "t.conf:1: mru: unknown option 'minage'");
 }
 
@@ -830,7 +830,7 @@ test_compat_no_effect(void)
                                       "statsdir /var/log/ntpstats/",
                                       "filegen loopstats file loopstats type day enable",
                                       "leapfile /usr/share/zoneinfo/leap-seconds.list",
-                                      "leapsmearinterval 86400",
+                                      "rlimit memlock 32 stacksize 1024",
                                       "broadcastdelay 0.008",
                                       "tinker panic 0",
                                       "logconfig =syncall +clockall",
@@ -841,10 +841,13 @@ test_compat_no_effect(void)
     CNF_Config *c = parse(names[i], &e, &ok);
     TEST_CHECK(ok);
     TEST_EQ_INT(e.warnings.count, 1);
-    char want[128], dir[32];
+    char want[256], dir[32];
     sscanf(names[i], "%31s", dir);
+    const CNF_Directive *d = CNF_FindDirective(dir);
+    TEST_CHECK(d && d->status == CNF_DS_NOEFFECT && d->why);
     snprintf(want, sizeof(want),
-             "t.conf:1: %s: accepted for compatibility; it has no effect here", dir);
+             "t.conf:1: %s: accepted for compatibility; it has no effect here: %s", dir,
+             d ? d->why : "");
     TEST_EQ_STR(wrn(&e, 0), want);
     CNF_ClearErrors(&e);
     CNF_Destroy(c);
@@ -932,7 +935,13 @@ test_null_errs_and_format(void)
 static void
 test_control_characters_sanitized(void)
 {
-  TEST_EQ_STR(only_error("bo\033[2Jgus"), "t.conf:1: unknown directive 'bo?[2Jgus'");
+  /* refused before anything reads a word of the line, so none reaches a message */
+  TEST_EQ_STR(only_error("bo\033[2Jgus"),
+              "t.conf:1: control character 0x1b at column 3: only tab and the newline that "
+              "ends a line may appear; the line is ignored");
+  TEST_EQ_STR(only_error("bo\177gus"),
+              "t.conf:1: control character 0x7f at column 3: only tab and the newline that "
+              "ends a line may appear; the line is ignored");
 }
 
 static void
@@ -1098,26 +1107,29 @@ test_include_errors(void)
   char main_path[256];
   snprintf(main_path, sizeof(main_path), "%s", tpath("main.conf"));
   TEST_CHECK(!CNF_ParseFile(c, main_path, &e));
-  TEST_EQ_INT(e.errors.count, 5);
+  TEST_EQ_INT(e.errors.count, 3);
+  TEST_EQ_INT(e.warnings.count, 2);
   char want[512];
+  /* a file that cannot be opened is skipped with a warning, as ntpd does */
   snprintf(want, sizeof(want),
-           "%s:1: includefile: cannot open '%s/nope.conf': No such file or directory",
+           "%s:1: includefile: cannot open '%s/nope.conf': No such file or directory; skipped",
            main_path, tmpdir);
-  TEST_EQ_STR(err(&e, 0), want);
+  TEST_EQ_STR(wrn(&e, 0), want);
   snprintf(want, sizeof(want), "%s:2: includefile: missing file name", main_path);
-  TEST_EQ_STR(err(&e, 1), want);
-  snprintf(want, sizeof(want), "%s:3: includefile: cannot open '%s/sub': not a regular file",
-           main_path, tmpdir);
-  TEST_EQ_STR(err(&e, 2), want);
+  TEST_EQ_STR(err(&e, 0), want);
+  snprintf(want, sizeof(want),
+           "%s:3: includefile: cannot open '%s/sub': not a regular file; skipped", main_path,
+           tmpdir);
+  TEST_EQ_STR(wrn(&e, 1), want);
   snprintf(
       want, sizeof(want),
       "%s/loop_b.conf:3: includefile: include loop: '%s/loop_a.conf' is already being read",
       tmpdir, tmpdir);
-  TEST_EQ_STR(err(&e, 3), want);
+  TEST_EQ_STR(err(&e, 1), want);
   snprintf(want, sizeof(want),
            "%s/self.conf:1: includefile: include loop: '%s/self.conf' is already being read",
            tmpdir, tmpdir);
-  TEST_EQ_STR(err(&e, 4), want);
+  TEST_EQ_STR(err(&e, 2), want);
   /* Lines after the loop in each file were still read. */
   TEST_EQ_INT(c->port, 9);
   TEST_EQ_INT(c->threads, 1);
@@ -1192,6 +1204,137 @@ test_file_with_nul_and_crlf(void)
   remove_tmpdir();
 }
 
+/* ---- control characters and runtime text (ntpq :config) ---- */
+
+/* Parse text as runtime text "rt"; the first error formatted, or "" if it parsed clean. */
+static const char *
+runtime_result(const char *text, size_t *n_errors)
+{
+  static char buf[512];
+  CNF_Config *c = CNF_Create();
+  CNF_Errors e;
+  CNF_InitErrors(&e);
+  bool ok = CNF_ParseRuntimeText(c, "rt", text, &e);
+  snprintf(buf, sizeof(buf), "%s", ok ? "" : fmt_msg(&e.errors, 0));
+  if (n_errors)
+    *n_errors = e.errors.count;
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  return buf;
+}
+
+static void
+test_control_characters_are_not_blanks(void)
+{
+  /* \r, \v, \f once read as blanks: "\rincludefile FILE" was an includefile line to the
+   * parser and a line with an empty first word to :config's allow-list */
+  static const char *const lines[] = {"\rport 5", "\vport 5",   "\fport 5",      "port\r5",
+                                      "port 5\v", "port 5\r\r\n", "port 5 \f # x", "\x01port 5"};
+  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+    CNF_Errors e;
+    bool ok;
+    CNF_Config *c = parse(lines[i], &e, &ok);
+    TEST_CHECK(!ok);
+    TEST_EQ_INT(e.errors.count, 1);
+    TEST_CHECK(strstr(err(&e, 0), "t.conf:1: control character 0x") == err(&e, 0));
+    TEST_EQ_INT(c->port, 123); /* nothing of the line was applied */
+    CNF_ClearErrors(&e);
+    CNF_Destroy(c);
+  }
+  /* tab is a blank; "\r\n" and "\n" end a line */
+  CNF_Config *c = NULL;
+  TEST_CHECK(clean_parse("\tport\t5\t\r\nthreads 2\n", &c));
+  if (c) {
+    TEST_EQ_INT(c->port, 5);
+    TEST_EQ_INT(c->threads, 2);
+  }
+  CNF_Destroy(c);
+}
+
+static void
+test_runtime_text_access_control_only(void)
+{
+  size_t n = 0;
+  TEST_EQ_STR(runtime_result("restrict 192.0.2.1 noserve kod\n"
+                             "unrestrict 192.0.2.1 kod\n"
+                             "delrestrict 192.0.2.1\n"
+                             "discard average 4 leak 2\n"
+                             "mru maxdepth 1000\n"
+                             "\t# a comment\n\n",
+                             &n),
+              "");
+  TEST_EQ_INT(n, 0);
+  /* the proof of concept of the :config bypass, and its plain forms */
+  TEST_EQ_STR(runtime_result("\rincludefile /etc/passwd\n", &n),
+              "rt:1: control character 0x0d at column 1: only tab and the newline that ends "
+              "a line may appear; the line is ignored");
+  TEST_EQ_STR(runtime_result("restrict default\n\vkeys /tmp/k\n", &n),
+              "rt:2: control character 0x0b at column 1: only tab and the newline that ends "
+              "a line may appear; the line is ignored");
+  TEST_EQ_STR(runtime_result("includefile /etc/passwd", &n),
+              "rt:1: includefile: 'includefile' cannot be changed at runtime (only restrict, "
+              "unrestrict, delrestrict, discard and mru can)");
+  TEST_EQ_STR(runtime_result("  controlkey 3", &n),
+              "rt:1: controlkey: 'controlkey' cannot be changed at runtime (only restrict, "
+              "unrestrict, delrestrict, discard and mru can)");
+  /* every directive of the table that is not marked for runtime is refused there, whatever
+   * its arguments, also when it is only accepted with a warning in a file */
+  size_t nd;
+  const CNF_Directive *d = CNF_Directives(&nd);
+  size_t allowed = 0;
+  for (size_t i = 0; i < nd; i++) {
+    char line[128], want[256];
+    snprintf(line, sizeof(line), "restrict 192.0.2.9\n%s 1 /tmp/x\n", d[i].name);
+    runtime_result(line, &n);
+    if (d[i].flags & CNF_DF_RUNTIME) {
+      allowed++;
+      continue;
+    }
+    snprintf(want, sizeof(want), "rt:2: %s: '%s' cannot be changed at runtime", d[i].name,
+             d[i].name);
+    TEST_CHECK(strncmp(runtime_result(line, &n), want, strlen(want)) == 0);
+    TEST_EQ_INT(n, 1);
+  }
+  TEST_EQ_INT(allowed, 5);
+  /* the file parser is not restricted */
+  CNF_Config *c = NULL;
+  TEST_CHECK(clean_parse("controlkey 3\n", &c));
+  CNF_Destroy(c);
+}
+
+static void
+test_field_directives(void)
+{
+  /* rlimit stopped the daemon; ntpd and NTPsec accept it: a warning now */
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *c = parse("rlimit memlock 0\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.warnings.count, 1);
+  TEST_EQ_STR(wrn(&e, 0),
+              "t.conf:1: rlimit: accepted for compatibility; it has no effect here: ntpgated "
+              "neither locks its memory nor changes resource limits");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  /* refused where ignoring the line would change what the operator relies on */
+  TEST_EQ_STR(only_error("leapsmearinterval 86400"),
+              "t.conf:1: leapsmearinterval: not supported: leap smearing is not supported: "
+              "clients would see the leap second unsmeared");
+  TEST_EQ_STR(only_error("broadcast 192.0.2.255"),
+              "t.conf:1: broadcast: not supported: broadcast mode is not supported");
+  TEST_EQ_STR(only_error("crypto pw secret"),
+              "t.conf:1: crypto: not supported: Autokey is not supported; use symmetric keys "
+              "('keys', 'key N')");
+  /* every row says why unless it works; every name is unique */
+  size_t nd;
+  const CNF_Directive *d = CNF_Directives(&nd);
+  for (size_t i = 0; i < nd; i++) {
+    TEST_CHECK((d[i].status == CNF_DS_SUPPORTED) == (d[i].why == NULL));
+    TEST_CHECK((d[i].status == CNF_DS_SUPPORTED) == (d[i].id != CNF_D_NONE));
+    TEST_CHECK(CNF_FindDirective(d[i].name) == &d[i]);
+  }
+}
+
 TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_server_pool_peer), TEST_CASE(test_server_poll_rules),
           TEST_CASE(test_local_clock), TEST_CASE(test_restrict_default_forms),
@@ -1206,4 +1349,6 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_null_errs_and_format), TEST_CASE(test_control_characters_sanitized),
           TEST_CASE(test_long_lines), TEST_CASE(test_typical_public_server),
           TEST_CASE(test_parse_file_and_relative_include), TEST_CASE(test_include_errors),
-          TEST_CASE(test_include_depth_limit), TEST_CASE(test_file_with_nul_and_crlf))
+          TEST_CASE(test_include_depth_limit), TEST_CASE(test_file_with_nul_and_crlf),
+          TEST_CASE(test_control_characters_are_not_blanks),
+          TEST_CASE(test_runtime_text_access_control_only), TEST_CASE(test_field_directives))
