@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include "harness.h"
+#include "monitor.h"
+#include "shed.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -1228,8 +1230,9 @@ test_control_characters_are_not_blanks(void)
 {
   /* \r, \v, \f once read as blanks: "\rincludefile FILE" was an includefile line to the
    * parser and a line with an empty first word to :config's allow-list */
-  static const char *const lines[] = {"\rport 5", "\vport 5",   "\fport 5",      "port\r5",
-                                      "port 5\v", "port 5\r\r\n", "port 5 \f # x", "\x01port 5"};
+  static const char *const lines[] = {"\rport 5",      "\vport 5",  "\fport 5",
+                                      "port\r5",       "port 5\v",  "port 5\r\r\n",
+                                      "port 5 \f # x", "\x01port 5"};
   for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
     CNF_Errors e;
     bool ok;
@@ -1335,6 +1338,262 @@ test_field_directives(void)
   }
 }
 
+/* ---- one place for each setting: the table against the modules and the docs ---- */
+
+/* Where a discard/mru option lands in the monitor's and the shed table's parameters. */
+typedef struct {
+  const char *name;
+  size_t mon;       /* offset in MON_Params + 1, 0 = not there */
+  int mon_int;      /* 1: int field, 0: uint32_t */
+  bool mon_checked; /* MON_ValidateParams checks the range */
+  size_t shd;       /* offset in SHD_Params + 1, 0 = not there */
+  int shd_int;
+} ParamMap;
+
+#define MON_AT(f) (offsetof(MON_Params, f) + 1)
+#define SHD_AT(f) (offsetof(SHD_Params, f) + 1)
+
+static const ParamMap param_map[] = {
+    {"average", MON_AT(average), 1, true, 0, 0},
+    {"minimum", MON_AT(minimum), 1, true, 0, 0},
+    {"monitor", MON_AT(monitor), 0, false, 0, 0},
+    {"leak", MON_AT(leak), 1, true, SHD_AT(leak), 1},
+    {"kodlimit", MON_AT(kodlimit), 0, false, 0, 0},
+    {"netaverage", MON_AT(netaverage), 1, true, 0, 0},
+    {"shedrate", 0, 0, false, SHD_AT(rate), 0},
+    {"sheddepth", 0, 0, false, SHD_AT(depth), 0},
+    {"shedhold", 0, 0, false, SHD_AT(hold_s), 0},
+    {"shedwait", 0, 0, false, SHD_AT(wait_ms), 0},
+};
+
+static void
+put(void *base, size_t at, int is_int, long long v)
+{
+  char *p = (char *)base + at - 1;
+  if (is_int)
+    *(int *)(void *)p = (int)v;
+  else
+    *(uint32_t *)(void *)p = (uint32_t)v;
+}
+
+static long long
+get(const void *base, size_t at, int is_int)
+{
+  const char *p = (const char *)base + at - 1;
+  if (is_int)
+    return *(const int *)(const void *)p;
+  return *(const uint32_t *)(const void *)p;
+}
+
+static bool
+mon_ok(const ParamMap *m, long long v)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  put(&p, m->mon, m->mon_int, v);
+  return MON_ValidateParams(&p, NULL, 0);
+}
+
+static bool
+shd_ok(const ParamMap *m, long long v)
+{
+  SHD_Params p;
+  char e[128];
+  SHD_DefaultParams(&p);
+  put(&p, m->shd, m->shd_int, v);
+  return SHD_ValidateParams(&p, e, sizeof(e));
+}
+
+static void
+test_table_matches_monitor_and_shed(void)
+{
+  MON_Params mp;
+  SHD_Params sp;
+  MON_DefaultParams(&mp);
+  SHD_DefaultParams(&sp);
+  for (size_t i = 0; i < sizeof(param_map) / sizeof(param_map[0]); i++) {
+    const ParamMap *m = &param_map[i];
+    const CNF_Option *o = CNF_FindOption(CNF_OG_DISCARD, m->name);
+    TEST_CHECK(o != NULL);
+    if (!o)
+      continue;
+    long long lo = (long long)o->lo, hi = (long long)(o->clamp > 0 ? o->clamp : o->hi);
+    if (m->mon) {
+      TEST_EQ_INT(get(&mp, m->mon, m->mon_int), (long long)o->def);
+      TEST_CHECK(mon_ok(m, lo) && mon_ok(m, hi));
+      if (m->mon_checked)
+        TEST_CHECK(!mon_ok(m, lo - 1) && !mon_ok(m, hi + 1));
+    }
+    if (m->shd) {
+      TEST_EQ_INT(get(&sp, m->shd, m->shd_int), (long long)o->def);
+      TEST_CHECK(shd_ok(m, lo) && shd_ok(m, hi));
+      TEST_CHECK((lo == 0 && !m->shd_int) || !shd_ok(m, lo - 1)); /* unsigned 0 - 1 wraps */
+      TEST_CHECK(!shd_ok(m, hi + 1));
+    }
+  }
+  /* netprefix: both halves */
+  const CNF_Option *np = CNF_FindOption(CNF_OG_DISCARD, "netprefix");
+  TEST_EQ_INT(mp.netprefix4, (int)np->def);
+  TEST_EQ_INT(mp.netprefix6, (int)np->def);
+  MON_Params p = mp;
+  p.netprefix4 = (int)np->hi;
+  p.netprefix6 = (int)np->hi2;
+  TEST_CHECK(MON_ValidateParams(&p, NULL, 0));
+  p.netprefix4++;
+  TEST_CHECK(!MON_ValidateParams(&p, NULL, 0));
+  /* mru: the default maxmem is the monitor's default maxdepth (64 octets a record with its
+   * index), and the largest maxdepth / maxmem are the largest table it accepts */
+  const CNF_Option *mm = CNF_FindOption(CNF_OG_MRU, "maxmem");
+  const CNF_Option *md = CNF_FindOption(CNF_OG_MRU, "maxdepth");
+  TEST_EQ_INT(mp.maxdepth, (long long)mm->def * 1024 / (MON_RECORD_BYTES + 4));
+  TEST_EQ_INT((long long)mm->hi * 1024 / (MON_RECORD_BYTES + 4), (long long)md->hi);
+  p = mp;
+  p.maxdepth = (uint32_t)md->hi;
+  TEST_CHECK(MON_ValidateParams(&p, NULL, 0));
+  p.maxdepth++;
+  TEST_CHECK(!MON_ValidateParams(&p, NULL, 0));
+  p.maxdepth = (uint32_t)md->lo - 1;
+  TEST_CHECK(!MON_ValidateParams(&p, NULL, 0));
+  TEST_EQ_INT(mp.mindepth, (long long)CNF_FindOption(CNF_OG_MRU, "mindepth")->def);
+  TEST_EQ_INT(mp.maxage, (long long)CNF_FindOption(CNF_OG_MRU, "maxage")->def);
+}
+
+/* Every option's default is what CNF_Create holds, and a value just outside its range is
+ * an error at its line, so no range error is left for a later stage without FILE:LINE. */
+static void
+test_table_ranges_enforced_at_the_line(void)
+{
+  static const char *const dirs[CNF_OG_COUNT] = {"server 192.0.2.1", "discard", "mru", "tos"};
+  for (int g = 0; g < CNF_OG_COUNT; g++) {
+    size_t n;
+    const CNF_Option *o = CNF_Options((CNF_OptGroup)g, &n);
+    for (size_t i = 0; i < n; i++) {
+      if (o[i].kind == CNF_OK_FLAG)
+        continue;
+      char line[160];
+      if (o[i].kind == CNF_OK_PAIR)
+        snprintf(line, sizeof(line), "\n%s %s %.0f/0", dirs[g], o[i].name, o[i].hi + 1);
+      else if (o[i].kind == CNF_OK_DBL)
+        snprintf(line, sizeof(line), "\n%s %s %g", dirs[g], o[i].name, o[i].hi * 2);
+      else
+        snprintf(line, sizeof(line), "\n%s %s %.0f", dirs[g], o[i].name, o[i].hi + 1);
+      CNF_Errors e;
+      bool ok;
+      CNF_Config *c = parse(line, &e, &ok);
+      TEST_CHECK(!ok);
+      TEST_CHECK(strstr(err(&e, 0), "t.conf:2: ") == err(&e, 0));
+      TEST_CHECK(strstr(err(&e, 0), "out of range") != NULL);
+      CNF_ClearErrors(&e);
+      CNF_Destroy(c);
+    }
+  }
+  CNF_Config *c = CNF_Create();
+  TEST_EQ_INT(c->discard.leak, (long long)CNF_FindOption(CNF_OG_DISCARD, "leak")->def);
+  TEST_EQ_INT(c->discard.netaverage,
+              (long long)CNF_FindOption(CNF_OG_DISCARD, "netaverage")->def);
+  TEST_EQ_INT(c->mru.max.value, 1024);
+  TEST_CHECK(c->mru.max.in_kib);
+  TEST_EQ_INT(c->tos.kod_backoff_max, 17);
+  CNF_Destroy(c);
+}
+
+/* ---- docs/configuration.md says what the table says ---- */
+
+static char *
+read_doc(void)
+{
+  /* the source tree from this file's path (CMake compiles it by its absolute path) */
+  char path[1024];
+  snprintf(path, sizeof(path), "%s", __FILE__);
+  char *cut = strstr(path, "tests/unit/test_config.c");
+  if (!cut)
+    return NULL;
+  snprintf(cut, sizeof(path) - (size_t)(cut - path), "docs/configuration.md");
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return NULL;
+  static char buf[1 << 18];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return buf;
+}
+
+/* The table row of docs that starts with "| `NAME" (after `after`), as a string, or "". */
+static const char *
+doc_row(const char *doc, const char *after, const char *name)
+{
+  static char row[1024];
+  const char *from = after ? strstr(doc, after) : doc;
+  char key[96];
+  snprintf(key, sizeof(key), "\n| `%s", name);
+  const char *r = from ? from : doc;
+  for (;;) {
+    r = strstr(r, key);
+    if (!r)
+      return "";
+    char c = r[strlen(key)];
+    if (c == ' ' || c == '`')
+      break;
+    r++;
+  }
+  const char *end = strchr(r + 1, '\n');
+  size_t len = end ? (size_t)(end - r) : strlen(r);
+  len = len > 0 ? len - 1 : 0;
+  snprintf(row, sizeof(row), "%.*s", (int)(len < sizeof(row) ? len : sizeof(row) - 1), r + 1);
+  return row;
+}
+
+static void
+test_docs_match_table(void)
+{
+  const char *doc = read_doc();
+  TEST_CHECK(doc != NULL);
+  if (!doc)
+    return;
+  /* every directive in the directive table of the docs, with what ntpgate does */
+  size_t nd;
+  const CNF_Directive *d = CNF_Directives(&nd);
+  static const char *const status[] = {"works", "no effect (warning)", "refused (error)"};
+  for (size_t i = 0; i < nd; i++) {
+    const char *row = doc_row(doc, "## Every directive", d[i].name);
+    if (!strstr(row, status[d[i].status]))
+      fprintf(stderr, "docs: directive %s: row '%s' should say '%s'\n", d[i].name, row,
+              status[d[i].status]);
+    TEST_CHECK(strstr(row, status[d[i].status]) != NULL);
+  }
+  /* every option with its range and default in its section's table */
+  static const char *const sections[CNF_OG_COUNT] = {"## Associations", "## `discard`",
+                                                     "## `mru`", "## `tos`"};
+  for (int g = 0; g < CNF_OG_COUNT; g++) {
+    size_t n;
+    const CNF_Option *o = CNF_Options((CNF_OptGroup)g, &n);
+    for (size_t i = 0; i < n; i++) {
+      if (o[i].kind == CNF_OK_FLAG)
+        continue;
+      const char *row = doc_row(doc, sections[g], o[i].name);
+      char range[96], def[48];
+      if (o[i].kind == CNF_OK_PAIR)
+        snprintf(range, sizeof(range), "%.0f..%.0f / %.0f..%.0f", o[i].lo, o[i].hi, o[i].lo,
+                 o[i].hi2);
+      else if (o[i].kind == CNF_OK_DBL)
+        snprintf(range, sizeof(range), "%g..%g", o[i].lo, o[i].hi);
+      else
+        snprintf(range, sizeof(range), "%.0f..%.0f", o[i].lo, o[i].hi);
+      if (o[i].kind == CNF_OK_DBL)
+        snprintf(def, sizeof(def), "| %g", o[i].def);
+      else
+        snprintf(def, sizeof(def), "| %.0f", o[i].def);
+      bool good = strstr(row, range) != NULL &&
+                  ((o[i].flags & CNF_OF_NODEFAULT) || strstr(row, def) != NULL);
+      if (!good)
+        fprintf(stderr, "docs: option %s: row '%s' should give '%s' and default '%s'\n",
+                o[i].name, row, range, def);
+      TEST_CHECK(good);
+    }
+  }
+}
+
 TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_server_pool_peer), TEST_CASE(test_server_poll_rules),
           TEST_CASE(test_local_clock), TEST_CASE(test_restrict_default_forms),
@@ -1351,4 +1610,6 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_parse_file_and_relative_include), TEST_CASE(test_include_errors),
           TEST_CASE(test_include_depth_limit), TEST_CASE(test_file_with_nul_and_crlf),
           TEST_CASE(test_control_characters_are_not_blanks),
-          TEST_CASE(test_runtime_text_access_control_only), TEST_CASE(test_field_directives))
+          TEST_CASE(test_runtime_text_access_control_only), TEST_CASE(test_field_directives),
+          TEST_CASE(test_table_matches_monitor_and_shed),
+          TEST_CASE(test_table_ranges_enforced_at_the_line), TEST_CASE(test_docs_match_table))
