@@ -119,6 +119,8 @@ CNF_FindDirective(const char *name)
 
 #define ND CNF_OF_NODEFAULT
 #define X CNF_OF_EXTENSION
+#define NOEFF CNF_OF_NOEFFECT
+#define REFUSE CNF_OF_REFUSED
 #define INT_MAX32 2147483647.0
 
 /* name, kind, lo, hi, hi2, clamp, default, flags, offset, offset2, bits, unit */
@@ -143,6 +145,21 @@ static const CNF_Option assoc_opts[] = {
     {"version", CNF_OK_INT, 1, 4, 0, 0, 4, 0, offsetof(CNF_Assoc, version), 0, 0, ""},
     {"port", CNF_OK_U16, 1, 65535, 0, 0, CNF_NTP_PORT, X, offsetof(CNF_Assoc, port), 0, 0,
      "UDP port"},
+    /* ntpd's and NTPsec's other options: what each does here */
+    {"preempt", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | NOEFF, 0, 0, 0,
+     "a pool member that stops answering or refuses us is replaced anyway"},
+    {"xleave", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | NOEFF, 0, 0, 0,
+     "interleaved mode is not used; the basic mode gives the same time"},
+    {"ttl", CNF_OK_INT, 0, 255, 0, 0, 0, ND | NOEFF, 0, 0, 0,
+     "it applies to broadcast and manycast, which are not supported"},
+    {"autokey", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
+     "Autokey is not supported; use symmetric keys ('key N')"},
+    {"nts", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
+     "NTS is not supported; use symmetric keys ('key N')"},
+    {"mode", CNF_OK_INT, 0, 255, 0, 0, 0, ND | REFUSE, 0, 0, 0,
+     "reference clock modes and packet modes other than client are not supported"},
+    {"bias", CNF_OK_DBL, -1, 1, 0, 0, 0, ND | REFUSE, 0, 0, 0,
+     "offsets are not added to a server's time"},
 };
 
 static const CNF_Option discard_opts[] = {

@@ -99,6 +99,9 @@ enum {
   CNF_OF_NODEFAULT = 1u << 0, /* the row has no default of its own (flags; the other word
                                  of a count-or-memory pair holds the default) */
   CNF_OF_EXTENSION = 1u << 1, /* ntpgate's own option */
+  CNF_OF_NOEFFECT = 1u << 2,  /* accepted (with its value, if any) and ignored with a warning
+                                 giving `doc` as the reason */
+  CNF_OF_REFUSED = 1u << 3,   /* an error giving `doc` as the reason */
 };
 
 typedef struct {
@@ -112,7 +115,7 @@ typedef struct {
   size_t offset;   /* where the value goes in the group's struct */
   size_t offset2;  /* PAIR: the second value */
   unsigned bits;   /* FLAG: bits ORed in; MRU: 1 when the value is KiB */
-  const char *doc; /* the unit, as docs/configuration.md writes it */
+  const char *doc; /* the unit, as docs/configuration.md writes it; NOEFFECT / REFUSED: why */
 } CNF_Option;
 
 /* The rows of one group; *n gets the count. */

@@ -459,6 +459,14 @@ parse_options(Args *a, CNF_OptGroup g, void *target, uint32_t *seen)
       i++;
     if (i == n)
       return fail(a, "unknown option '%.64s'", t);
+    if (tab[i].flags & CNF_OF_REFUSED)
+      return fail(a, "option '%s' is not supported: %s", tab[i].name, tab[i].doc);
+    if (tab[i].flags & CNF_OF_NOEFFECT) {
+      if (tab[i].kind != CNF_OK_FLAG && !next_tok(a))
+        return fail(a, "missing value for %s", tab[i].name);
+      warn(a, "option '%s' has no effect here: %s", tab[i].name, tab[i].doc);
+      continue;
+    }
     if (!opt_value(a, &tab[i], target))
       return false;
     if (seen && i < 32)

@@ -1,9 +1,11 @@
 #include "runtime.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -168,7 +170,13 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
       ACC_BuildRestrict(cfg, local, nl, ACC_ResolveSystem, &t->source_flags, acc_msg, &sink);
   if (ACC_MonitorParams(cfg, &t->mon, acc_msg, &sink))
     t->mon.shards = shards_for(threads_for(cfg));
-  if (cfg->keysfile) {
+  struct stat kst;
+  if (cfg->keysfile && stat(cfg->keysfile, &kst) != 0 && errno == ENOENT) {
+    /* ntpd warns and goes on without keys; so do we, loudly */
+    add_record(errs, RUN_SEV_WARNING, cfg->keysfile, 0,
+               "keys file does not exist: no symmetric keys, so authenticated associations "
+               "and ntpq :config will fail");
+  } else if (cfg->keysfile) {
     KEY_Errors ke;
     KEY_InitErrors(&ke);
     t->keys = KEY_LoadFile(cfg->keysfile, &ke);
