@@ -5,11 +5,15 @@
  * row here saying what ntpgate does with it: it works, it is accepted with a warning that
  * says why it changes nothing here, or it is refused with a reason. Every option of the
  * `server`, `discard`, `mru` and `tos` lines has one row with its kind, its accepted range
- * and its default. The parser (config.c) reads these rows and nothing else; CNF_Create takes
- * its defaults from them; tests/unit/test_config.c checks that docs/configuration.md and the
+ * and its default. The parser reads these rows and nothing else; CNF_Create takes its
+ * defaults from them; tests/unit/test_config.c checks that docs/configuration.md and the
  * monitor and shed modules' own defaults and ranges say the same.
  *
- * Pure data and lookups: no state, no allocation. */
+ * The config module is two files along this seam: confdirs.c holds the table and, for each
+ * supported directive, the code that records it into a CNF_Config; config.c reads files and
+ * text into lines and tokens, reports, and dispatches each line through the table (their
+ * shared helpers: confparse.h, private to the two). The lookups here are pure: no state, no
+ * allocation. */
 #ifndef NTPG_CONFDIRS_H
 #define NTPG_CONFDIRS_H
 

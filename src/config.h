@@ -4,7 +4,8 @@
  * decided by the module that reads the recorded value (restrict, monitor, assoc, keys, ...).
  *
  * The directives and options themselves -- names, what is supported, ranges, defaults -- are
- * the table of confdirs.h; this module is the parser that reads lines against it.
+ * the table of confdirs.h (confdirs.c, with the code that records each directive); config.c
+ * reads files and text against it.
  *
  * Text is lines of printable characters: any control character other than tab (a blank)
  * and the newline that ends a line (optionally preceded by one carriage return) makes the

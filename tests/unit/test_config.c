@@ -237,8 +237,8 @@ test_server_poll_rules(void)
   CNF_Errors e;
   bool ok;
   CNF_Config *pc = parse("pool 0.ubuntu.pool.ntp.org iburst preempt\n"
-                        "server b.example ttl 3 xleave\n",
-                        &e, &ok);
+                         "server b.example ttl 3 xleave\n",
+                         &e, &ok);
   TEST_CHECK(ok);
   TEST_EQ_INT(pc->n_assocs, 2);
   TEST_EQ_INT(e.warnings.count, 3);
