@@ -3,6 +3,7 @@
 
 #include "harness.h"
 #include "monitor.h"
+#include "runtime.h"
 #include "shed.h"
 
 #include <stdbool.h>
@@ -1622,6 +1623,48 @@ test_docs_match_table(void)
   }
 }
 
+/* ---- messages reach the daemon as records with a severity ---- */
+
+static void
+test_run_errors_are_records(void)
+{
+  TEST_CHECK(make_tmpdir());
+  /* an error whose text says ": warning: " (a quoted token) once logged as a warning */
+  write_file("main.conf", "rlimit memlock 32\n\"a: warning: b\"\n");
+  RUN_Errors e = {0};
+  TEST_CHECK(!RUN_CheckFile(tpath("main.conf"), &e));
+  TEST_EQ_INT(e.count, 2);
+  TEST_EQ_INT(e.errors, 1);
+  const RUN_Message *err_m = NULL, *warn_m = NULL;
+  for (size_t i = 0; i < e.count; i++) {
+    if (e.items[i].severity == RUN_SEV_ERROR)
+      err_m = &e.items[i];
+    else
+      warn_m = &e.items[i];
+  }
+  TEST_CHECK(err_m && warn_m);
+  if (err_m && warn_m) {
+    TEST_EQ_STR(err_m->msg.file, tpath("main.conf"));
+    TEST_EQ_INT(err_m->msg.line, 2);
+    TEST_EQ_STR(err_m->msg.text, "unknown directive 'a: warning: b'");
+    TEST_EQ_INT(warn_m->msg.line, 1);
+    char buf[512], want[512];
+    RUN_FormatMessage(warn_m, true, buf, sizeof(buf));
+    snprintf(want, sizeof(want),
+             "%s:1: warning: rlimit: accepted for compatibility; it has no effect here: "
+             "ntpgated neither locks its memory nor changes resource limits",
+             tpath("main.conf"));
+    TEST_EQ_STR(buf, want);
+    RUN_FormatMessage(err_m, true, buf, sizeof(buf));
+    snprintf(want, sizeof(want), "%s:2: unknown directive 'a: warning: b'",
+             tpath("main.conf"));
+    TEST_EQ_STR(buf, want);
+  }
+  RUN_FreeErrors(&e);
+  TEST_EQ_INT(e.count, 0);
+  remove_tmpdir();
+}
+
 TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_server_pool_peer), TEST_CASE(test_server_poll_rules),
           TEST_CASE(test_local_clock), TEST_CASE(test_restrict_default_forms),
@@ -1640,4 +1683,5 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_control_characters_are_not_blanks),
           TEST_CASE(test_runtime_text_access_control_only), TEST_CASE(test_field_directives),
           TEST_CASE(test_table_matches_monitor_and_shed),
-          TEST_CASE(test_table_ranges_enforced_at_the_line), TEST_CASE(test_docs_match_table))
+          TEST_CASE(test_table_ranges_enforced_at_the_line), TEST_CASE(test_docs_match_table),
+          TEST_CASE(test_run_errors_are_records))
