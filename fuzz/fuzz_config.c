@@ -32,6 +32,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CNF_FormatMessage(&errs.warnings.items[i], buf, sizeof(buf));
   CNF_ClearErrors(&errs);
   CNF_Destroy(cfg);
+  /* the same text as ntpq :config would send it: only access-control directives */
+  cfg = CNF_Create();
+  CNF_InitErrors(&errs);
+  ok = CNF_ParseRuntimeText(cfg, "runtime-config", text, &errs);
+  if (ok != (errs.errors.count == 0 && errs.errors.lost == 0))
+    abort();
+  if (ok && (cfg->keysfile || cfg->n_trusted_keys || cfg->control_key || cfg->n_assocs))
+    abort(); /* runtime text changed something it may not */
+  CNF_ClearErrors(&errs);
+  CNF_Destroy(cfg);
   free(text);
   return 0;
 }

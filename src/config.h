@@ -3,6 +3,15 @@
  * logging, no global state. Host names are recorded unresolved; what a directive *does* is
  * decided by the module that reads the recorded value (restrict, monitor, assoc, keys, ...).
  *
+ * The directives and options themselves -- names, what is supported, ranges, defaults -- are
+ * the table of confdirs.h (confdirs.c, with the code that records each directive); config.c
+ * reads files and text against it.
+ *
+ * Text is lines of printable characters: any control character other than tab (a blank)
+ * and the newline that ends a line (optionally preceded by one carriage return) makes the
+ * line an error, so that no character can read as a blank to one reader and as part of a
+ * word to another.
+ *
  * Errors travel as data. Parsing keeps going after a bad line and reports every error and
  * every warning as {file, line, text}; CNF_FormatMessage renders one in the compiler style
  * "FILE:LINE: reason". A parse call returns true only if it found no error; the caller
@@ -17,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "confdirs.h"
 #include "msglist.h"
 #include "netaddr.h"
 #include "restrict.h"
@@ -61,6 +71,7 @@ enum {
   CNF_AO_TRUE = 1u << 4,     /* always a truechimer */
 };
 
+/* The defaults of confdirs.c's option table (the client's own poll limits use them too). */
 #define CNF_DEFAULT_MINPOLL 6  /* log2 s (64 s) */
 #define CNF_DEFAULT_MAXPOLL 10 /* log2 s (1024 s) */
 #define CNF_MAX_POLL 17
@@ -149,6 +160,10 @@ typedef struct {
       in_kib; /* true: value is KiB of memory (ntpd ...mem); false: entries (...depth/alloc) */
   uint32_t value;
 } CNF_MruSize;
+
+/* The monitor table's bound: 2^24 records, or the KiB they take (64 octets each). */
+#define CNF_MRU_MAX_ENTRIES 16777216
+#define CNF_MRU_MAX_KIB 1048576
 
 typedef struct {
   CNF_MruSize max;   /* maxdepth N | maxmem KiB; default maxmem 1024 */
@@ -255,6 +270,12 @@ bool CNF_ParseFile(CNF_Config *cfg, const char *path, CNF_Errors *errs);
 /* Same for text held in memory; `name` labels the messages, and relative includes are taken
  * from the directory part of name (the current directory if it has none). */
 bool CNF_ParseText(CNF_Config *cfg, const char *name, const char *text, CNF_Errors *errs);
+/* The same for runtime text (ntpq's :config): only directives marked CNF_DF_RUNTIME in
+ * confdirs.h (the access-control ones: restrict, unrestrict, delrestrict, discard, mru) are
+ * accepted; every other directive, includefile among them, is an error at its line. What is
+ * allowed is decided from the parsed directive, never from the raw text. */
+bool CNF_ParseRuntimeText(CNF_Config *cfg, const char *name, const char *text,
+                          CNF_Errors *errs);
 
 /* True if key id is listed by a trustedkey line. */
 bool CNF_IsTrustedKey(const CNF_Config *cfg, uint32_t key);

@@ -310,8 +310,7 @@ commit_config(ConfigureArg *a, const char *text, char *reply, size_t replycap)
       POL_SetContext(s->pool, RUN_Context(s->run));
       a->changed = true;
     } else {
-      snprintf(reply, replycap, "Config Failed%s%s", errs.count ? ": " : "",
-               errs.count ? errs.msgs[0] : "");
+      RUN_FailureReply(&errs, reply, replycap);
     }
     RUN_FreeErrors(&errs);
   }

@@ -264,16 +264,22 @@ dump_counters(const Daemon *d)
              (unsigned long long)sum.reasons[r]);
 }
 
-/* Configuration messages: errors at warning level; warnings (which already say
- * "FILE:LINE: warning: ...") at notice level, so the level prefix is not doubled. */
+/* Configuration messages, by their severity: errors at warning level, warnings at notice
+ * level ("FILE:LINE: warning: reason"). With `also` (a terminal), each goes there too, so
+ * that whoever ran the command sees why. */
 static void
-log_config_messages(const RUN_Errors *errs)
+log_config_messages(const RUN_Errors *errs, FILE *also)
 {
+  char buf[1400];
   for (size_t i = 0; i < errs->count; i++) {
-    if (strstr(errs->msgs[i], ": warning: "))
-      LOG_Msg(LOG_LVL_NOTICE, "%s", errs->msgs[i]);
+    const RUN_Message *m = &errs->items[i];
+    RUN_FormatMessage(m, true, buf, sizeof(buf));
+    if (m->severity == RUN_SEV_WARNING)
+      LOG_Msg(LOG_LVL_NOTICE, "%s", buf);
     else
-      LOG_Warnx("%s", errs->msgs[i]);
+      LOG_Warnx("%s", buf);
+    if (also)
+      fprintf(also, "%s\n", buf);
   }
 }
 
@@ -380,11 +386,11 @@ reload(Daemon *d)
     break;
   }
   if (!ok) {
-    log_config_messages(&errs);
+    log_config_messages(&errs, NULL);
     LOG_Warnx("reload failed with %zu error(s); the previous configuration stays in force",
-              errs.count);
+              errs.errors);
   } else {
-    log_config_messages(&errs);
+    log_config_messages(&errs, NULL);
     if (d->cli)
       CLI_SetKeys(d->cli, client_keys(d));
     LOG_Info("configuration reloaded (associations change only on restart)");
@@ -500,8 +506,11 @@ check_config(const Options *o)
 {
   RUN_Errors errs;
   bool ok = RUN_CheckFile(o->config_path, &errs);
-  for (size_t i = 0; i < errs.count; i++)
-    fprintf(stderr, "%s\n", errs.msgs[i]);
+  char buf[1400];
+  for (size_t i = 0; i < errs.count; i++) {
+    RUN_FormatMessage(&errs.items[i], true, buf, sizeof(buf));
+    fprintf(stderr, "%s\n", buf);
+  }
   RUN_FreeErrors(&errs);
   if (ok)
     printf("%s: configuration OK\n", o->config_path);
@@ -593,9 +602,8 @@ start(Daemon *d)
   NTT_Now now;
   CLK_ReadNow(d->clk, &now);
   d->run = RUN_Create(o->config_path, o->port, CLK_PrecisionLog2(d->clk), &now, &errs);
-  log_config_messages(&errs);
-  for (size_t i = 0; o->logfile && i < errs.count; i++) /* the operator at the terminal */
-    fprintf(stderr, "%s\n", errs.msgs[i]);              /* must see why we refuse to start */
+  /* the operator at the terminal must see why we refuse to start */
+  log_config_messages(&errs, o->logfile ? stderr : NULL);
   RUN_FreeErrors(&errs);
   if (!d->run) {
     LOG_Warnx("configuration %s has errors; not starting", o->config_path);

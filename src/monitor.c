@@ -472,6 +472,8 @@ log2_u32(uint32_t v)
 
 /* ---- parameters ---- */
 
+/* The defaults and ranges of the `discard` and `mru` rows of the configuration's option
+ * table (src/confdirs.c; tests/unit/test_config.c checks that they agree). */
 void
 MON_DefaultParams(MON_Params *p)
 {
@@ -482,7 +484,7 @@ MON_DefaultParams(MON_Params *p)
   p->maxdepth = 16384;
   p->mindepth = 600;
   p->maxage = 64;
-  p->leak = 0;
+  p->leak = 4;
   p->kodlimit = 1;
   p->netaverage = -3;
   p->netburst = 64;
@@ -503,13 +505,13 @@ check_range(const char *name, long long v, long long lo, long long hi, char *err
 bool
 MON_ValidateParams(const MON_Params *p, char *err, size_t errlen)
 {
-  if (!check_range("average", p->average, 0, 24, err, errlen) ||
+  if (!check_range("average", p->average, 0, 17, err, errlen) ||
       !check_range("minimum", p->minimum, 0, 3600, err, errlen) ||
       !check_range("maxdepth", p->maxdepth, 1, MAX_DEPTH, err, errlen) ||
-      !check_range("leak", p->leak, 0, 30, err, errlen) ||
+      !check_range("leak", p->leak, 0, 16, err, errlen) ||
       !check_range("netprefix4", p->netprefix4, 0, 32, err, errlen) ||
       !check_range("netprefix6", p->netprefix6, 0, 128, err, errlen) ||
-      !check_range("netaverage", p->netaverage, -20, 16, err, errlen) ||
+      !check_range("netaverage", p->netaverage, -16, 17, err, errlen) ||
       !check_range("netburst", p->netburst, 1, 1000, err, errlen) ||
       !check_range("netdepth", p->netdepth, 1, MAX_DEPTH, err, errlen) ||
       !check_range("shards", p->shards, 1, MAX_SHARDS, err, errlen))

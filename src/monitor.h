@@ -64,17 +64,17 @@
 #include "netaddr.h"
 
 typedef struct {
-  int average;       /* log2 s of the average packet spacing; ntpd default 3; 0..24 */
+  int average;       /* log2 s of the average packet spacing; ntpd default 3; 0..17 */
   int minimum;       /* s, minimum packet spacing; default 2; 0..3600 */
   uint32_t monitor;  /* s, full-table recycling scale; default 3000 (0: always recycle) */
   uint32_t maxdepth; /* max source records; default 16384 (~1 MiB); 1..2^24 */
   uint32_t mindepth; /* records kept regardless of age; default 600 */
   uint32_t maxage;   /* s; older records are recycled once mindepth is reached; 64 */
-  int leak;          /* serve 1 in 2^leak over-limit packets anyway; 0 = never; 0..30 */
+  int leak;          /* serve 1 in 2^leak over-limit packets anyway; 0 = never; 0..16; 4 */
   uint32_t kodlimit; /* KoDs per second for the whole table (burst kodlimit); 1; 0 = none */
   int netprefix4;    /* per-network limit prefix for IPv4, 0 = off; 0..32 */
   int netprefix6;    /* per-network limit prefix for IPv6, 0 = off; 0..128 */
-  int netaverage;    /* log2 s of the average spacing per network; default -3; -20..16 */
+  int netaverage;    /* log2 s of the average spacing per network; default -3; -16..17 */
   uint32_t netburst; /* burst per network, packets; default 64; 1..1000 */
   uint32_t netdepth; /* max network records; default 4096; 1..2^24 */
   uint32_t shards;   /* power of two, 1..256; default 1 */

@@ -1,9 +1,11 @@
 #include "runtime.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,37 +65,61 @@ typedef struct {
   uint32_t source_flags;
 } Tables;
 
+/* One message as a record (dropped, like MSG_Add's, if memory runs out). */
+static void
+add_record(RUN_Errors *e, RUN_Severity sev, const char *file, int line, const char *text)
+{
+  if (e->count == e->cap) {
+    size_t cap = e->cap ? 2 * e->cap : 8;
+    RUN_Message *items = realloc(e->items, cap * sizeof(*items));
+    if (!items)
+      return;
+    e->items = items;
+    e->cap = cap;
+  }
+  char *f = strdup(file ? file : ""), *t = strdup(text);
+  if (!f || !t) {
+    free(f);
+    free(t);
+    return;
+  }
+  e->items[e->count++] = (RUN_Message){sev, {.file = f, .line = line, .text = t}};
+  if (sev == RUN_SEV_ERROR)
+    e->errors++;
+}
+
+/* An error about no file and no line. */
 static void
 add_msg(RUN_Errors *e, const char *text)
 {
-  char **m = realloc(e->msgs, (e->count + 1) * sizeof(*m));
-  if (!m)
-    return;
-  e->msgs = m;
-  e->msgs[e->count] = strdup(text);
-  if (e->msgs[e->count])
-    e->count++;
+  add_record(e, RUN_SEV_ERROR, NULL, 0, text);
 }
 
-/* Errors read "FILE:LINE: reason" and warnings "FILE:LINE: warning: reason". */
 static void
 collect(const MSG_List *l, bool warning, RUN_Errors *e)
 {
-  char buf[1100];
-  for (size_t i = 0; i < l->count; i++) {
-    MSG_Message m = l->items[i];
-    char text[1024];
-    if (warning) {
-      snprintf(text, sizeof(text), "warning: %s", m.text);
-      m.text = text;
-    }
-    MSG_Format(&m, buf, sizeof(buf));
-    add_msg(e, buf);
-  }
+  RUN_Severity sev = warning ? RUN_SEV_WARNING : RUN_SEV_ERROR;
+  for (size_t i = 0; i < l->count; i++)
+    add_record(e, sev, l->items[i].file, l->items[i].line, l->items[i].text);
   if (l->lost) {
+    char buf[80];
     snprintf(buf, sizeof(buf), "(%zu more messages lost: out of memory)", l->lost);
-    add_msg(e, buf);
+    add_record(e, sev, NULL, 0, buf);
   }
+}
+
+size_t
+RUN_FormatMessage(const RUN_Message *m, bool tag_warnings, char *buf, size_t size)
+{
+  const char *tag = tag_warnings && m->severity == RUN_SEV_WARNING ? "warning: " : "";
+  int n;
+  if (!m->msg.file || !m->msg.file[0])
+    n = snprintf(buf, size, "%s%s", tag, m->msg.text);
+  else if (m->msg.line > 0)
+    n = snprintf(buf, size, "%s:%d: %s%s", m->msg.file, m->msg.line, tag, m->msg.text);
+  else
+    n = snprintf(buf, size, "%s: %s%s", m->msg.file, tag, m->msg.text);
+  return n < 0 ? 0 : (size_t)n;
 }
 
 typedef struct {
@@ -106,14 +132,7 @@ static void
 acc_msg(void *arg, bool warning, int line, const char *text)
 {
   MsgSink *m = arg;
-  char buf[1400];
-  char where[1100];
-  if (line > 0)
-    snprintf(where, sizeof(where), "%s:%d", m->path, line);
-  else
-    snprintf(where, sizeof(where), "%s", m->path);
-  snprintf(buf, sizeof(buf), "%s: %s%s", where, warning ? "warning: " : "", text);
-  add_msg(m->errs, buf);
+  add_record(m->errs, warning ? RUN_SEV_WARNING : RUN_SEV_ERROR, m->path, line, text);
   if (!warning)
     m->failed = true;
 }
@@ -170,7 +189,13 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
   t->rst = ACC_BuildRestrict(cfg, local, nl, resolve, &t->source_flags, acc_msg, &sink);
   if (ACC_MonitorParams(cfg, &t->mon, acc_msg, &sink))
     t->mon.shards = shards_for(threads_for(cfg));
-  if (cfg->keysfile) {
+  struct stat kst;
+  if (cfg->keysfile && stat(cfg->keysfile, &kst) != 0 && errno == ENOENT) {
+    /* ntpd warns and goes on without keys; so do we, loudly */
+    add_record(errs, RUN_SEV_WARNING, cfg->keysfile, 0,
+               "keys file does not exist: no symmetric keys, so authenticated associations "
+               "and ntpq :config will fail");
+  } else if (cfg->keysfile) {
     KEY_Errors ke;
     KEY_InitErrors(&ke);
     t->keys = KEY_LoadFile(cfg->keysfile, &ke);
@@ -192,11 +217,12 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
 void
 RUN_FreeErrors(RUN_Errors *e)
 {
-  for (size_t i = 0; i < e->count; i++)
-    free(e->msgs[i]);
-  free(e->msgs);
-  e->msgs = NULL;
-  e->count = 0;
+  for (size_t i = 0; i < e->count; i++) {
+    free(e->items[i].msg.file);
+    free(e->items[i].msg.text);
+  }
+  free(e->items);
+  memset(e, 0, sizeof(*e));
 }
 
 /* Parse path into a fresh config; NULL (and messages in errs) if it has any error. */
@@ -214,8 +240,8 @@ load(const char *path, const char *extra, RUN_Errors *errs)
     return NULL;
   }
   bool ok = CNF_ParseFile(cfg, path, &ce);
-  if (extra && *extra)
-    ok = CNF_ParseText(cfg, RUNTIME_NAME, extra, &ce) && ok;
+  if (extra && *extra) /* runtime lines: access control only, checked again on every load */
+    ok = CNF_ParseRuntimeText(cfg, RUNTIME_NAME, extra, &ce) && ok;
   collect(&ce.errors, false, errs);
   collect(&ce.warnings, true, errs);
   CNF_ClearErrors(&ce);
@@ -525,26 +551,28 @@ RUN_Reload(RUN_State *r, const char *path, const NTT_Now *now, RUN_Errors *errs)
 }
 
 /* Directives ntpq :config may use: access control only. Nothing that names a file, opens
- * sockets or touches keys (CVE-2015-7849..7851, 5196: remote config naming files). */
+ * sockets or touches keys (CVE-2015-7849..7851, 5196: remote config naming files). The
+ * parser decides, from the directives it parsed (CNF_ParseRuntimeText), never from the raw
+ * text; a control character anywhere (e.g. "\rincludefile FILE") is an error there too.
+ * False with the first error, "line N: reason", in why. */
 static bool
-runtime_allowed(const char *text, char *bad, size_t badlen)
+runtime_allowed(const char *text, char *why, size_t whylen)
 {
-  static const char *const ok[] = {"restrict", "unrestrict", "delrestrict", "discard", "mru"};
-  for (const char *line = text; line && *line;) {
-    const char *end = strchr(line, '\n');
-    size_t n = end ? (size_t)(end - line) : strlen(line);
-    size_t i = strspn(line, " \t");
-    size_t w = strcspn(line + i, " \t\r\n#");
-    bool fine = w == 0 || line[i] == '#' || i + w > n;
-    for (size_t k = 0; !fine && k < sizeof(ok) / sizeof(ok[0]); k++)
-      fine = strlen(ok[k]) == w && strncmp(line + i, ok[k], w) == 0;
-    if (!fine) {
-      snprintf(bad, badlen, "%.*s", (int)(w > 40 ? 40 : w), line + i);
-      return false;
-    }
-    line = end ? end + 1 : NULL;
+  CNF_Config *scratch = CNF_Create();
+  if (!scratch) {
+    snprintf(why, whylen, "out of memory");
+    return false;
   }
-  return true;
+  CNF_Errors ce;
+  CNF_InitErrors(&ce);
+  bool ok = CNF_ParseRuntimeText(scratch, RUNTIME_NAME, text, &ce);
+  if (!ok && ce.errors.count > 0)
+    snprintf(why, whylen, "line %d: %s", ce.errors.items[0].line, ce.errors.items[0].text);
+  else if (!ok)
+    snprintf(why, whylen, "out of memory");
+  CNF_ClearErrors(&ce);
+  CNF_Destroy(scratch);
+  return ok;
 }
 
 /* A runtime line as kept: blanks collapsed to one space, none at either end (the lines
@@ -701,37 +729,43 @@ static void
 configure_reply(const RUN_Errors *errs, bool ok, size_t old_lines, char *reply,
                 size_t replycap)
 {
-  size_t prefix = strlen(RUNTIME_NAME) + 1;
-  const char *first = NULL;
-  long line = 0;
+  const RUN_Message *first = NULL;
   for (size_t i = 0; i < errs->count && !first; i++) {
-    char *end;
-    if (strncmp(errs->msgs[i], RUNTIME_NAME ":", prefix) != 0)
-      continue;
-    line = strtol(errs->msgs[i] + prefix, &end, 10);
-    if (line > (long)old_lines && *end == ':')
-      first = end + 1;
+    const MSG_Message *m = &errs->items[i].msg;
+    if (strcmp(m->file, RUNTIME_NAME) == 0 && m->line > (int)old_lines)
+      first = &errs->items[i];
   }
   if (first)
-    snprintf(reply, replycap, "Config %s: line %ld:%s", ok ? "Succeeded" : "Failed",
-             line - (long)old_lines, first);
+    snprintf(reply, replycap, "Config %s: line %ld: %s%s", ok ? "Succeeded" : "Failed",
+             (long)first->msg.line - (long)old_lines,
+             first->severity == RUN_SEV_WARNING ? "warning: " : "", first->msg.text);
   else if (!ok)
-    snprintf(reply, replycap, "Config Failed%s%s", errs->count ? ": " : "",
-             errs->count ? errs->msgs[0] : "");
+    RUN_FailureReply(errs, reply, replycap);
+}
+
+void
+RUN_FailureReply(const RUN_Errors *errs, char *reply, size_t replycap)
+{
+  char msg[512];
+  if (errs->count)
+    snprintf(reply, replycap, "Config Failed: %s",
+             (RUN_FormatMessage(&errs->items[0], true, msg, sizeof(msg)), msg));
+  else
+    snprintf(reply, replycap, "Config Failed");
 }
 
 RUN_Pending *
 RUN_PrepareConfigure(RUN_State *r, const char *path, const char *text, char *reply,
                      size_t replycap)
 {
-  char bad[48];
+  char bad[300];
   reply[0] = '\0';
   if (text[strspn(text, " \t\r\n")] == '\0') {
     snprintf(reply, replycap, "Config Failed: no configuration lines");
     return NULL;
   }
   if (!runtime_allowed(text, bad, sizeof(bad))) {
-    snprintf(reply, replycap, "Config Failed: '%s' cannot be changed at runtime", bad);
+    snprintf(reply, replycap, "Config Failed: %s", bad);
     return NULL;
   }
   uint64_t gen;
@@ -790,8 +824,7 @@ RUN_Configure(RUN_State *r, const char *path, const char *text, const NTT_Now *n
   RUN_Errors errs = {0};
   bool ok = RUN_Commit(r, p, now, &errs);
   if (!ok)
-    snprintf(reply, replycap, "Config Failed%s%s", errs.count ? ": " : "",
-             errs.count ? errs.msgs[0] : "");
+    RUN_FailureReply(&errs, reply, replycap);
   RUN_FreeErrors(&errs);
   return ok;
 }

@@ -10,16 +10,32 @@
 #include <stddef.h>
 
 #include "control.h"
+#include "msglist.h"
 #include "netaddr.h"
 #include "ntptime.h"
 #include "server.h"
 
-/* Messages for the operator, already formatted "FILE:LINE: reason". */
+/* Messages for the operator as data: each with its severity, file, line and reason (in the
+ * order found), so that no reader has to take formatted text apart. Zero-initialise or let
+ * a RUN_ call fill it; RUN_FreeErrors when done. */
+typedef enum { RUN_SEV_ERROR = 0, RUN_SEV_WARNING } RUN_Severity;
 typedef struct {
-  char **msgs;
-  size_t count;
+  RUN_Severity severity;
+  MSG_Message msg; /* file ("" when about no file), line (0: none), text */
+} RUN_Message;
+typedef struct {
+  RUN_Message *items;
+  size_t count;  /* errors and warnings */
+  size_t errors; /* how many of them are errors */
+  size_t cap;    /* internal */
 } RUN_Errors;
 void RUN_FreeErrors(RUN_Errors *e);
+/* "FILE:LINE: reason" ("FILE: reason" without a line, "reason" without a file), always
+ * terminated when size > 0; the length the whole text needs, as snprintf. Warnings get
+ * "warning: " before the reason when tag_warnings is true. */
+size_t RUN_FormatMessage(const RUN_Message *m, bool tag_warnings, char *buf, size_t size);
+/* ntpq's answer to a :config that failed: "Config Failed: " and the first message. */
+void RUN_FailureReply(const RUN_Errors *errs, char *reply, size_t replycap);
 
 typedef struct RUN_State RUN_State;
 

@@ -41,6 +41,8 @@ struct SHD_Table {
   Candidate cand[NCAND];
 };
 
+/* The defaults and ranges of the `discard` shed rows and `leak` of the configuration's
+ * option table (src/confdirs.c; tests/unit/test_config.c checks that they agree). */
 void
 SHD_DefaultParams(SHD_Params *p)
 {
@@ -58,8 +60,8 @@ SHD_ValidateParams(const SHD_Params *p, char *err, size_t errlen)
     snprintf(err, errlen, "shed hold %u is not in 1..%u", p->hold_s, MAX_HOLD);
   else if (p->wait_ms > MAX_WAIT_MS)
     snprintf(err, errlen, "shed wait %u ms is above %u", p->wait_ms, MAX_WAIT_MS);
-  else if (p->leak < 0 || p->leak > 30)
-    snprintf(err, errlen, "leak %d is not in 0..30", p->leak);
+  else if (p->leak < 0 || p->leak > 16)
+    snprintf(err, errlen, "leak %d is not in 0..16", p->leak);
   else
     return true;
   return false;

@@ -1004,6 +1004,47 @@ def group_replay(c, g, box):
 
 
 # ---------------------------------------------------------------------------------------------
+# :config allow-list bypass with control characters (issue 13 item A)
+# ---------------------------------------------------------------------------------------------
+
+def group_cfgctl(c, g, box, tmp):
+    """ntpq's :config may change access control only. A line that starts with \\r, \\v or \\f
+    once had an empty first word for the allow-list while the parser read those characters
+    as blanks, so "\\rincludefile /etc/passwd" echoed the file's first word back in the reply
+    and "\\rkeys FILE" / "\\rcontrolkey N" / "\\rtrustedkey N" swapped the keys for good."""
+    g.begin(":config control characters", "\\r/\\v/\\f before a directive: refused, nothing applied")
+    with open("/etc/passwd") as f:
+        secret = f.read().split()[0][:20]  # what the PoC leaked: the first word
+    evil = (3, "SHA1", "%040x" % 0xbad)  # the attacker's own key 1 and key 3
+    evil_keys = os.path.join(tmp, "evil.keys")
+    ntpg.write_text(evil_keys, "1 SHA1 %s\n3 SHA1 %s\n" % (evil[2], evil[2]))
+    os.chmod(evil_keys, 0o600)
+    lines = ["\rincludefile /etc/passwd", "\vincludefile /etc/passwd",
+             "\fincludefile /etc/passwd", "restrict %s notrap\n\rincludefile /etc/passwd" % src(26),
+             "\rkeys %s" % evil_keys, "\rcontrolkey 3", "\rtrustedkey 3", "\v\fcontrolkey 3",
+             " \rkeys %s" % evil_keys, "restrict %s\rnotrap" % src(26)]
+    res, dl = config(box, lines, "config control chars")
+    for ln, r in res:
+        t = config_text(r)
+        c.check(":config %r: Config Failed, no file content in the reply" % ln[:40],
+                ("Config Failed" in t or t.startswith("error")) and secret not in t, t[:160])
+    c.check("... counted as ctl_config_failed x%d, nothing applied" % len(lines),
+            dl.get("ctl_config_failed") == len(lines) and not dl.get("ctl_config_applied"),
+            tc.show(dl))
+    res, _ = config(box, ["restrict %s notrap" % src(27)], "config after control chars")
+    c.check("the original control key 1 still opens :config (keys and controlkey unchanged)",
+            "Config Succeeded" in config_text(res[0][1]), config_text(res[0][1]))
+    reps, dl = ex(box, [(src(7), tc.ctl(8, "restrict %s notrap" % src(28),
+                                        key=(1, "SHA1", evil[2]))),
+                        (src(7), tc.ctl(8, "restrict %s notrap" % src(28), key=evil))],
+                  "config with the attacker's keys", kind="auth")
+    c.check("the attacker's key 1 and key 3 open nothing (permission errors)",
+            all(tc.is_error(r) for r in reps) and not dl.get("ctl_config_applied"),
+            " / ".join(tc.describe(r) for r in reps))
+    g.end()
+
+
+# ---------------------------------------------------------------------------------------------
 
 def main(c, tmp):
     if ntpg.STANDIN:
@@ -1040,6 +1081,7 @@ def main(c, tmp):
     group_8936(c, g, box)
     group_replay(c, g, box)
     group_1550(c)
+    group_cfgctl(c, g, box, tmp)
     box.stop()
     group_7977(c, tmp)
     group_source_unrestricted(c, tmp)

@@ -390,7 +390,7 @@ test_create_no_random(void)
   TEST_CHECK(r == NULL);
   bool said = false;
   for (size_t i = 0; i < errs.count; i++)
-    said = said || strstr(errs.msgs[i], "random") != NULL;
+    said = said || strstr(errs.items[i].msg.text, "random") != NULL;
   TEST_CHECK(said);
   RUN_FreeErrors(&errs);
   RUN_Destroy(r);

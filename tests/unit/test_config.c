@@ -2,6 +2,9 @@
 #include "config.h"
 
 #include "harness.h"
+#include "monitor.h"
+#include "runtime.h"
+#include "shed.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -228,8 +231,28 @@ test_server_poll_rules(void)
               "t.conf:1: server: minpoll 'six' is not a number");
   TEST_EQ_STR(only_error("server a.example minpoll 99999999999999999999999"),
               "t.conf:1: server: minpoll 99999999999999999999999 is out of range 0..17");
-  TEST_EQ_STR(only_error("server a.example xleave"),
-              "t.conf:1: server: unknown option 'xleave'");
+  TEST_EQ_STR(only_error("server a.example frobnicate"),
+              "t.conf:1: server: unknown option 'frobnicate'");
+  /* ntpd's and NTPsec's other options: a warning where ignoring them changes nothing
+   * relied on (Ubuntu's ntpsec default has `pool ... iburst preempt`), else an error */
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *pc = parse("pool 0.ubuntu.pool.ntp.org iburst preempt\n"
+                         "server b.example ttl 3 xleave\n",
+                         &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(pc->n_assocs, 2);
+  TEST_EQ_INT(e.warnings.count, 3);
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:1: pool: option 'preempt' has no effect here: a pool member "
+                          "that stops answering or refuses us is replaced anyway");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(pc);
+  TEST_EQ_STR(only_error("server time.cloudflare.com nts"),
+              "t.conf:1: server: option 'nts' is not supported: NTS is not supported; use "
+              "symmetric keys ('key N')");
+  TEST_EQ_STR(only_error("server a.example autokey"),
+              "t.conf:1: server: option 'autokey' is not supported: Autokey is not supported; "
+              "use symmetric keys ('key N')");
   TEST_EQ_STR(only_error("server"), "t.conf:1: server: missing address or host name");
   TEST_EQ_STR(only_error("server -4"), "t.conf:1: server: missing address or host name");
   TEST_EQ_STR(only_error("server 10.0.0.256"),
@@ -626,7 +649,7 @@ test_discard(void)
   TEST_EQ_STR(only_error("discard netprefix 24"),
               "t.conf:1: discard: netprefix '24' is not of the form N/M");
   TEST_EQ_STR(only_error("discard netprefix 33/64"),
-              "t.conf:1: discard: netprefix 33/64 is out of range (0..32/0..128)");
+              "t.conf:1: discard: netprefix 33/64 is out of range 0..32/0..128");
   TEST_EQ_STR(only_error("discard"), "t.conf:1: discard: missing argument");
   TEST_EQ_STR(only_error("discard average 4 minimum"),
               "t.conf:1: discard: missing value for minimum");
@@ -660,7 +683,7 @@ test_mru(void)
   TEST_CHECK(c->mru.max.in_kib && c->mru.max.value == 64);
   CNF_Destroy(c);
   TEST_EQ_STR(only_error("mru maxdepth -1"),
-              "t.conf:1: mru: maxdepth -1 is out of range 0..2147483647");
+              "t.conf:1: mru: maxdepth -1 is out of range 1..16777216");
   TEST_EQ_STR(only_error("mru minage 5"), "t.conf:1: mru: unknown option 'minage'");
 }
 
@@ -830,7 +853,7 @@ test_compat_no_effect(void)
                                       "statsdir /var/log/ntpstats/",
                                       "filegen loopstats file loopstats type day enable",
                                       "leapfile /usr/share/zoneinfo/leap-seconds.list",
-                                      "leapsmearinterval 86400",
+                                      "rlimit memlock 32 stacksize 1024",
                                       "broadcastdelay 0.008",
                                       "tinker panic 0",
                                       "logconfig =syncall +clockall",
@@ -841,10 +864,13 @@ test_compat_no_effect(void)
     CNF_Config *c = parse(names[i], &e, &ok);
     TEST_CHECK(ok);
     TEST_EQ_INT(e.warnings.count, 1);
-    char want[128], dir[32];
+    char want[256], dir[32];
     sscanf(names[i], "%31s", dir);
+    const CNF_Directive *d = CNF_FindDirective(dir);
+    TEST_CHECK(d && d->status == CNF_DS_NOEFFECT && d->why);
     snprintf(want, sizeof(want),
-             "t.conf:1: %s: accepted for compatibility; it has no effect here", dir);
+             "t.conf:1: %s: accepted for compatibility; it has no effect here: %s", dir,
+             d ? d->why : "");
     TEST_EQ_STR(wrn(&e, 0), want);
     CNF_ClearErrors(&e);
     CNF_Destroy(c);
@@ -932,7 +958,13 @@ test_null_errs_and_format(void)
 static void
 test_control_characters_sanitized(void)
 {
-  TEST_EQ_STR(only_error("bo\033[2Jgus"), "t.conf:1: unknown directive 'bo?[2Jgus'");
+  /* refused before anything reads a word of the line, so none reaches a message */
+  TEST_EQ_STR(only_error("bo\033[2Jgus"),
+              "t.conf:1: control character 0x1b at column 3: only tab and the newline that "
+              "ends a line may appear; the line is ignored");
+  TEST_EQ_STR(only_error("bo\177gus"),
+              "t.conf:1: control character 0x7f at column 3: only tab and the newline that "
+              "ends a line may appear; the line is ignored");
 }
 
 static void
@@ -1098,26 +1130,29 @@ test_include_errors(void)
   char main_path[256];
   snprintf(main_path, sizeof(main_path), "%s", tpath("main.conf"));
   TEST_CHECK(!CNF_ParseFile(c, main_path, &e));
-  TEST_EQ_INT(e.errors.count, 5);
+  TEST_EQ_INT(e.errors.count, 3);
+  TEST_EQ_INT(e.warnings.count, 2);
   char want[512];
+  /* a file that cannot be opened is skipped with a warning, as ntpd does */
   snprintf(want, sizeof(want),
-           "%s:1: includefile: cannot open '%s/nope.conf': No such file or directory",
+           "%s:1: includefile: cannot open '%s/nope.conf': No such file or directory; skipped",
            main_path, tmpdir);
-  TEST_EQ_STR(err(&e, 0), want);
+  TEST_EQ_STR(wrn(&e, 0), want);
   snprintf(want, sizeof(want), "%s:2: includefile: missing file name", main_path);
-  TEST_EQ_STR(err(&e, 1), want);
-  snprintf(want, sizeof(want), "%s:3: includefile: cannot open '%s/sub': not a regular file",
-           main_path, tmpdir);
-  TEST_EQ_STR(err(&e, 2), want);
+  TEST_EQ_STR(err(&e, 0), want);
+  snprintf(want, sizeof(want),
+           "%s:3: includefile: cannot open '%s/sub': not a regular file; skipped", main_path,
+           tmpdir);
+  TEST_EQ_STR(wrn(&e, 1), want);
   snprintf(
       want, sizeof(want),
       "%s/loop_b.conf:3: includefile: include loop: '%s/loop_a.conf' is already being read",
       tmpdir, tmpdir);
-  TEST_EQ_STR(err(&e, 3), want);
+  TEST_EQ_STR(err(&e, 1), want);
   snprintf(want, sizeof(want),
            "%s/self.conf:1: includefile: include loop: '%s/self.conf' is already being read",
            tmpdir, tmpdir);
-  TEST_EQ_STR(err(&e, 4), want);
+  TEST_EQ_STR(err(&e, 2), want);
   /* Lines after the loop in each file were still read. */
   TEST_EQ_INT(c->port, 9);
   TEST_EQ_INT(c->threads, 1);
@@ -1192,6 +1227,444 @@ test_file_with_nul_and_crlf(void)
   remove_tmpdir();
 }
 
+/* ---- control characters and runtime text (ntpq :config) ---- */
+
+/* Parse text as runtime text "rt"; the first error formatted, or "" if it parsed clean. */
+static const char *
+runtime_result(const char *text, size_t *n_errors)
+{
+  static char buf[512];
+  CNF_Config *c = CNF_Create();
+  CNF_Errors e;
+  CNF_InitErrors(&e);
+  bool ok = CNF_ParseRuntimeText(c, "rt", text, &e);
+  snprintf(buf, sizeof(buf), "%s", ok ? "" : fmt_msg(&e.errors, 0));
+  if (n_errors)
+    *n_errors = e.errors.count;
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  return buf;
+}
+
+static void
+test_control_characters_are_not_blanks(void)
+{
+  /* \r, \v, \f once read as blanks: "\rincludefile FILE" was an includefile line to the
+   * parser and a line with an empty first word to :config's allow-list */
+  static const char *const lines[] = {"\rport 5",      "\vport 5",  "\fport 5",
+                                      "port\r5",       "port 5\v",  "port 5\r\r\n",
+                                      "port 5 \f # x", "\x01port 5"};
+  for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+    CNF_Errors e;
+    bool ok;
+    CNF_Config *c = parse(lines[i], &e, &ok);
+    TEST_CHECK(!ok);
+    TEST_EQ_INT(e.errors.count, 1);
+    TEST_CHECK(strstr(err(&e, 0), "t.conf:1: control character 0x") == err(&e, 0));
+    TEST_EQ_INT(c->port, 123); /* nothing of the line was applied */
+    CNF_ClearErrors(&e);
+    CNF_Destroy(c);
+  }
+  /* tab is a blank; "\r\n" and "\n" end a line */
+  CNF_Config *c = NULL;
+  TEST_CHECK(clean_parse("\tport\t5\t\r\nthreads 2\n", &c));
+  if (c) {
+    TEST_EQ_INT(c->port, 5);
+    TEST_EQ_INT(c->threads, 2);
+  }
+  CNF_Destroy(c);
+}
+
+static void
+test_runtime_text_access_control_only(void)
+{
+  size_t n = 0;
+  TEST_EQ_STR(runtime_result("restrict 192.0.2.1 noserve kod\n"
+                             "unrestrict 192.0.2.1 kod\n"
+                             "delrestrict 192.0.2.1\n"
+                             "discard average 4 leak 2\n"
+                             "mru maxdepth 1000\n"
+                             "\t# a comment\n\n",
+                             &n),
+              "");
+  TEST_EQ_INT(n, 0);
+  /* the proof of concept of the :config bypass, and its plain forms */
+  TEST_EQ_STR(runtime_result("\rincludefile /etc/passwd\n", &n),
+              "rt:1: control character 0x0d at column 1: only tab and the newline that ends "
+              "a line may appear; the line is ignored");
+  TEST_EQ_STR(runtime_result("restrict default\n\vkeys /tmp/k\n", &n),
+              "rt:2: control character 0x0b at column 1: only tab and the newline that ends "
+              "a line may appear; the line is ignored");
+  TEST_EQ_STR(runtime_result("includefile /etc/passwd", &n),
+              "rt:1: includefile: 'includefile' cannot be changed at runtime (only restrict, "
+              "unrestrict, delrestrict, discard and mru can)");
+  TEST_EQ_STR(runtime_result("  controlkey 3", &n),
+              "rt:1: controlkey: 'controlkey' cannot be changed at runtime (only restrict, "
+              "unrestrict, delrestrict, discard and mru can)");
+  /* every directive of the table that is not marked for runtime is refused there, whatever
+   * its arguments, also when it is only accepted with a warning in a file */
+  size_t nd;
+  const CNF_Directive *d = CNF_Directives(&nd);
+  size_t allowed = 0;
+  for (size_t i = 0; i < nd; i++) {
+    char line[128], want[256];
+    snprintf(line, sizeof(line), "restrict 192.0.2.9\n%s 1 /tmp/x\n", d[i].name);
+    runtime_result(line, &n);
+    if (d[i].flags & CNF_DF_RUNTIME) {
+      allowed++;
+      continue;
+    }
+    snprintf(want, sizeof(want), "rt:2: %s: '%s' cannot be changed at runtime", d[i].name,
+             d[i].name);
+    TEST_CHECK(strncmp(runtime_result(line, &n), want, strlen(want)) == 0);
+    TEST_EQ_INT(n, 1);
+  }
+  TEST_EQ_INT(allowed, 5);
+  /* the file parser is not restricted */
+  CNF_Config *c = NULL;
+  TEST_CHECK(clean_parse("controlkey 3\n", &c));
+  CNF_Destroy(c);
+}
+
+static void
+test_field_directives(void)
+{
+  /* rlimit stopped the daemon; ntpd and NTPsec accept it: a warning now */
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *c = parse("rlimit memlock 0\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.warnings.count, 1);
+  TEST_EQ_STR(wrn(&e, 0),
+              "t.conf:1: rlimit: accepted for compatibility; it has no effect here: ntpgated "
+              "neither locks its memory nor changes resource limits");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  /* refused where ignoring the line would change what the operator relies on */
+  TEST_EQ_STR(only_error("leapsmearinterval 86400"),
+              "t.conf:1: leapsmearinterval: not supported: leap smearing is not supported: "
+              "clients would see the leap second unsmeared");
+  TEST_EQ_STR(only_error("broadcast 192.0.2.255"),
+              "t.conf:1: broadcast: not supported: broadcast mode is not supported");
+  TEST_EQ_STR(only_error("crypto pw secret"),
+              "t.conf:1: crypto: not supported: Autokey is not supported; use symmetric keys "
+              "('keys', 'key N')");
+  /* every row says why unless it works; every name is unique */
+  size_t nd;
+  const CNF_Directive *d = CNF_Directives(&nd);
+  for (size_t i = 0; i < nd; i++) {
+    TEST_CHECK((d[i].status == CNF_DS_SUPPORTED) == (d[i].why == NULL));
+    TEST_CHECK((d[i].status == CNF_DS_SUPPORTED) == (d[i].id != CNF_D_NONE));
+    TEST_CHECK(CNF_FindDirective(d[i].name) == &d[i]);
+  }
+}
+
+/* ---- one place for each setting: the table against the modules and the docs ---- */
+
+/* Where a discard/mru option lands in the monitor's and the shed table's parameters. */
+typedef struct {
+  const char *name;
+  size_t mon;       /* offset in MON_Params + 1, 0 = not there */
+  int mon_int;      /* 1: int field, 0: uint32_t */
+  bool mon_checked; /* MON_ValidateParams checks the range */
+  size_t shd;       /* offset in SHD_Params + 1, 0 = not there */
+  int shd_int;
+} ParamMap;
+
+#define MON_AT(f) (offsetof(MON_Params, f) + 1)
+#define SHD_AT(f) (offsetof(SHD_Params, f) + 1)
+
+static const ParamMap param_map[] = {
+    {"average", MON_AT(average), 1, true, 0, 0},
+    {"minimum", MON_AT(minimum), 1, true, 0, 0},
+    {"monitor", MON_AT(monitor), 0, false, 0, 0},
+    {"leak", MON_AT(leak), 1, true, SHD_AT(leak), 1},
+    {"kodlimit", MON_AT(kodlimit), 0, false, 0, 0},
+    {"netaverage", MON_AT(netaverage), 1, true, 0, 0},
+    {"shedrate", 0, 0, false, SHD_AT(rate), 0},
+    {"sheddepth", 0, 0, false, SHD_AT(depth), 0},
+    {"shedhold", 0, 0, false, SHD_AT(hold_s), 0},
+    {"shedwait", 0, 0, false, SHD_AT(wait_ms), 0},
+};
+
+static void
+put(void *base, size_t at, int is_int, long long v)
+{
+  char *p = (char *)base + at - 1;
+  if (is_int)
+    *(int *)(void *)p = (int)v;
+  else
+    *(uint32_t *)(void *)p = (uint32_t)v;
+}
+
+static long long
+get(const void *base, size_t at, int is_int)
+{
+  const char *p = (const char *)base + at - 1;
+  if (is_int)
+    return *(const int *)(const void *)p;
+  return *(const uint32_t *)(const void *)p;
+}
+
+static bool
+mon_ok(const ParamMap *m, long long v)
+{
+  MON_Params p;
+  MON_DefaultParams(&p);
+  put(&p, m->mon, m->mon_int, v);
+  return MON_ValidateParams(&p, NULL, 0);
+}
+
+static bool
+shd_ok(const ParamMap *m, long long v)
+{
+  SHD_Params p;
+  char e[128];
+  SHD_DefaultParams(&p);
+  put(&p, m->shd, m->shd_int, v);
+  return SHD_ValidateParams(&p, e, sizeof(e));
+}
+
+static void
+test_table_matches_monitor_and_shed(void)
+{
+  MON_Params mp;
+  SHD_Params sp;
+  MON_DefaultParams(&mp);
+  SHD_DefaultParams(&sp);
+  for (size_t i = 0; i < sizeof(param_map) / sizeof(param_map[0]); i++) {
+    const ParamMap *m = &param_map[i];
+    const CNF_Option *o = CNF_FindOption(CNF_OG_DISCARD, m->name);
+    TEST_CHECK(o != NULL);
+    if (!o)
+      continue;
+    long long lo = (long long)o->lo, hi = (long long)(o->clamp > 0 ? o->clamp : o->hi);
+    if (m->mon) {
+      TEST_EQ_INT(get(&mp, m->mon, m->mon_int), (long long)o->def);
+      TEST_CHECK(mon_ok(m, lo) && mon_ok(m, hi));
+      if (m->mon_checked)
+        TEST_CHECK(!mon_ok(m, lo - 1) && !mon_ok(m, hi + 1));
+    }
+    if (m->shd) {
+      TEST_EQ_INT(get(&sp, m->shd, m->shd_int), (long long)o->def);
+      TEST_CHECK(shd_ok(m, lo) && shd_ok(m, hi));
+      TEST_CHECK((lo == 0 && !m->shd_int) || !shd_ok(m, lo - 1)); /* unsigned 0 - 1 wraps */
+      TEST_CHECK(!shd_ok(m, hi + 1));
+    }
+  }
+  /* netprefix: both halves */
+  const CNF_Option *np = CNF_FindOption(CNF_OG_DISCARD, "netprefix");
+  TEST_EQ_INT(mp.netprefix4, (int)np->def);
+  TEST_EQ_INT(mp.netprefix6, (int)np->def);
+  MON_Params p = mp;
+  p.netprefix4 = (int)np->hi;
+  p.netprefix6 = (int)np->hi2;
+  TEST_CHECK(MON_ValidateParams(&p, NULL, 0));
+  p.netprefix4++;
+  TEST_CHECK(!MON_ValidateParams(&p, NULL, 0));
+  /* mru: the default maxmem is the monitor's default maxdepth (64 octets a record with its
+   * index), and the largest maxdepth / maxmem are the largest table it accepts */
+  const CNF_Option *mm = CNF_FindOption(CNF_OG_MRU, "maxmem");
+  const CNF_Option *md = CNF_FindOption(CNF_OG_MRU, "maxdepth");
+  TEST_EQ_INT(mp.maxdepth, (long long)mm->def * 1024 / (MON_RECORD_BYTES + 4));
+  TEST_EQ_INT((long long)mm->hi * 1024 / (MON_RECORD_BYTES + 4), (long long)md->hi);
+  p = mp;
+  p.maxdepth = (uint32_t)md->hi;
+  TEST_CHECK(MON_ValidateParams(&p, NULL, 0));
+  p.maxdepth++;
+  TEST_CHECK(!MON_ValidateParams(&p, NULL, 0));
+  p.maxdepth = (uint32_t)md->lo - 1;
+  TEST_CHECK(!MON_ValidateParams(&p, NULL, 0));
+  TEST_EQ_INT(mp.mindepth, (long long)CNF_FindOption(CNF_OG_MRU, "mindepth")->def);
+  TEST_EQ_INT(mp.maxage, (long long)CNF_FindOption(CNF_OG_MRU, "maxage")->def);
+}
+
+/* Every option's default is what CNF_Create holds, and a value just outside its range is
+ * an error at its line, so no range error is left for a later stage without FILE:LINE. */
+static void
+test_table_ranges_enforced_at_the_line(void)
+{
+  static const char *const dirs[CNF_OG_COUNT] = {"server 192.0.2.1", "discard", "mru", "tos"};
+  for (int g = 0; g < CNF_OG_COUNT; g++) {
+    size_t n;
+    const CNF_Option *o = CNF_Options((CNF_OptGroup)g, &n);
+    for (size_t i = 0; i < n; i++) {
+      if (o[i].kind == CNF_OK_FLAG || (o[i].flags & (CNF_OF_NOEFFECT | CNF_OF_REFUSED)))
+        continue;
+      char line[160];
+      if (o[i].kind == CNF_OK_PAIR)
+        snprintf(line, sizeof(line), "\n%s %s %.0f/0", dirs[g], o[i].name, o[i].hi + 1);
+      else if (o[i].kind == CNF_OK_DBL)
+        snprintf(line, sizeof(line), "\n%s %s %g", dirs[g], o[i].name, o[i].hi * 2);
+      else
+        snprintf(line, sizeof(line), "\n%s %s %.0f", dirs[g], o[i].name, o[i].hi + 1);
+      CNF_Errors e;
+      bool ok;
+      CNF_Config *c = parse(line, &e, &ok);
+      TEST_CHECK(!ok);
+      TEST_CHECK(strstr(err(&e, 0), "t.conf:2: ") == err(&e, 0));
+      TEST_CHECK(strstr(err(&e, 0), "out of range") != NULL);
+      CNF_ClearErrors(&e);
+      CNF_Destroy(c);
+    }
+  }
+  CNF_Config *c = CNF_Create();
+  TEST_EQ_INT(c->discard.leak, (long long)CNF_FindOption(CNF_OG_DISCARD, "leak")->def);
+  TEST_EQ_INT(c->discard.netaverage,
+              (long long)CNF_FindOption(CNF_OG_DISCARD, "netaverage")->def);
+  TEST_EQ_INT(c->mru.max.value, 1024);
+  TEST_CHECK(c->mru.max.in_kib);
+  TEST_EQ_INT(c->tos.kod_backoff_max, 17);
+  CNF_Destroy(c);
+}
+
+/* ---- docs/configuration.md says what the table says ---- */
+
+static char *
+read_doc(void)
+{
+  /* the source tree from this file's path (CMake compiles it by its absolute path) */
+  char path[1024];
+  snprintf(path, sizeof(path), "%s", __FILE__);
+  char *cut = strstr(path, "tests/unit/test_config.c");
+  if (!cut)
+    return NULL;
+  snprintf(cut, sizeof(path) - (size_t)(cut - path), "docs/configuration.md");
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return NULL;
+  static char buf[1 << 18];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return buf;
+}
+
+/* The table row of docs that starts with "| `NAME" (after `after`), as a string, or "". */
+static const char *
+doc_row(const char *doc, const char *after, const char *name)
+{
+  static char row[1024];
+  const char *from = after ? strstr(doc, after) : doc;
+  char key[96];
+  snprintf(key, sizeof(key), "\n| `%s", name);
+  const char *r = from ? from : doc;
+  for (;;) {
+    r = strstr(r, key);
+    if (!r)
+      return "";
+    char c = r[strlen(key)];
+    if (c == ' ' || c == '`')
+      break;
+    r++;
+  }
+  const char *end = strchr(r + 1, '\n');
+  size_t len = end ? (size_t)(end - r) : strlen(r);
+  len = len > 0 ? len - 1 : 0;
+  snprintf(row, sizeof(row), "%.*s", (int)(len < sizeof(row) ? len : sizeof(row) - 1), r + 1);
+  return row;
+}
+
+static void
+test_docs_match_table(void)
+{
+  const char *doc = read_doc();
+  TEST_CHECK(doc != NULL);
+  if (!doc)
+    return;
+  /* every directive in the directive table of the docs, with what ntpgate does */
+  size_t nd;
+  const CNF_Directive *d = CNF_Directives(&nd);
+  static const char *const status[] = {"works", "no effect (warning)", "refused (error)"};
+  for (size_t i = 0; i < nd; i++) {
+    const char *row = doc_row(doc, "## Every directive", d[i].name);
+    if (!strstr(row, status[d[i].status]))
+      fprintf(stderr, "docs: directive %s: row '%s' should say '%s'\n", d[i].name, row,
+              status[d[i].status]);
+    TEST_CHECK(strstr(row, status[d[i].status]) != NULL);
+  }
+  /* every option with its range and default in its section's table */
+  static const char *const sections[CNF_OG_COUNT] = {"## Associations", "## `discard`",
+                                                     "## `mru`", "## `tos`"};
+  for (int g = 0; g < CNF_OG_COUNT; g++) {
+    size_t n;
+    const CNF_Option *o = CNF_Options((CNF_OptGroup)g, &n);
+    for (size_t i = 0; i < n; i++) {
+      if (o[i].flags & (CNF_OF_NOEFFECT | CNF_OF_REFUSED)) {
+        const char *row = doc_row(doc, sections[g], o[i].name);
+        const char *says = o[i].flags & CNF_OF_NOEFFECT ? "no effect (warning)" : "refused";
+        if (!strstr(row, says))
+          fprintf(stderr, "docs: option %s: row '%s' should say '%s'\n", o[i].name, row, says);
+        TEST_CHECK(strstr(row, says) != NULL);
+        continue;
+      }
+      if (o[i].kind == CNF_OK_FLAG)
+        continue;
+      const char *row = doc_row(doc, sections[g], o[i].name);
+      char range[96], def[48];
+      if (o[i].kind == CNF_OK_PAIR)
+        snprintf(range, sizeof(range), "%.0f..%.0f / %.0f..%.0f", o[i].lo, o[i].hi, o[i].lo,
+                 o[i].hi2);
+      else if (o[i].kind == CNF_OK_DBL)
+        snprintf(range, sizeof(range), "%g..%g", o[i].lo, o[i].hi);
+      else
+        snprintf(range, sizeof(range), "%.0f..%.0f", o[i].lo, o[i].hi);
+      if (o[i].kind == CNF_OK_DBL)
+        snprintf(def, sizeof(def), "| %g", o[i].def);
+      else
+        snprintf(def, sizeof(def), "| %.0f", o[i].def);
+      bool good = strstr(row, range) != NULL &&
+                  ((o[i].flags & CNF_OF_NODEFAULT) || strstr(row, def) != NULL);
+      if (!good)
+        fprintf(stderr, "docs: option %s: row '%s' should give '%s' and default '%s'\n",
+                o[i].name, row, range, def);
+      TEST_CHECK(good);
+    }
+  }
+}
+
+/* ---- messages reach the daemon as records with a severity ---- */
+
+static void
+test_run_errors_are_records(void)
+{
+  TEST_CHECK(make_tmpdir());
+  /* an error whose text says ": warning: " (a quoted token) once logged as a warning */
+  write_file("main.conf", "rlimit memlock 32\n\"a: warning: b\"\n");
+  RUN_Errors e = {0};
+  TEST_CHECK(!RUN_CheckFile(tpath("main.conf"), &e));
+  TEST_EQ_INT(e.count, 2);
+  TEST_EQ_INT(e.errors, 1);
+  const RUN_Message *err_m = NULL, *warn_m = NULL;
+  for (size_t i = 0; i < e.count; i++) {
+    if (e.items[i].severity == RUN_SEV_ERROR)
+      err_m = &e.items[i];
+    else
+      warn_m = &e.items[i];
+  }
+  TEST_CHECK(err_m && warn_m);
+  if (err_m && warn_m) {
+    TEST_EQ_STR(err_m->msg.file, tpath("main.conf"));
+    TEST_EQ_INT(err_m->msg.line, 2);
+    TEST_EQ_STR(err_m->msg.text, "unknown directive 'a: warning: b'");
+    TEST_EQ_INT(warn_m->msg.line, 1);
+    char buf[512], want[512];
+    RUN_FormatMessage(warn_m, true, buf, sizeof(buf));
+    snprintf(want, sizeof(want),
+             "%s:1: warning: rlimit: accepted for compatibility; it has no effect here: "
+             "ntpgated neither locks its memory nor changes resource limits",
+             tpath("main.conf"));
+    TEST_EQ_STR(buf, want);
+    RUN_FormatMessage(err_m, true, buf, sizeof(buf));
+    snprintf(want, sizeof(want), "%s:2: unknown directive 'a: warning: b'",
+             tpath("main.conf"));
+    TEST_EQ_STR(buf, want);
+  }
+  RUN_FreeErrors(&e);
+  TEST_EQ_INT(e.count, 0);
+  remove_tmpdir();
+}
+
 TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_server_pool_peer), TEST_CASE(test_server_poll_rules),
           TEST_CASE(test_local_clock), TEST_CASE(test_restrict_default_forms),
@@ -1206,4 +1679,9 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_null_errs_and_format), TEST_CASE(test_control_characters_sanitized),
           TEST_CASE(test_long_lines), TEST_CASE(test_typical_public_server),
           TEST_CASE(test_parse_file_and_relative_include), TEST_CASE(test_include_errors),
-          TEST_CASE(test_include_depth_limit), TEST_CASE(test_file_with_nul_and_crlf))
+          TEST_CASE(test_include_depth_limit), TEST_CASE(test_file_with_nul_and_crlf),
+          TEST_CASE(test_control_characters_are_not_blanks),
+          TEST_CASE(test_runtime_text_access_control_only), TEST_CASE(test_field_directives),
+          TEST_CASE(test_table_matches_monitor_and_shed),
+          TEST_CASE(test_table_ranges_enforced_at_the_line), TEST_CASE(test_docs_match_table),
+          TEST_CASE(test_run_errors_are_records))

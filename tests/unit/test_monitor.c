@@ -27,6 +27,7 @@ default_table(void)
 {
   MON_Params p;
   MON_DefaultParams(&p);
+  p.leak = 0; /* ntpd's algorithm alone (the configuration's default leak is 4) */
   return table_with(&p);
 }
 
@@ -795,6 +796,7 @@ net_table(void)
 {
   MON_Params p;
   MON_DefaultParams(&p);
+  p.leak = 0; /* exact counts below */
   p.netprefix4 = 24;
   p.netprefix6 = 48;
   p.netaverage = 0; /* 1 packet/s per network */

@@ -73,7 +73,7 @@ test_runtime_generation(void)
   TEST_CHECK(p && !RUN_IsCurrent(r, p));
   if (p)
     TEST_CHECK(!RUN_Commit(r, p, &now, &errs)); /* refused: it would undo the :config */
-  TEST_CHECK(errs.count > 0 && strstr(errs.msgs[errs.count - 1], "prepare again"));
+  TEST_CHECK(errs.count > 0 && strstr(errs.items[errs.count - 1].msg.text, "prepare again"));
   RUN_FreeErrors(&errs);
   TEST_CHECK(flags_of(r, "10.1.2.3") & RST_NOSERVE);
   TEST_CHECK(RUN_Reload(r, conf, &now, &errs)); /* prepared now: carries the line */
