@@ -23,12 +23,13 @@ struct CLK_Clock {
   CLK_Stats stats;
   /* simulated driver only */
   struct timespec sim_start;
-  double sim_elapsed; /* true seconds since creation */
-  double sim_offset;  /* our clock minus true time */
-  double sim_error;   /* intrinsic frequency error */
+  double sim_elapsed;    /* true seconds since creation */
+  double sim_offset;     /* our clock minus true time */
+  double sim_error;      /* intrinsic frequency error */
   int64_t sim_true_leap; /* true UTC's leap (POSIX), and its direction */
   int sim_true_leap_dir;
   int64_t sim_leap_at; /* our clock takes the armed leap at this POSIX midnight */
+  bool sim_leap_wait;  /* taken; like the kernel's TIME_WAIT, none again until disarmed */
 };
 
 /* Smallest non-zero step between successive reads of CLOCK_REALTIME, over a bounded number of
@@ -163,8 +164,12 @@ sim_reading(const CLK_Clock *c)
 static bool
 sim_set_leap(CLK_Clock *c, int dir)
 {
-  /* like the kernel: at the first UTC midnight of our own clock from now */
-  c->sim_leap_at = dir ? ((int64_t)floor(sim_reading(c)) / 86400 + 1) * 86400 : 0;
+  /* like the kernel: at the first UTC midnight of our own clock from now; once taken, no
+   * other until the flag has been cleared */
+  if (!dir)
+    c->sim_leap_wait = false;
+  c->sim_leap_at =
+      dir && !c->sim_leap_wait ? ((int64_t)floor(sim_reading(c)) / 86400 + 1) * 86400 : 0;
   return true;
 }
 
@@ -177,9 +182,9 @@ sim_take_leap(CLK_Clock *c)
   if (!dir || !c->sim_leap_at || sim_reading(c) < (double)c->sim_leap_at - (dir < 0))
     return;
   c->sim_offset -= dir;
-  c->stats.leap = 0;
   c->stats.leaps++;
   c->sim_leap_at = 0;
+  c->sim_leap_wait = true;
 }
 
 static void

@@ -55,6 +55,8 @@ double CLK_GetFrequency(const CLK_Clock *c);
  * The real driver sets the kernel's status bits (keeping the others); the null driver only
  * records the request; the simulated driver takes the leap itself when its clock reaches
  * the next UTC midnight (steps back one second for an insertion, forward for a deletion).
+ * As in the kernel, the flag stays set after the leap and no other leap is taken until it
+ * has been cleared (CLK_SetLeap(c, 0)).
  * False if the driver failed. */
 bool CLK_SetLeap(CLK_Clock *c, int dir);
 /* The leap last armed (0: none). */

@@ -126,7 +126,9 @@ data_line(Ctx *c, LSC_List *l, int line, const char *s, const char *end)
           l->e[l->n - 1].tai, tai);
   else if (tai > 1000)
     error(c, line, "TAI-UTC %" PRId64 " is out of range", tai);
-  else
+  /* kept even when wrong (the list is dropped anyway), so that the next line is compared
+   * with this one and one mistake gives one message */
+  if (tai <= 1000)
     l->e[l->n++] = (LSC_Entry){.when = posix, .tai = (int)tai};
 }
 

@@ -99,9 +99,9 @@ typedef struct {
   const RST_List *rst;
   MON_Table *mon;
   const KEY_Table *keys;
-  MON_Table *ctl_mon; /* mode 6 limits per source and in total; NULL: mode 6 not served */
-  SHD_Table *shed;    /* load shedding (shed.h): rate-limit drops are reported to it, and a
-                         shed source's samples are answered as the leak; NULL: none */
+  MON_Table *ctl_mon;     /* mode 6 limits per source and in total; NULL: mode 6 not served */
+  SHD_Table *shed;        /* load shedding (shed.h): rate-limit drops are reported to it, and a
+                             shed source's samples are answered as the leak; NULL: none */
   const SRV_Smear *smear; /* a leap being smeared into served time; NULL: none */
 } SRV_Ctx;
 

@@ -56,7 +56,12 @@ test_clk_sim_leap_taken(void)
   CLK_Stats st;
   CLK_GetStats(c, &st);
   TEST_EQ_INT(st.leaps, 1);
-  TEST_EQ_INT(st.leap, 0); /* the kernel clears its flag once the leap is done */
+  TEST_EQ_INT(st.leap, 1);    /* the flag stays until cleared, as in the kernel (TIME_WAIT) */
+  CLK_SimAdvance(c, 86400.0); /* still set a day later: no second leap */
+  CLK_GetStats(c, &st);
+  TEST_EQ_INT(st.leaps, 1);
+  TEST_CHECK(fabs(CLK_SimOffset(c)) < 1e-9);
+  TEST_CHECK(CLK_SetLeap(c, 0));
   CLK_Destroy(c);
 }
 
