@@ -13,6 +13,7 @@ typedef struct {
   void (*read_now)(const CLK_Clock *c, NTT_Now *now);
   bool (*step)(CLK_Clock *c, double offset);
   bool (*set_freq)(CLK_Clock *c, double freq);
+  bool (*set_leap)(CLK_Clock *c, int dir);
 } Driver;
 
 struct CLK_Clock {
@@ -22,9 +23,13 @@ struct CLK_Clock {
   CLK_Stats stats;
   /* simulated driver only */
   struct timespec sim_start;
-  double sim_elapsed; /* true seconds since creation */
-  double sim_offset;  /* our clock minus true time */
-  double sim_error;   /* intrinsic frequency error */
+  double sim_elapsed;    /* true seconds since creation */
+  double sim_offset;     /* our clock minus true time */
+  double sim_error;      /* intrinsic frequency error */
+  int64_t sim_true_leap; /* true UTC's leap (POSIX), and its direction */
+  int sim_true_leap_dir;
+  int64_t sim_leap_at; /* our clock takes the armed leap at this POSIX midnight */
+  bool sim_leap_wait;  /* taken; like the kernel's TIME_WAIT, none again until disarmed */
 };
 
 /* Smallest non-zero step between successive reads of CLOCK_REALTIME, over a bounded number of
@@ -107,6 +112,19 @@ real_set_freq(CLK_Clock *c, double freq)
   return clock_adjtime(CLOCK_REALTIME, &tx) >= 0;
 }
 
+static bool
+real_set_leap(CLK_Clock *c, int dir)
+{
+  (void)c;
+  struct timex tx = {.modes = 0};
+  if (adjtimex(&tx) < 0)
+    return false;
+  int status = tx.status & ~(STA_INS | STA_DEL);
+  status |= dir > 0 ? STA_INS : dir < 0 ? STA_DEL : 0;
+  tx = (struct timex){.modes = ADJ_STATUS, .status = status};
+  return adjtimex(&tx) >= 0;
+}
+
 /* ---- null driver: computes everything, touches nothing ---- */
 
 static bool
@@ -125,7 +143,49 @@ null_set_freq(CLK_Clock *c, double freq)
   return true;
 }
 
+static bool
+null_set_leap(CLK_Clock *c, int dir)
+{
+  (void)c;
+  (void)dir;
+  return true;
+}
+
 /* ---- simulated driver ---- */
+
+/* The simulated clock's reading as POSIX seconds. */
+static double
+sim_reading(const CLK_Clock *c)
+{
+  return (double)c->sim_start.tv_sec + c->sim_start.tv_nsec * 1e-9 + c->sim_elapsed +
+         c->sim_offset;
+}
+
+static bool
+sim_set_leap(CLK_Clock *c, int dir)
+{
+  /* like the kernel: at the first UTC midnight of our own clock from now; once taken, no
+   * other until the flag has been cleared */
+  if (!dir)
+    c->sim_leap_wait = false;
+  c->sim_leap_at =
+      dir && !c->sim_leap_wait ? ((int64_t)floor(sim_reading(c)) / 86400 + 1) * 86400 : 0;
+  return true;
+}
+
+/* Take an armed leap once our clock has reached its midnight (the last second of the day
+ * for a deletion). */
+static void
+sim_take_leap(CLK_Clock *c)
+{
+  int dir = c->stats.leap;
+  if (!dir || !c->sim_leap_at || sim_reading(c) < (double)c->sim_leap_at - (dir < 0))
+    return;
+  c->sim_offset -= dir;
+  c->stats.leaps++;
+  c->sim_leap_at = 0;
+  c->sim_leap_wait = true;
+}
 
 static void
 sim_read_now(const CLK_Clock *c, NTT_Now *now)
@@ -149,10 +209,12 @@ sim_set_freq(CLK_Clock *c, double freq)
   return true;
 }
 
-static const Driver real_driver = {"system", system_read_now, real_step, real_set_freq};
+static const Driver real_driver = {"system", system_read_now, real_step, real_set_freq,
+                                   real_set_leap};
 static const Driver null_driver = {"system (no-adjust)", system_read_now, null_step,
-                                   null_set_freq};
-static const Driver sim_driver = {"simulated", sim_read_now, sim_step, sim_set_freq};
+                                   null_set_freq, null_set_leap};
+static const Driver sim_driver = {"simulated", sim_read_now, sim_step, sim_set_freq,
+                                  sim_set_leap};
 
 CLK_Clock *
 CLK_CreateSystem(bool no_adjust)
@@ -178,6 +240,8 @@ CLK_CreateSimulated(const CLK_SimParams *p)
   c->sim_start = p->start;
   c->sim_offset = p->offset;
   c->sim_error = p->freq_error;
+  c->sim_true_leap = p->true_leap;
+  c->sim_true_leap_dir = p->true_leap_dir;
   return c;
 }
 
@@ -241,6 +305,27 @@ CLK_GetFrequency(const CLK_Clock *c)
   return c->stats.freq;
 }
 
+bool
+CLK_SetLeap(CLK_Clock *c, int dir)
+{
+  dir = dir > 0 ? 1 : dir < 0 ? -1 : 0;
+  if (dir == c->stats.leap)
+    return true;
+  if (!c->drv->set_leap(c, dir)) {
+    c->stats.failures++;
+    return false;
+  }
+  c->stats.leap = dir;
+  c->stats.leap_sets++;
+  return true;
+}
+
+int
+CLK_GetLeap(const CLK_Clock *c)
+{
+  return c->stats.leap;
+}
+
 void
 CLK_GetStats(const CLK_Clock *c, CLK_Stats *out)
 {
@@ -254,18 +339,33 @@ CLK_SimAdvance(CLK_Clock *c, double seconds)
     return;
   c->sim_elapsed += seconds;
   c->sim_offset += (c->sim_error + c->stats.freq) * seconds;
+  sim_take_leap(c);
+}
+
+/* True UTC (POSIX) for a continuous count t: a second repeated after an insertion, skipped
+ * before a deletion. */
+static double
+sim_true_posix(const CLK_Clock *c, double t)
+{
+  int dir = c->sim_true_leap_dir;
+  if (!c->sim_true_leap || !dir || t < (double)c->sim_true_leap - (dir < 0))
+    return t;
+  return t - dir;
 }
 
 double
 CLK_SimOffset(const CLK_Clock *c)
 {
-  return c->sim_offset;
+  /* against true UTC: a leap that true time took and we did not is an error of a second */
+  double t = (double)c->sim_start.tv_sec + c->sim_elapsed;
+  return c->sim_offset + (t - sim_true_posix(c, t));
 }
 
 void
 CLK_SimTrueNow(const CLK_Clock *c, NTT_Now *now)
 {
-  now->real = timespec_add(c->sim_start, c->sim_elapsed);
+  double t = (double)c->sim_start.tv_sec + c->sim_elapsed;
+  now->real = timespec_add(c->sim_start, sim_true_posix(c, t) - (double)c->sim_start.tv_sec);
   now->mono_ns = (int64_t)llround(c->sim_elapsed * 1e9);
 }
 

@@ -50,6 +50,18 @@ bool CLK_SetFrequency(CLK_Clock *c, double freq);
 /* The correction last set (0 until the first CLK_SetFrequency). */
 double CLK_GetFrequency(const CLK_Clock *c);
 
+/* A leap second, as the kernel takes it (STA_INS / STA_DEL): dir +1 arms the insertion of
+ * a second at the end of the current UTC day, -1 the deletion of its last second, 0 disarms.
+ * The real driver sets the kernel's status bits (keeping the others); the null driver only
+ * records the request; the simulated driver takes the leap itself when its clock reaches
+ * the next UTC midnight (steps back one second for an insertion, forward for a deletion).
+ * As in the kernel, the flag stays set after the leap and no other leap is taken until it
+ * has been cleared (CLK_SetLeap(c, 0)).
+ * False if the driver failed. */
+bool CLK_SetLeap(CLK_Clock *c, int dir);
+/* The leap last armed (0: none). */
+int CLK_GetLeap(const CLK_Clock *c);
+
 /* What was asked of a driver: what the null driver would have done. */
 typedef struct {
   unsigned steps;     /* CLK_StepBy calls */
@@ -57,6 +69,9 @@ typedef struct {
   unsigned freq_sets; /* CLK_SetFrequency calls */
   double freq;        /* the last correction, s/s */
   unsigned failures;  /* driver calls that failed (real driver only) */
+  int leap;           /* the leap armed: +1 insert, -1 delete, 0 none */
+  unsigned leap_sets; /* CLK_SetLeap calls that changed it */
+  unsigned leaps;     /* leaps the simulated driver took */
 } CLK_Stats;
 void CLK_GetStats(const CLK_Clock *c, CLK_Stats *out);
 
@@ -66,6 +81,8 @@ typedef struct {
   double offset;         /* our clock minus true time at creation, s */
   double freq_error;     /* intrinsic frequency error, s/s (+50e-6: gains 50 us per s) */
   int precision_log2;    /* reported precision, e.g. -20 */
+  int64_t true_leap;     /* POSIX time of a leap in true UTC (00:00:00 after it), 0: none */
+  int true_leap_dir;     /* +1 a second inserted before true_leap, -1 deleted */
 } CLK_SimParams;
 
 CLK_Clock *CLK_CreateSimulated(const CLK_SimParams *p);
@@ -73,7 +90,8 @@ CLK_Clock *CLK_CreateSimulated(const CLK_SimParams *p);
 void CLK_SimAdvance(CLK_Clock *c, double seconds);
 /* Our clock minus true time now, s (the quantity a discipline drives to zero). */
 double CLK_SimOffset(const CLK_Clock *c);
-/* The true time now (real part) and the monotonic time (true elapsed since creation). */
+/* The true time now (real part: UTC as POSIX time, so after a true leap it has repeated or
+ * skipped a second) and the monotonic time (true elapsed since creation). */
 void CLK_SimTrueNow(const CLK_Clock *c, NTT_Now *now);
 /* True seconds elapsed since creation. */
 double CLK_SimElapsed(const CLK_Clock *c);

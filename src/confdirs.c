@@ -47,6 +47,8 @@ static const CNF_Directive directives[] = {
     WORKS("port", CNF_D_PORT, EXT),
     WORKS("threads", CNF_D_THREADS, EXT),
     WORKS("driftfile", CNF_D_DRIFTFILE, BOTH),
+    WORKS("leapfile", CNF_D_LEAPFILE, BOTH),
+    WORKS("leapsmearinterval", CNF_D_LEAPSMEAR, BOTH),
     WORKS("logfile", CNF_D_LOGFILE, BOTH),
     WORKS("pidfile", CNF_D_PIDFILE, NTPD),
     WORKS("keys", CNF_D_KEYS, BOTH),
@@ -60,9 +62,6 @@ static const CNF_Directive directives[] = {
     NOEFFECT("statistics", BOTH, "statistics files are not written"),
     NOEFFECT("statsdir", BOTH, "statistics files are not written"),
     NOEFFECT("filegen", BOTH, "statistics files are not written"),
-    NOEFFECT(
-        "leapfile", BOTH,
-        "the leap indicator served comes from the upstream servers; the file is not read"),
     NOEFFECT("broadcastdelay", NTPD, "broadcast mode is not supported"),
     NOEFFECT("tinker", BOTH, "the clock discipline's constants are fixed"),
     NOEFFECT("logconfig", BOTH, "message classes cannot be selected; everything is logged"),
@@ -80,8 +79,6 @@ static const CNF_Directive directives[] = {
     NOEFFECT("qos", NTPD, "packets go out with the system's default DSCP"),
     NOEFFECT("dscp", NTPSEC, "packets go out with the system's default DSCP"),
     NOEFFECT("pollskewlist", NTPD, "polls are not skewed"),
-    REFUSED("leapsmearinterval", BOTH,
-            "leap smearing is not supported: clients would see the leap second unsmeared"),
     REFUSED("broadcast", BOTH, "broadcast mode is not supported"),
     REFUSED("broadcastclient", BOTH, "broadcast mode is not supported"),
     REFUSED("multicastclient", NTPD, "multicast mode is not supported"),
@@ -904,6 +901,16 @@ d_path(Args *a, int offset)
   *slot = copy;
 }
 
+/* leapsmearinterval N: seconds over which a leap is smeared (ntpd: 0 = off, at most a day). */
+static void
+d_leapsmear(Args *a, int unused)
+{
+  (void)unused;
+  long long v;
+  if (cnf_arg_int(a, NULL, 0, CNF_MAX_LEAPSMEAR, &v))
+    a->p->cfg->leap_smear = (int)v;
+}
+
 static void
 d_keyid(Args *a, int offset)
 {
@@ -1068,6 +1075,8 @@ static const struct {
     [CNF_D_PORT] = {d_port, 0},
     [CNF_D_THREADS] = {d_threads, 0},
     [CNF_D_DRIFTFILE] = {d_path, (int)offsetof(CNF_Config, driftfile)},
+    [CNF_D_LEAPFILE] = {d_path, (int)offsetof(CNF_Config, leapfile)},
+    [CNF_D_LEAPSMEAR] = {d_leapsmear, 0},
     [CNF_D_LOGFILE] = {d_path, (int)offsetof(CNF_Config, logfile)},
     [CNF_D_PIDFILE] = {d_path, (int)offsetof(CNF_Config, pidfile)},
     [CNF_D_KEYS] = {d_path, (int)offsetof(CNF_Config, keysfile)},

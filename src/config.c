@@ -801,6 +801,7 @@ CNF_Destroy(CNF_Config *cfg)
   free(cfg->interfaces);
   free(cfg->trusted_keys);
   free(cfg->driftfile);
+  free(cfg->leapfile);
   free(cfg->logfile);
   free(cfg->pidfile);
   free(cfg->keysfile);

@@ -229,6 +229,7 @@ typedef struct {
 } CNF_Switches;
 
 #define CNF_MAX_THREADS 64
+#define CNF_MAX_LEAPSMEAR 86400 /* leapsmearinterval: a day at most, as ntpd */
 #define CNF_MAX_KEYID 65535
 
 typedef struct {
@@ -247,6 +248,7 @@ typedef struct {
   int threads;   /* worker threads (extension), 0 = one per core (default), max 64 */
 
   char *driftfile; /* NULL when not configured; paths as written */
+  char *leapfile;  /* the leap-second list (leapsec.h) */
   char *logfile;
   char *pidfile;
   char *keysfile;
@@ -255,6 +257,8 @@ typedef struct {
   size_t n_trusted_keys;
   uint32_t control_key; /* 0 = none */
   uint32_t request_key; /* 0 = none */
+
+  int leap_smear; /* leapsmearinterval, s (0: leaps are announced, not smeared) */
 
   CNF_Tos tos;
   CNF_Switches sw;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ctlmru.h"
+#include "leapsec.h"
 #include "siphash.h"
 
 #define PHI 15e-6 /* s/s: dispersion growth (RFC 5905) */
@@ -141,6 +142,9 @@ typedef enum {
   SV_CLK_WANDER,
   SV_PEERADR,
   SV_PEERMODE,
+  SV_TAI, /* the leap-second list's, shown only with a `leapfile` */
+  SV_LEAPSEC,
+  SV_EXPIRE,
   SV_UPTIME, /* Stats.uptime under several names */
   SV_STAT,   /* a CTL_Stats field at .off */
   SV_AUTHKEYS,
@@ -193,6 +197,9 @@ static const SysVar sys_vars[] = {
     {"rootdist", SV_ROOTDIST, false, 0},
     {"peeradr", SV_PEERADR, false, 0},
     {"peermode", SV_PEERMODE, false, 0},
+    {"tai", SV_TAI, true, 0},
+    {"leapsec", SV_LEAPSEC, true, 0},
+    {"expire", SV_EXPIRE, true, 0},
     /* sysstats */
     {"ss_uptime", SV_UPTIME, false, 0},
     {"ss_reset", SV_UPTIME, false, 0},
@@ -318,6 +325,15 @@ put_sys_strings(Req *q, CTW_Writer *w, const SysVar *v)
       if (p && p->srcadr.family != ADR_NONE)
         ADR_FormatPort(&p->srcadr, buf, sizeof(buf));
       return CTW_PutString(w, v->name, buf);
+    }
+    case SV_TAI:
+      return !c->tai || CTW_PutUint(w, v->name, (uint64_t)c->tai);
+    case SV_LEAPSEC:
+    case SV_EXPIRE: { /* ntpd's form: YYYYMMDDhhmm */
+      int64_t t = v->kind == SV_LEAPSEC ? c->leapsec : c->leap_expire;
+      char buf[13];
+      LSC_FormatStamp(t, buf);
+      return !c->tai || !t || CTW_PutRaw(w, v->name, buf);
     }
     default:
       return false;

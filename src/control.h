@@ -188,6 +188,9 @@ typedef struct CTL_Ctx {
   double frequency_ppm;          /* frequency correction */
   double sys_jitter, clk_jitter; /* s */
   double clk_wander_ppm;
+  int tai;                /* TAI-UTC from the leap-second list; 0: no list (not shown) */
+  int64_t leapsec;        /* POSIX time of the list's latest leap (ntpd's `leapsec`) */
+  int64_t leap_expire;    /* POSIX time the list expires (`expire`) */
   const char *version;    /* e.g. "ntpgated 0.1.0"; NULL: "ntpgated" */
   const char *processor;  /* uname machine, e.g. "x86_64"; NULL: omitted */
   const char *system;     /* uname sysname, e.g. "Linux"; NULL: omitted */

@@ -126,7 +126,9 @@ data_line(Ctx *c, LSC_List *l, int line, const char *s, const char *end)
           l->e[l->n - 1].tai, tai);
   else if (tai > 1000)
     error(c, line, "TAI-UTC %" PRId64 " is out of range", tai);
-  else
+  /* kept even when wrong (the list is dropped anyway), so that the next line is compared
+   * with this one and one mistake gives one message */
+  if (tai <= 1000)
     l->e[l->n++] = (LSC_Entry){.when = posix, .tai = (int)tai};
 }
 
@@ -291,4 +293,30 @@ LSC_FormatStamp(int64_t posix, char buf[13])
            (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u);
   memcpy(buf, tmp, 12);
   buf[12] = '\0';
+}
+
+void
+LSC_Decide(const LSC_List *l, int voted_li, int64_t now, double smear_interval,
+           LSC_Decision *out)
+{
+  memset(out, 0, sizeof(*out));
+  if (l && l->n > 0 && LSC_CheckExpiry(l, now) != LSC_EXPIRY_PAST) {
+    LSC_State st;
+    LSC_At(l, now, &st);
+    out->from_list = true;
+    out->li = LSC_LeapIndicator(st.next, st.dir, now);
+    if (out->li) {
+      out->leap = st.next;
+      out->dir = st.dir;
+    }
+  } else if (voted_li == 1 || voted_li == 2) {
+    out->li = voted_li;
+    out->dir = voted_li == 1 ? 1 : -1;
+    out->leap = (now / 86400 + 1) * 86400; /* leaps happen at the end of a UTC day */
+  }
+  out->arm = out->dir;
+  if (out->li && smear_interval > 0) {
+    out->smear = smear_interval;
+    out->li = 0; /* a smearing server never announces the leap it hides */
+  }
 }

@@ -65,6 +65,22 @@ int LSC_LeapIndicator(int64_t next, int dir, int64_t now);
  * taken the leap (now >= next). interval <= 0: no smear. */
 double LSC_SmearOffset(int64_t next, int dir, double interval, double now);
 
+/* What a synchronized server does about leaps at `now`, from the list (NULL or empty: none)
+ * and the leap indicator its selected upstreams voted by majority (0, 1 insert, 2 delete).
+ * A list in force (loaded, not expired) decides alone; without one, or once it has expired,
+ * the upstreams' vote does (its leap is at the next UTC midnight). smear_interval > 0
+ * (`leapsmearinterval`): the leap is smeared into the served time and not announced. */
+typedef struct {
+  int li;         /* leap indicator to serve: 0, 1 or 2 */
+  int arm;        /* leap for the clock driver (CLK_SetLeap): +1, -1 or 0 */
+  int64_t leap;   /* POSIX time the leap takes effect, 0 when none is due */
+  int dir;        /* its direction */
+  double smear;   /* smear interval in force for it (0: no smear) */
+  bool from_list; /* decided by the list (false: by the upstreams' vote or nothing) */
+} LSC_Decision;
+void LSC_Decide(const LSC_List *l, int voted_li, int64_t now, double smear_interval,
+                LSC_Decision *out);
+
 /* ntpq's rendering of a leap or expiry time: "YYYYMMDDhhmm" (UTC), 13 octets with the NUL. */
 void LSC_FormatStamp(int64_t posix, char buf[13]);
 

@@ -454,6 +454,25 @@ shed_tick(Daemon *d, const NTT_Now *now)
   }
 }
 
+/* Give the clock driver the leap second the runtime decided on (the kernel takes it at the
+ * end of the UTC day; under -x it is only recorded). */
+static void
+arm_leap(Daemon *d)
+{
+  int want = RUN_LeapArm(d->run);
+  if (want == CLK_GetLeap(d->clk))
+    return;
+  if (!CLK_SetLeap(d->clk, want))
+    LOG_Warn("cannot %s the leap second in the kernel", want ? "arm" : "disarm");
+  else
+    LOG_Info("leap second: %s%s",
+             want > 0   ? "insertion at the end of the UTC day"
+             : want < 0 ? "deletion at the end of the UTC day"
+                        : "none",
+             CLK_IsNoAdjust(d->clk) && want ? " (announced only: the clock is not adjusted)"
+                                            : "");
+}
+
 static void
 on_tick(void *arg)
 {
@@ -461,12 +480,13 @@ on_tick(void *arg)
   NTT_Now now;
   CLK_ReadNow(d->clk, &now);
   shed_tick(d, &now);
-  if (!RUN_TickDue(d->run, &now))
-    return;
-  POL_Exclusive(d->pool, -1);
-  RUN_Tick(d->run, &now);
-  POL_SetContext(d->pool, RUN_Context(d->run));
-  POL_Release(d->pool);
+  if (RUN_TickDue(d->run, &now)) {
+    POL_Exclusive(d->pool, -1);
+    RUN_Tick(d->run, &now);
+    POL_SetContext(d->pool, RUN_Context(d->run));
+    POL_Release(d->pool);
+  }
+  arm_leap(d);
 }
 
 static int

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "iface.h"
 #include "keys.h"
+#include "leapsec.h"
 #include "packet.h"
 #include "rng.h"
 
@@ -39,6 +40,10 @@ struct RUN_State {
   CNF_Config *prev_cfg;  /* the generation replaced last (see apply) */
   RST_List *prev_rst;
   KEY_Table *prev_keys;
+  LSC_List *leaps; /* the `leapfile` list in force; NULL without one */
+  LSC_List *prev_leaps;
+  LSC_Decision leap;     /* what we do about leaps now (update_system) */
+  SRV_Smear smear;       /* r->ctx.smear points here while a leap is smeared */
   MON_Table *ctl_mon;    /* mode 6 limits (fixed parameters, see ctl_limits) */
   SHD_Table *shed;       /* load shedding; created once, reconfigured on reloads */
   MON_Params mon_params; /* of mon, for monstats */
@@ -63,6 +68,7 @@ typedef struct {
   KEY_Table *keys;
   MON_Params mon;
   uint32_t source_flags;
+  LSC_List *leaps;
 } Tables;
 
 /* One message as a record (dropped, like MSG_Add's, if memory runs out). */
@@ -142,6 +148,7 @@ free_tables(Tables *t)
 {
   RST_Destroy(t->rst);
   KEY_Destroy(t->keys);
+  free(t->leaps);
   memset(t, 0, sizeof(*t));
 }
 
@@ -177,6 +184,45 @@ resolve(const char *name, int family, NetAddr *out, size_t max)
   return ACC_ResolveSystem(name, family, out, max);
 }
 
+/* The `leapfile` list: errors as the file's own FILE:LINE messages; an expired list, or one
+ * near its expiry, is a warning (it is still used, see LSC_Decide). */
+static bool
+load_leaps(const char *path, RUN_Errors *errs, LSC_List **out)
+{
+  struct stat st;
+  if (stat(path, &st) != 0 && errno == ENOENT) { /* as ntpd: say so and go on */
+    add_record(errs, RUN_SEV_WARNING, path, 0,
+               "leap-second list does not exist: leaps come only from the upstream servers' "
+               "leap indicators");
+    return true;
+  }
+  MSG_Errors me;
+  MSG_Init(&me);
+  LSC_List *l = malloc(sizeof(*l));
+  bool ok = l && LSC_Load(l, path, &me);
+  if (!l)
+    add_msg(errs, "out of memory loading the leap-second list");
+  collect(&me.errors, false, errs);
+  collect(&me.warnings, true, errs);
+  MSG_Clear(&me);
+  if (!ok) {
+    free(l);
+    return false;
+  }
+  char day[13], text[200];
+  LSC_FormatStamp(l->expires, day);
+  LSC_Expiry e = LSC_CheckExpiry(l, (int64_t)time(NULL));
+  if (e != LSC_EXPIRY_OK) {
+    snprintf(text, sizeof(text),
+             "leap-second list %s %.4s-%.2s-%.2s; it is still used, but get a current one "
+             "(IERS, or the tzdata package's leap-seconds.list)",
+             e == LSC_EXPIRY_PAST ? "expired on" : "expires on", day, day + 4, day + 6);
+    add_record(errs, RUN_SEV_WARNING, path, 0, text);
+  }
+  *out = l;
+  return true;
+}
+
 /* Everything a configuration builds; false (all reasons in errs) if any part fails. */
 static bool
 build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *t)
@@ -207,6 +253,8 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
     else
       KEY_SetTrusted(t->keys, cfg->trusted_keys, cfg->n_trusted_keys);
   }
+  if (cfg->leapfile && !load_leaps(cfg->leapfile, errs, &t->leaps))
+    sink.failed = true;
   if (sink.failed || !t->rst) {
     free_tables(t);
     return false;
@@ -260,6 +308,37 @@ orphan_due(const RUN_State *r, const NTT_Now *now)
          now->mono_ns - r->start_mono_ns >= (int64_t)t->orphanwait * 1000000000;
 }
 
+/* Leaps: while synchronized, the list in force or the upstreams' vote (the leap bits of
+ * what we are synchronized to) says what to announce, arm in the kernel, or smear. */
+static void
+update_leap(RUN_State *r, const NTT_Now *now)
+{
+  int voted = r->sys.leap == PKT_LEAP_UNSYNC ? 0 : r->sys.leap;
+  if (r->sys.leap == PKT_LEAP_UNSYNC) {
+    memset(&r->leap, 0, sizeof(r->leap));
+  } else {
+    LSC_Decide(r->leaps, voted, (int64_t)now->real.tv_sec, r->cfg ? r->cfg->leap_smear : 0,
+               &r->leap);
+    r->sys.leap = (uint8_t)r->leap.li;
+  }
+  r->smear = (SRV_Smear){.leap = r->leap.leap, .dir = r->leap.dir, .interval = r->leap.smear};
+  r->ctx.smear = r->leap.smear > 0 ? &r->smear : NULL;
+}
+
+/* Whether a leap boundary (the start of the last day, a smear, the leap itself) may be near:
+ * then the system state is brought up to date every tick rather than every 64 s. */
+static bool
+leap_near(const RUN_State *r, const NTT_Now *now)
+{
+  if (r->leap.li || r->leap.arm || r->sys.leap == PKT_LEAP_ADD || r->sys.leap == PKT_LEAP_DEL)
+    return true;
+  if (!r->leaps)
+    return false;
+  LSC_State st;
+  LSC_At(r->leaps, (int64_t)now->real.tv_sec, &st);
+  return st.next && st.next - (int64_t)now->real.tv_sec <= 2 * LSC_ANNOUNCE;
+}
+
 /* The system variables follow from what we are synchronized to. With no client associations
  * yet, that is the local clock, orphan mode, or nothing. */
 static void
@@ -279,6 +358,7 @@ update_system(RUN_State *r, const NTT_Now *now)
     SRV_SystemUnsynchronized(&r->sys, (int8_t)r->precision);
   }
   r->local_refresh_ns = now->mono_ns + LOCAL_REFRESH_NS;
+  update_leap(r, now);
 }
 
 /* Swap in a configuration and its tables; the monitor table is created once and then only
@@ -312,6 +392,9 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
   CNF_Destroy(r->prev_cfg);
   RST_Destroy(r->prev_rst);
   KEY_Destroy(r->prev_keys);
+  free(r->prev_leaps);
+  r->prev_leaps = r->leaps;
+  r->leaps = t->leaps;
   r->prev_cfg = r->cfg;
   r->prev_rst = r->rst;
   r->prev_keys = r->keys;
@@ -323,7 +406,6 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
   r->policy.min_poll = (int8_t)(avg > 17 ? 17 : avg);
   r->policy.max_poll = 17;
   r->policy.monitor = cfg->sw.monitor;
-  update_system(r, now);
   r->mon_params = t->mon;
   SHD_Params sp;
   ACC_ShedParams(cfg, &sp);
@@ -335,6 +417,7 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
                      .keys = r->keys,
                      .ctl_mon = r->ctl_mon,
                      .shed = r->shed};
+  update_system(r, now); /* also sets ctx.smear */
   return true;
 fail:
   free_tables(t);
@@ -445,6 +528,8 @@ RUN_Destroy(RUN_State *r)
   CNF_Destroy(r->prev_cfg);
   RST_Destroy(r->prev_rst);
   KEY_Destroy(r->prev_keys);
+  free(r->leaps);
+  free(r->prev_leaps);
   MON_Destroy(r->mon);
   MON_Destroy(r->ctl_mon);
   SHD_Destroy(r->shed);
@@ -862,6 +947,19 @@ RUN_ControlContext(const RUN_State *r, CTL_Ctx *c)
   c->verify = KEY_VerifyControl;
   c->sign = KEY_SignControl;
   memcpy(c->nonce_secret, r->nonce_secret, sizeof(c->nonce_secret));
+  if (r->leaps) { /* ntpd's tai, leapsec and expire */
+    LSC_State st;
+    LSC_At(r->leaps, (int64_t)time(NULL), &st);
+    c->tai = st.tai;
+    c->leapsec = st.last;
+    c->leap_expire = r->leaps->expires;
+  }
+}
+
+int
+RUN_LeapArm(const RUN_State *r)
+{
+  return r->leap.arm;
 }
 
 int
@@ -921,7 +1019,8 @@ bool
 RUN_TickDue(const RUN_State *r, const NTT_Now *now)
 {
   bool was_synced = r->sys.stratum < 16;
-  return now->mono_ns >= r->local_refresh_ns || (!was_synced && orphan_due(r, now));
+  return now->mono_ns >= r->local_refresh_ns || (!was_synced && orphan_due(r, now)) ||
+         (was_synced && leap_near(r, now));
 }
 
 void

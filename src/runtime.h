@@ -96,6 +96,9 @@ size_t RUN_RuntimeSize(RUN_State *r, size_t *octets);
 /* The control path's context for the configuration in force (valid until the next commit
  * or tick); the caller adds counters, associations and the configure callback. */
 void RUN_ControlContext(const RUN_State *r, CTL_Ctx *c);
+/* The leap second the clock driver should have armed now (CLK_SetLeap): +1, -1 or 0; it
+ * changes on RUN_Tick, RUN_SetClientSystem and commits. */
+int RUN_LeapArm(const RUN_State *r);
 /* Serving threads the configuration asks for (`threads`, default one per core). */
 int RUN_Threads(const RUN_State *r);
 

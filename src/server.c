@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "leapsec.h"
 #include "packet.h"
 
 #define PHI 15e-6 /* s/s: dispersion growth while nothing updates the clock */
@@ -76,6 +77,19 @@ fuzz_low_bits(NTT_Stamp t, int8_t precision, RNG_State *rng)
   return (t & ~mask) | (RNG_Next(rng) & mask);
 }
 
+/* t (read as ts) as we serve it: with a leap being smeared, moved by the smear's offset. */
+static NTT_Stamp
+served_time(const SRV_Ctx *ctx, const struct timespec *ts)
+{
+  NTT_Stamp t = NTT_FromTimespec(ts);
+  const SRV_Smear *sm = ctx->smear;
+  if (!sm)
+    return t;
+  double off = LSC_SmearOffset(sm->leap, sm->dir, sm->interval,
+                               (double)ts->tv_sec + (double)ts->tv_nsec * 1e-9);
+  return off != 0.0 ? NTT_Add(t, off) : t;
+}
+
 static void
 build_reply(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, uint32_t rflags,
             RNG_State *rng, uint8_t *out)
@@ -94,7 +108,7 @@ build_reply(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, ui
       .refid = s->refid,
       .ref_ts = s->ref_ts,
       .org_ts = req->tx_ts,
-      .rx_ts = fuzz_low_bits(NTT_FromTimespec(&rq->rx.real), s->precision, rng),
+      .rx_ts = fuzz_low_bits(served_time(ctx, &rq->rx.real), s->precision, rng),
       .tx_ts = 0,
   };
   if (rflags & RST_FUZZ) /* ntpd's `serverresponse fuzz`: blur when we were last set */
@@ -297,7 +311,7 @@ SRV_Finish(const SRV_Ctx *ctx, const SRV_Verdict *v, uint8_t *out, size_t cap,
            const struct timespec *now, RNG_State *rng)
 {
   if (v->stamp)
-    PKT_Put64(out + 40, fuzz_low_bits(NTT_FromTimespec(now), ctx->sys->precision, rng));
+    PKT_Put64(out + 40, fuzz_low_bits(served_time(ctx, now), ctx->sys->precision, rng));
   if (!v->key_id)
     return v->len;
   return KEY_SignAs(ctx->keys, v->key_id, out, PKT_HEADER_LEN, cap, v->digest_len);

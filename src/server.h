@@ -82,6 +82,14 @@ typedef struct {
   bool monitor; /* record every time request in the monitor (`enable monitor`) */
 } SRV_Policy;
 
+/* A leap second smeared into the time we serve (ntpd's `leapsmearinterval`): the receive
+ * and transmit timestamps of replies get LSC_SmearOffset(leap, dir, interval, t). */
+typedef struct {
+  int64_t leap; /* POSIX time the leap takes effect */
+  int dir;      /* +1 inserted, -1 deleted */
+  double interval;
+} SRV_Smear;
+
 /* Everything a decision reads. rst, mon and keys may be NULL: no restrictions (every
  * source gets no flags), no monitoring and no limits at all, no keys. The monitor is the
  * only table a decision writes to (through its own locks). */
@@ -91,9 +99,10 @@ typedef struct {
   const RST_List *rst;
   MON_Table *mon;
   const KEY_Table *keys;
-  MON_Table *ctl_mon; /* mode 6 limits per source and in total; NULL: mode 6 not served */
-  SHD_Table *shed;    /* load shedding (shed.h): rate-limit drops are reported to it, and a
-                         shed source's samples are answered as the leak; NULL: none */
+  MON_Table *ctl_mon;     /* mode 6 limits per source and in total; NULL: mode 6 not served */
+  SHD_Table *shed;        /* load shedding (shed.h): rate-limit drops are reported to it, and a
+                             shed source's samples are answered as the leak; NULL: none */
+  const SRV_Smear *smear; /* a leap being smeared into served time; NULL: none */
 } SRV_Ctx;
 
 typedef struct {

@@ -852,7 +852,6 @@ test_compat_no_effect(void)
   static const char *const names[] = {"statistics loopstats peerstats",
                                       "statsdir /var/log/ntpstats/",
                                       "filegen loopstats file loopstats type day enable",
-                                      "leapfile /usr/share/zoneinfo/leap-seconds.list",
                                       "rlimit memlock 32 stacksize 1024",
                                       "broadcastdelay 0.008",
                                       "tinker panic 0",
@@ -1341,9 +1340,16 @@ test_field_directives(void)
   CNF_ClearErrors(&e);
   CNF_Destroy(c);
   /* refused where ignoring the line would change what the operator relies on */
-  TEST_EQ_STR(only_error("leapsmearinterval 86400"),
-              "t.conf:1: leapsmearinterval: not supported: leap smearing is not supported: "
-              "clients would see the leap second unsmeared");
+  /* leap seconds work: the list's path and the smear interval are recorded */
+  c = parse("leapfile /usr/share/zoneinfo/leap-seconds.list\nleapsmearinterval 86400\n", &e,
+            &ok);
+  TEST_CHECK(ok && e.warnings.count == 0);
+  TEST_EQ_STR(c ? c->leapfile : NULL, "/usr/share/zoneinfo/leap-seconds.list");
+  TEST_EQ_INT(c ? c->leap_smear : -1, 86400);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+  TEST_CHECK(strstr(only_error("leapsmearinterval 86401"), "86401") != NULL);
+  TEST_CHECK(strstr(only_error("leapfile"), "t.conf:1: leapfile") != NULL);
   TEST_EQ_STR(only_error("broadcast 192.0.2.255"),
               "t.conf:1: broadcast: not supported: broadcast mode is not supported");
   TEST_EQ_STR(only_error("crypto pw secret"),

@@ -258,7 +258,37 @@ test_lsc_format(void)
   TEST_EQ_STR(buf, "202707010102");
 }
 
+/* Who decides: a list in force alone; the upstreams' vote without one or once it expired. */
+static void
+test_lsc_decide(void)
+{
+  int64_t leap = 1814400000LL; /* 2027-07-01 */
+  char text[160];
+  snprintf(text, sizeof(text), "#@ %lld\n2272060800 10\n%lld 11\n",
+           (long long)(leap + 100 * DAY + NTP_UNIX), (long long)(leap + NTP_UNIX));
+  LSC_List l;
+  TEST_CHECK(LSC_Parse(&l, "d.list", text, strlen(text), NULL));
+  LSC_Decision d;
+  LSC_Decide(&l, 0, leap - 3600, 0, &d);
+  TEST_CHECK(d.from_list && d.li == 1 && d.arm == 1 && d.leap == leap && d.dir == 1);
+  LSC_Decide(&l, 0, leap - DAY - 1, 0, &d); /* a day and a second before: not yet */
+  TEST_CHECK(d.li == 0 && d.arm == 0 && d.leap == 0);
+  LSC_Decide(&l, 2, leap - 2 * DAY, 0, &d); /* the list in force overrides a wrong vote */
+  TEST_CHECK(d.from_list && d.li == 0 && d.arm == 0);
+  LSC_Decide(&l, 0, leap + 1, 0, &d); /* after the leap: cleared */
+  TEST_CHECK(d.li == 0 && d.arm == 0);
+  LSC_Decide(&l, 0, leap - 3600, 86400.0, &d); /* smeared: not announced, still armed */
+  TEST_CHECK(d.li == 0 && d.arm == 1 && d.smear == 86400.0 && d.leap == leap);
+  /* Expired list: the upstreams' vote decides, the leap at the next midnight. */
+  LSC_Decide(&l, 1, leap + 100 * DAY + 3600, 0, &d);
+  TEST_CHECK(!d.from_list && d.li == 1 && d.arm == 1 && d.leap == leap + 101 * DAY);
+  LSC_Decide(NULL, 2, leap - 10, 0, &d);
+  TEST_CHECK(!d.from_list && d.li == 2 && d.arm == -1 && d.leap == leap);
+  LSC_Decide(NULL, 3, leap - 10, 0, &d); /* 3 (unsynchronized) is no vote for a leap */
+  TEST_CHECK(d.li == 0 && d.arm == 0);
+}
+
 TEST_MAIN(TEST_CASE(test_lsc_real_list), TEST_CASE(test_lsc_tampered),
           TEST_CASE(test_lsc_unhashed_list_warns), TEST_CASE(test_lsc_errors_with_lines),
           TEST_CASE(test_lsc_expiry), TEST_CASE(test_lsc_announce_window),
-          TEST_CASE(test_lsc_smear), TEST_CASE(test_lsc_format))
+          TEST_CASE(test_lsc_smear), TEST_CASE(test_lsc_format), TEST_CASE(test_lsc_decide))

@@ -4,8 +4,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <math.h>
+
+#include "clock.h"
 #include "harness.h"
+#include "packet.h"
+#include "rng.h"
 #include "runtime.h"
+#include "server.h"
 
 static char conf[64];
 
@@ -159,5 +165,139 @@ test_runtime_cap(void)
   stop(r);
 }
 
+/* ---- leap seconds, on the simulated clock ---- */
+
+#define LEAP 1814400000LL /* 2027-07-01 00:00:00 UTC: a second inserted before it */
+#define DAY 86400.0
+
+static char leapfile[64];
+
+/* A served reply at the simulated clock's now: its leap indicator and transmit time (POSIX).
+ */
+static int
+serve(const RUN_State *r, const CLK_Clock *clk, double *tx)
+{
+  NTT_Now t;
+  CLK_ReadNow(clk, &t);
+  uint8_t req[48] = {0x23}, out[PKT_MAX_LEN];
+  SRV_Request rq = {.data = req, .len = sizeof(req), .rx = t};
+  ADR_Parse("127.0.0.1", &rq.src);
+  rq.src.port = 40000;
+  RNG_State rng;
+  RNG_Init(&rng, 1);
+  SRV_Verdict v;
+  if (SRV_Decide(RUN_Context(r), &rq, &rng, out, &v) != SRV_REPLY) {
+    fprintf(stderr, "not answered: %s\n", SRV_ReasonName(v.why));
+    return -1;
+  }
+  SRV_Finish(RUN_Context(r), &v, out, sizeof(out), &t.real, &rng);
+  NTT_Stamp x = PKT_Get64(out + 40);
+  *tx = (double)(x >> 32) - 2208988800.0 + (double)(x & 0xffffffffu) / 4294967296.0;
+  return out[0] >> 6;
+}
+
+static RUN_State *
+leap_start(CLK_Clock **clk, double before, const char *extra)
+{
+  snprintf(leapfile, sizeof(leapfile), "/tmp/ntpg-unit-leap-%d.list", (int)getpid());
+  char text[256];
+  snprintf(text, sizeof(text), "#@ %lld\n2272060800 10\n%lld 11\n",
+           (long long)(LEAP + 200 * 86400LL + 2208988800LL), (long long)(LEAP + 2208988800LL));
+  TEST_CHECK(write_file(leapfile, text));
+  snprintf(conf, sizeof(conf), "/tmp/ntpg-unit-runtime-%d.conf", (int)getpid());
+  snprintf(text, sizeof(text), "server 127.127.1.0\nleapfile %s\n%s", leapfile, extra);
+  TEST_CHECK(write_file(conf, text));
+  CLK_SimParams p = {.start = {.tv_sec = (time_t)(LEAP - (int64_t)before)},
+                     .precision_log2 = -20,
+                     .true_leap = LEAP,
+                     .true_leap_dir = 1};
+  *clk = CLK_CreateSimulated(&p);
+  NTT_Now t;
+  CLK_ReadNow(*clk, &t);
+  RUN_Errors errs = {0};
+  RUN_State *r = RUN_Create(conf, 0, -20, &t, &errs);
+  RUN_FreeErrors(&errs);
+  TEST_CHECK(r != NULL);
+  return r;
+}
+
+/* One daemon tick as main.c does it: the runtime's state, then the clock driver's leap. */
+static void
+tick(RUN_State *r, CLK_Clock *clk, double seconds)
+{
+  CLK_SimAdvance(clk, seconds);
+  NTT_Now t;
+  CLK_ReadNow(clk, &t);
+  if (RUN_TickDue(r, &t))
+    RUN_Tick(r, &t);
+  CLK_SetLeap(clk, RUN_LeapArm(r));
+}
+
+/* The list's leap: not announced two days before, announced (LI 1) and armed in the clock
+ * during the last day, taken at midnight by clock and true UTC alike; after it LI is clear
+ * and the served time is right. */
+static void
+test_runtime_leap_insertion(void)
+{
+  CLK_Clock *clk;
+  RUN_State *r = leap_start(&clk, 2 * DAY, "");
+  double tx;
+  tick(r, clk, 1);
+  TEST_EQ_INT(serve(r, clk, &tx), 0);
+  TEST_EQ_INT(CLK_GetLeap(clk), 0);
+  tick(r, clk, DAY - 1); /* exactly a day before */
+  TEST_EQ_INT(serve(r, clk, &tx), 1);
+  TEST_EQ_INT(CLK_GetLeap(clk), 1);
+  TEST_EQ_INT(RUN_LeapArm(r), 1);
+  for (int i = 0; i < 24; i++) /* hours pass, the announcement stays */
+    tick(r, clk, 3599.75);
+  TEST_EQ_INT(serve(r, clk, &tx), 1);
+  for (int i = 0; i < 32; i++) /* across midnight in quarter seconds' steps */
+    tick(r, clk, 0.25);
+  CLK_Stats st;
+  CLK_GetStats(clk, &st);
+  TEST_EQ_INT(st.leaps, 1);
+  TEST_CHECK(fabs(CLK_SimOffset(clk)) < 1e-6); /* our clock repeated the second too */
+  tick(r, clk, 1);
+  TEST_EQ_INT(serve(r, clk, &tx), 0);
+  TEST_EQ_INT(CLK_GetLeap(clk), 0);
+  NTT_Now truth;
+  CLK_SimTrueNow(clk, &truth);
+  TEST_CHECK(fabs(tx - ((double)truth.real.tv_sec + truth.real.tv_nsec * 1e-9)) < 1e-5);
+  RUN_Destroy(r);
+  CLK_Destroy(clk);
+  unlink(conf);
+  unlink(leapfile);
+}
+
+/* leapsmearinterval: LI never announced; the served time runs slow over the interval, half
+ * a second behind at its middle, and equals true UTC after the leap. */
+static void
+test_runtime_leap_smear(void)
+{
+  CLK_Clock *clk;
+  RUN_State *r = leap_start(&clk, DAY / 2 + 1, "leapsmearinterval 86400\n");
+  double tx;
+  tick(r, clk, 1); /* half a day before the leap */
+  NTT_Now t;
+  CLK_ReadNow(clk, &t);
+  int li = serve(r, clk, &tx);
+  TEST_EQ_INT(li, 0);
+  TEST_EQ_INT(CLK_GetLeap(clk), 1); /* the kernel still takes the leap */
+  TEST_CHECK(fabs(tx - ((double)t.real.tv_sec - 0.5)) < 1e-5);
+  for (int i = 0; i < 12 * 4; i++)
+    tick(r, clk, 900);
+  tick(r, clk, 10);
+  NTT_Now truth;
+  CLK_SimTrueNow(clk, &truth);
+  TEST_EQ_INT(serve(r, clk, &tx), 0);
+  TEST_CHECK(fabs(tx - ((double)truth.real.tv_sec + truth.real.tv_nsec * 1e-9)) < 1e-5);
+  RUN_Destroy(r);
+  CLK_Destroy(clk);
+  unlink(conf);
+  unlink(leapfile);
+}
+
 TEST_MAIN(TEST_CASE(test_runtime_generation), TEST_CASE(test_runtime_dedup),
-          TEST_CASE(test_runtime_cap))
+          TEST_CASE(test_runtime_cap), TEST_CASE(test_runtime_leap_insertion),
+          TEST_CASE(test_runtime_leap_smear))
