@@ -55,10 +55,13 @@ CHRONYD = os.path.join(PEERS, "usr", "sbin", "chronyd")
 
 # One number per test file: it picks the file's server addresses, source addresses and ports.
 TEST_NUMBERS = {"test_serve": 1, "test_malformed": 2, "test_cli": 3, "test_access": 4,
-                "test_kod": 5}
+                "test_kod": 5, "test_reload_load": 6}
 
 # Every process this harness started and has not yet reaped; killed by pid at exit.
 _live = {}
+# Every ntpgated/chronyd Daemon made in this run: run() fails the run if any of them left a
+# sanitizer report (a ThreadSanitizer report may come at any moment, not only at a check).
+_daemons = []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +179,10 @@ def run(main, title=None):
         traceback.print_exc()
         checks.check("test body ran to the end", False, "exception, see traceback above")
     cleanup()
+    for d in _daemons:
+        rep = d.sanitizer_report()
+        if rep:
+            checks.check("daemon %s left no sanitizer report" % d.name, False, rep)
     if checks.failed:
         print("     kept " + tmp)
     else:
@@ -260,7 +267,7 @@ def write_text(path, text):
 
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "ERROR: UndefinedBehaviorSanitizer")
+                   "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
 
 
 def sanitizer_report(text):
@@ -638,6 +645,7 @@ class Daemon:
         self.proc = None
         self.rc = None
         self.write_config()
+        _daemons.append(self)
 
     def reply_mode(self, vn, mode):
         """The mode this kind of daemon answers a (version, mode) request with, or None if it
