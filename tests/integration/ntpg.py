@@ -397,11 +397,16 @@ def query(addr, port, src=None, vn=4, timeout=1.0, packet=None):
     return None
 
 
-def control_settle(packets):
+def control_settle(packets, addr, port, probe_src, timeout=2.0):
     """Mode 6 requests are answered after the batch they came in (docs/control.md), so a
-    barrier's reply may overtake their answers by a moment: give them that moment."""
-    if any(p and p[0] & 7 == 6 for p in packets):
-        time.sleep(0.1)
+    barrier's reply may overtake their answers. A serving thread handles a batch's mode 6
+    requests before it reads its next batch, and a barrier sent after the first one was
+    answered can only be in a later batch: once it is answered too, every mode 6 answer is
+    queued on our sockets. Returns the number of queries sent (0 without mode 6 requests),
+    which callers count as probes."""
+    if not any(p and p[0] & 7 == 6 for p in packets):
+        return 0
+    return barrier(addr, port, probe_src, timeout)[1]
 
 
 def exchange(addr, port, datagrams, sources, probe_src, chunk=32, barrier_timeout=2.0):
@@ -431,7 +436,8 @@ def exchange(addr, port, datagrams, sources, probe_src, chunk=32, barrier_timeou
                 break
         if not answered:
             barrier_failures += 1
-        control_settle(datagrams[start:start + chunk])
+        probes += control_settle(datagrams[start:start + chunk], addr, port, probe_src,
+                                 barrier_timeout)
         for i, src, s in socks:
             records.append({"index": i, "src": src, "data": datagrams[i],
                             "replies": recv_all(s)})
@@ -497,7 +503,7 @@ def burst(addr, port, src, packets, probe_src, src_port=0, gap=0.0, probe_addr=N
             s.sendto(p, sockaddr(addr, port))
         elapsed = time.monotonic() - t0
         ok, probes = barrier(probe_addr or addr, port, probe_src)
-        control_settle(packets)
+        probes += control_settle(packets, probe_addr or addr, port, probe_src)
         got = recv_all(s)
     by_nonce = {p[40:48]: i for i, p in enumerate(packets) if len(p) >= 48}
     replies, stray = [[] for _ in packets], []

@@ -199,6 +199,20 @@ def cstats(d):
     return {k[7:]: v for k, v in s.items() if k.startswith("client_")}
 
 
+def settled_cstats(d, timeout=5.0):
+    """The client counters once they stop moving: two snapshots in a row alike (each one a
+    SIGUSR1 whose lines have all been written), bounded by timeout."""
+    last = [None]
+
+    def same():
+        now = cstats(d)
+        if now and now == last[0]:
+            return now
+        last[0] = now
+        return None
+    return ntpg.wait_until(same, timeout, 0.05) or last[0] or {}
+
+
 def moved(st):
     return {k: v for k, v in st.items() if v}
 
@@ -254,13 +268,12 @@ def main(c, tmp):
                 r = ntpg.query(ds[name].listen[0], 123, src=PROBE, timeout=0.3)
                 if r and r["reply"]["stratum"] == UP_STRATUM + 1 and name not in ts:
                     ts[name] = round(t, 1)
-            time.sleep(max(0.0, 1.0 - (time.monotonic() - t0 - t)))
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t0 - t)))  # pacing, one look a second
         # the fakes (and the flood) stop first, so every packet they sent has been handled
         # when the counters are read
         stop.set()
         th.join(3)
-        time.sleep(0.5)
-        stats = {name: cstats(d) for name, d in ds.items()}
+        stats = {name: settled_cstats(d) for name, d in ds.items()}
         served = {}
         for name, d in ds.items():
             r = ntpg.query(d.listen[0], 123, src=PROBE, timeout=0.5)
