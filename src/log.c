@@ -86,13 +86,16 @@ LOG_Reopen(void)
   pthread_mutex_unlock(&log_state.lock);
   if (!have_file)
     return;
-  FILE *f = fopen(path, "a"); /* only the main thread changes the target: path stays valid */
+  FILE *f = fopen(path, "a");
   if (!f)
     return; /* keep writing to the old (possibly unlinked) file rather than lose lines */
   setvbuf(f, NULL, _IOLBF, 0);
   pthread_mutex_lock(&log_state.lock);
-  FILE *old = log_state.file;
-  log_state.file = f;
+  FILE *old = f;
+  if (log_state.file && strcmp(log_state.path, path) == 0) { /* the target did not change */
+    old = log_state.file;
+    log_state.file = f;
+  }
   pthread_mutex_unlock(&log_state.lock);
   close_file(old); /* no writer holds it: they use the file only under the lock */
 }
