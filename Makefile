@@ -61,7 +61,7 @@ test-tsan:
 fuzz-build:
 	cmake -S . -B $(FUZZ_BUILD) -DNTPG_SANITIZE=ON -DNTPG_FUZZ=ON \
 	  -DNTPG_FUZZ_SECONDS=$(FUZZ_SECONDS) -DCMAKE_C_COMPILER=clang >/dev/null
-	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
 
 # Every libFuzzer target over its checked-in corpus fuzz/corpus/NAME, each input once
 # (-runs=0, under ASan+UBSan): deterministic.
