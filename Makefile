@@ -51,8 +51,9 @@ test-asan:
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j $(CTEST_JOBS) --output-on-failure
 
 # ThreadSanitizer: the tests that run threads (label `threads`: the pool, the monitor from
-# several threads, logging while the log is reopened, test_threads.py and a reload under load
-# against the TSan-built daemon). Any report ends the process with status 66: a failure.
+# several threads, logging while the log is reopened, and against the TSan-built daemon
+# test_threads.py, a reload under load, and mode 6 / :config in the serving threads). Any
+# report not in tests/tsan.supp ends the process with status 66: a failure.
 test-tsan:
 	cmake -S . -B $(TSAN_BUILD) -DNTPG_TSAN=ON -DCMAKE_C_COMPILER=clang >/dev/null
 	cmake --build $(TSAN_BUILD) -j $(JOBS)

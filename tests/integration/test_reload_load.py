@@ -50,10 +50,10 @@ def flood(addr, stop, sent):
                 sent[0] += 1
             except (BlockingIOError, OSError):
                 pass
-            if i % 64 == 63:
+            if i % 32 == 31:
                 for t in socks:  # drain the KoDs so the sockets never fill up
                     ntpg.recv_all(t)
-                time.sleep(0.002)  # pacing of the load, not synchronization
+                time.sleep(0.005)  # pacing (at most ~6000/s), not synchronization
     finally:
         for s in socks:
             s.close()
@@ -98,9 +98,9 @@ def main(c, tmp):
                 return r is not None and r["reply"]["stratum"] == stratum
             ok = ntpg.wait_until(follows_file, 5)
             follows += bool(ok)
-            for _ in range(20):
+            for _ in range(20):  # a query lost in a full receive queue is asked again
                 asked += 1
-                answered += ntpg.query(addr, 123, src=probe, timeout=1.0) is not None
+                answered += ntpg.barrier(addr, 123, probe, timeout=3.0)[0]
     finally:
         stop.set()
         th.join(5)
@@ -110,7 +110,8 @@ def main(c, tmp):
         follows, ROTATIONS), follows == ROTATIONS)
     c.check("each rotated file holds the lines up to its SIGHUP (%d of %d)" % (
         kept_lines, ROTATIONS), kept_lines == ROTATIONS)
-    c.check("the unrestricted source was answered throughout (%d of %d)" % (answered, asked),
+    c.check("the unrestricted source was answered throughout (%d of %d, each within 3 tries)"
+            % (answered, asked),
             asked > 0 and answered == asked)
     c.check("the flood drew KoDs while reloading", sent[0] > 0 and d.alive(),
             "sent %d, alive %s, rc %s" % (sent[0], d.alive(), d.rc))
