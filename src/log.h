@@ -19,7 +19,9 @@ typedef enum {
 /* Send log lines to `path` (NULL or "" = stderr, "syslog" = syslog). False (and errno set)
  * if the file cannot be opened; the previous target stays. */
 bool LOG_SetTarget(const char *path);
-/* Re-open the current file target (after SIGHUP, or when it was removed). */
+/* Re-open the current file target (after SIGHUP, or when it was removed, e.g. by logrotate).
+ * Safe while other threads log: every log call and every change of target (LOG_SetTarget,
+ * LOG_Reopen, LOG_Close) takes one mutex, so a line goes whole to the old or the new file. */
 void LOG_Reopen(void);
 void LOG_SetLevel(LOG_Level max);
 LOG_Level LOG_GetLevel(void);

@@ -55,10 +55,13 @@ CHRONYD = os.path.join(PEERS, "usr", "sbin", "chronyd")
 
 # One number per test file: it picks the file's server addresses, source addresses and ports.
 TEST_NUMBERS = {"test_serve": 1, "test_malformed": 2, "test_cli": 3, "test_access": 4,
-                "test_kod": 5}
+                "test_kod": 5, "test_reload_load": 6}
 
 # Every process this harness started and has not yet reaped; killed by pid at exit.
 _live = {}
+# Every ntpgated/chronyd Daemon made in this run: run() fails the run if any of them left a
+# sanitizer report (a ThreadSanitizer report may come at any moment, not only at a check).
+_daemons = []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +179,10 @@ def run(main, title=None):
         traceback.print_exc()
         checks.check("test body ran to the end", False, "exception, see traceback above")
     cleanup()
+    for d in _daemons:
+        rep = d.sanitizer_report()
+        if rep:
+            checks.check("daemon %s left no sanitizer report" % d.name, False, rep)
     if checks.failed:
         print("     kept " + tmp)
     else:
@@ -260,7 +267,7 @@ def write_text(path, text):
 
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                   "ERROR: UndefinedBehaviorSanitizer")
+                   "ERROR: UndefinedBehaviorSanitizer", "WARNING: ThreadSanitizer")
 
 
 def sanitizer_report(text):
@@ -390,11 +397,16 @@ def query(addr, port, src=None, vn=4, timeout=1.0, packet=None):
     return None
 
 
-def control_settle(packets):
+def control_settle(packets, addr, port, probe_src, timeout=2.0):
     """Mode 6 requests are answered after the batch they came in (docs/control.md), so a
-    barrier's reply may overtake their answers by a moment: give them that moment."""
-    if any(p and p[0] & 7 == 6 for p in packets):
-        time.sleep(0.1)
+    barrier's reply may overtake their answers. A serving thread handles a batch's mode 6
+    requests before it reads its next batch, and a barrier sent after the first one was
+    answered can only be in a later batch: once it is answered too, every mode 6 answer is
+    queued on our sockets. Returns the number of queries sent (0 without mode 6 requests),
+    which callers count as probes."""
+    if not any(p and p[0] & 7 == 6 for p in packets):
+        return 0
+    return barrier(addr, port, probe_src, timeout)[1]
 
 
 def exchange(addr, port, datagrams, sources, probe_src, chunk=32, barrier_timeout=2.0):
@@ -424,7 +436,8 @@ def exchange(addr, port, datagrams, sources, probe_src, chunk=32, barrier_timeou
                 break
         if not answered:
             barrier_failures += 1
-        control_settle(datagrams[start:start + chunk])
+        probes += control_settle(datagrams[start:start + chunk], addr, port, probe_src,
+                                 barrier_timeout)
         for i, src, s in socks:
             records.append({"index": i, "src": src, "data": datagrams[i],
                             "replies": recv_all(s)})
@@ -490,7 +503,7 @@ def burst(addr, port, src, packets, probe_src, src_port=0, gap=0.0, probe_addr=N
             s.sendto(p, sockaddr(addr, port))
         elapsed = time.monotonic() - t0
         ok, probes = barrier(probe_addr or addr, port, probe_src)
-        control_settle(packets)
+        probes += control_settle(packets, probe_addr or addr, port, probe_src)
         got = recv_all(s)
     by_nonce = {p[40:48]: i for i, p in enumerate(packets) if len(p) >= 48}
     replies, stray = [[] for _ in packets], []
@@ -638,6 +651,7 @@ class Daemon:
         self.proc = None
         self.rc = None
         self.write_config()
+        _daemons.append(self)
 
     def reply_mode(self, vn, mode):
         """The mode this kind of daemon answers a (version, mode) request with, or None if it

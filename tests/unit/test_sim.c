@@ -5,6 +5,7 @@
  * environment prints every discipline update. */
 #include "assoc.h"
 #include "clock.h"
+#include "config.h"
 #include "discipline.h"
 
 #include <math.h>
@@ -543,6 +544,111 @@ test_sim_spoofed_kod_changes_nothing(void)
   free(b);
 }
 
+/* Replace association i by one made from a configuration text, as the daemon does. */
+static void
+sim_assoc_from_config(Sim *s, int i, const char *text)
+{
+  CNF_Config *cfg = CNF_Create();
+  TEST_CHECK(cfg && CNF_ParseText(cfg, "sim.conf", text, NULL));
+  if (!cfg || cfg->n_assocs != 1) {
+    TEST_CHECK(!"one server line");
+    CNF_Destroy(cfg);
+    return;
+  }
+  NTT_Now now;
+  CLK_ReadNow(s->clk, &now);
+  ASC_Params ap;
+  ASC_ParamsFromConfig(&cfg->assocs[0], &cfg->tos, &s->srv[i].addr, -20, &ap);
+  ASC_Destroy(s->asc[i]);
+  s->asc[i] = ASC_Create(&ap, &now, &s->rnd);
+  CNF_Destroy(cfg);
+}
+
+/* True if every gap of server i's requests between true times from and to is an iburst gap
+ * (2 s) or a poll of 2^3 s with its jitter (up to 1/16 shorter or longer), as the
+ * integration tests read them off the wire. */
+static bool
+schedule_is_poll3(const SimServer *sv, double from, double to, int *ngaps)
+{
+  *ngaps = 0;
+  for (size_t k = 0; k + 1 < sv->nreq && k + 1 < MAX_LOG; k++) {
+    if (sv->req_t[k] < from || sv->req_t[k + 1] > to)
+      continue;
+    double g = gap(sv, k);
+    (*ngaps)++;
+    if (!((g >= 1.9 && g <= 2.3) || (g >= 7.4 && g <= 8.7)))
+      return false;
+  }
+  return true;
+}
+
+/* The client timelines of tests/integration/test_cve_client.py and test_client.py, with
+ * their configuration (`server ... iburst minpoll 3 maxpoll 3`, `tos kodbackoff 3
+ * kodbackoffmax 4 kodratecap 4`; `tos kodbackoff 4 kodbackoffmax 5` for the DENY control),
+ * on the simulated clock. The integration tests check on the real daemon that genuine KoDs
+ * are obeyed (counters, log lines) and forged ones are not; the waits that follow (16 s after
+ * a RATE, 8 s, 16 s, 16 s of silence after DENYs) are checked here in milliseconds. */
+static void
+test_sim_short_kod_timeline_from_config(void)
+{
+  static const char *const tos = "tos kodbackoff 3 kodbackoffmax 4 kodratecap 4\n";
+  char text[256];
+  Sim *s = calloc(1, sizeof(*s));
+  sim_init(s, 4, 0.5, 50e-6);
+  for (int i = 0; i < 4; i++) {
+    char a[ADR_STRLEN];
+    snprintf(text, sizeof(text), "server %s iburst minpoll 3 maxpoll 3\n%s",
+             ADR_Format(&s->srv[i].addr, a, sizeof(a)),
+             i == 3 ? "tos kodbackoff 4 kodbackoffmax 5\n" : tos);
+    sim_assoc_from_config(s, i, text);
+  }
+  /* 24 s of plain service: the iburst (2 s apart), then polls of 2^3 s */
+  sim_run(s, 24.0);
+  int ngaps;
+  TEST_CHECK(schedule_is_poll3(&s->srv[2], 0, 24, &ngaps));
+  TEST_CHECK(ngaps >= 6);
+  /* then: a RATE with poll 17 to 0, DENY to 1 (three times) and to 3 (once); 2 serves */
+  s->srv[0].mode = SRV_RATE;
+  s->srv[0].kod_poll = 17;
+  s->srv[0].kods_left = 1;
+  s->srv[1].mode = SRV_DENY;
+  s->srv[1].kods_left = 3;
+  s->srv[3].mode = SRV_DENY;
+  s->srv[3].kods_left = 1;
+  size_t r0 = s->srv[0].nreq, d1 = s->srv[1].nreq, d3 = s->srv[3].nreq;
+  sim_run(s, 24.0 + 90.0);
+  /* RATE(poll 17) is honoured, capped at 2^kodratecap = 16 s */
+  TEST_CHECK(s->srv[0].nreq >= r0 + 2);
+  double g_rate = s->srv[0].nreq >= r0 + 2 ? gap(&s->srv[0], r0) : 0;
+  TEST_CHECK(g_rate >= 15.9 && g_rate <= 17.5);
+  /* DENY: silent 2^max(poll, kodbackoff) = 8 s, then doubling to 2^kodbackoffmax = 16 s */
+  TEST_CHECK(s->srv[1].nreq >= d1 + 4);
+  double g1[3] = {0, 0, 0};
+  for (int k = 0; k < 3 && s->srv[1].nreq >= d1 + (size_t)k + 2; k++)
+    g1[k] = gap(&s->srv[1], d1 + (size_t)k);
+  TEST_NEAR(g1[0], 8, 0.1);
+  TEST_NEAR(g1[1], 16, 0.1);
+  TEST_NEAR(g1[2], 16, 0.1);
+  ASC_Status st;
+  ASC_GetStatus(s->asc[1], &st);
+  TEST_CHECK(!st.denied); /* served again after the back-off, without a restart */
+  TEST_CHECK(st.reach != 0);
+  /* the control's DENY with kodbackoff 4: 16 s of silence */
+  TEST_CHECK(s->srv[3].nreq >= d3 + 2);
+  double g3 = s->srv[3].nreq >= d3 + 2 ? gap(&s->srv[3], d3) : 0;
+  TEST_NEAR(g3, 16, 0.1);
+  /* the undisturbed one kept its schedule throughout */
+  TEST_CHECK(schedule_is_poll3(&s->srv[2], 0, 24.0 + 90.0, &ngaps));
+  printf("short kod timeline: RATE -> next request %.2f s; DENY x3 -> %.2f %.2f %.2f s; "
+         "DENY (kodbackoff 4) -> %.2f s\n",
+         g_rate, g1[0], g1[1], g1[2], g3);
+  TEST_EQ_INT(s->outcomes[ASC_KOD_RATE], 1);
+  TEST_EQ_INT(s->outcomes[ASC_KOD_DENY], 4);
+  sim_free(s);
+  free(s);
+}
+
 TEST_MAIN(TEST_CASE(test_sim_three_servers_converge), TEST_CASE(test_sim_falseticker_rejected),
           TEST_CASE(test_sim_deny_backoff_then_retry), TEST_CASE(test_sim_rate_raises_poll),
-          TEST_CASE(test_sim_spoofed_kod_changes_nothing))
+          TEST_CASE(test_sim_spoofed_kod_changes_nothing),
+          TEST_CASE(test_sim_short_kod_timeline_from_config))
