@@ -596,9 +596,9 @@ loop_fit(DSC_Loop *l)
   double chi2 = 0;
   for (int k = 0; k < n; k++)
     chi2 += point(l, k)->w * sq(residual(&f, point(l, k)));
-  /* the points' weights are their assumed variances; the residuals scale them once there
-   * are enough to say something */
-  double scale = n > 3 ? fmax(chi2 / (n - 2), 1e-3) : 1.0;
+  /* the points' weights are their assumed variances; the residuals scale them up once
+   * there are enough to say something (never down: a few points can agree by chance) */
+  double scale = n > 3 ? fmax(chi2 / (n - 2), 1.0) : 1.0;
   double wp = 1.0 / sq(l->prior_sd), wd = f.sxx / scale;
   double old = l->freq;
   l->freq = clamp((wp * l->prior_freq + wd * f.b) / (wp + wd), -DSC_MAXFREQ, DSC_MAXFREQ);

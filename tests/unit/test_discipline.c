@@ -168,7 +168,7 @@ test_dsc_loop_steps_then_uses_every_update(void)
   for (int i = 1; i <= 6; i++) {
     double t = 10 + 2 * i; /* an initial burst: 2 s apart */
     TEST_EQ_INT(DSC_LoopUpdate(&l, -20e-6 * (t - 10), t), DSC_LOOP_SLEW);
-    TEST_CHECK(DSC_LoopAddSample(&l, -20e-6 * (t - 10), t, 1e-4));
+    TEST_CHECK(DSC_LoopAddSample(&l, -20e-6 * (t - 10), t, 1e-6)); /* precise samples */
     if (i >= 4) /* the estimate follows at once */
       TEST_NEAR(l.last_offset, -20e-6 * (t - 10), 1e-9);
   }
