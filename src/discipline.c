@@ -14,6 +14,7 @@
 #define LOOP_AVG 8.0          /* averaging constant for jitter and wander */
 #define LOOP_LIMIT 30         /* poll-adjust counter limit */
 #define LOOP_PGATE 4.0        /* poll-adjust gate, in units of clock jitter */
+#define LOOP_OUTLIER 4.0 /* samples further than this many sd from the estimate count less */
 
 double
 DSC_Seconds(int64_t mono_ns)
@@ -599,6 +600,7 @@ loop_fit(DSC_Loop *l)
   /* the points' weights are their assumed variances; the residuals scale them up once
    * there are enough to say something (never down: a few points can agree by chance) */
   double scale = n > 3 ? fmax(chi2 / (n - 2), 1.0) : 1.0;
+  l->scale = scale;
   double wp = 1.0 / sq(l->prior_sd), wd = f.sxx / scale;
   double old = l->freq;
   l->freq = clamp((wp * l->prior_freq + wd * f.b) / (wp + wd), -DSC_MAXFREQ, DSC_MAXFREQ);
@@ -724,9 +726,17 @@ DSC_LoopAddSample(DSC_Loop *l, double offset, double t, double sd)
 {
   if (!l->updated || l->state == DSC_SPIK)
     return false;
-  if (l->p.step_threshold > 0 && fabs(innovation(l, offset, t)) > l->p.step_threshold)
+  double inn = fabs(innovation(l, offset, t));
+  if (l->p.step_threshold > 0 && inn > l->p.step_threshold)
     return false;
-  loop_add_point(l, offset, t, fmax(sd, ldexp(1.0, l->p.precision_log2)));
+  sd = fmax(sd, ldexp(1.0, l->p.precision_log2));
+  /* a popcorn spike counts less the further it is from the estimate (more than LOOP_OUTLIER
+   * of its own standard deviations); a lasting change still moves the line, and the runs
+   * test sees it */
+  double k = l->npt >= 8 ? inn / (sd * sqrt(l->scale)) : 0.0;
+  if (k > LOOP_OUTLIER)
+    sd *= k / LOOP_OUTLIER;
+  loop_add_point(l, offset, t, sd);
   l->state = settled_state(l);
   l->last_offset = DSC_LoopOffset(l, t);
   return true;

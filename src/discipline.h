@@ -215,6 +215,7 @@ typedef struct {
   double slewed;      /* phase slewed between the last two ticks, s (0 with no_adjust) */
   double corr;        /* correction applied to the clock up to tick_t (steps included), s */
   double prior_freq, prior_sd; /* what is known of the frequency without the points */
+  double scale;                /* the points' variance scale from the last fit's residuals */
   DSC_Point pt[DSC_REG_MAX];   /* ring, oldest first from `first` */
   int first, npt;
   double est_t, est_r; /* the line: raw offset est_r + freq * (t - est_t) (npt > 0) */

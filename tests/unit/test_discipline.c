@@ -219,6 +219,26 @@ test_dsc_loop_frequency_change_shrinks_window(void)
   TEST_NEAR(l.freq, 4e-6, 0.2e-6);
 }
 
+/* A single popcorn sample 20 ms off among clean ones hardly moves the estimate; a lasting
+ * 5 ms shift is followed. */
+static void
+test_dsc_loop_outlier_counts_less(void)
+{
+  DSC_LoopParams p = loop_params();
+  p.no_adjust = true;
+  DSC_Loop l;
+  DSC_LoopInit(&l, &p, true, 0);
+  DSC_LoopUpdate(&l, 0, 0);
+  for (int i = 0; i < 40; i++)
+    DSC_LoopAddSample(&l, ((i * 7) % 5 - 2) * 50e-6, 16.0 * i, 200e-6);
+  double before = DSC_LoopOffset(&l, 640);
+  TEST_CHECK(DSC_LoopAddSample(&l, 0.020, 640, 200e-6));
+  TEST_NEAR(DSC_LoopOffset(&l, 640), before, 100e-6);
+  for (int i = 41; i < 120; i++)
+    DSC_LoopAddSample(&l, 0.005 + ((i * 7) % 5 - 2) * 50e-6, 16.0 * i, 200e-6);
+  TEST_NEAR(DSC_LoopOffset(&l, 16.0 * 120), 0.005, 200e-6);
+}
+
 static void
 test_dsc_loop_spike_panic_and_drift_start(void)
 {
@@ -405,6 +425,7 @@ TEST_MAIN(TEST_CASE(test_dsc_filter_picks_min_delay_and_ages),
           TEST_CASE(test_dsc_loop_steps_then_uses_every_update),
           TEST_CASE(test_dsc_loop_no_adjust_estimates_clock_error),
           TEST_CASE(test_dsc_loop_frequency_change_shrinks_window),
+          TEST_CASE(test_dsc_loop_outlier_counts_less),
           TEST_CASE(test_dsc_loop_spike_panic_and_drift_start),
           TEST_CASE(test_dsc_loop_tick_slews_residual),
           TEST_CASE(test_dsc_system_serves_what_it_synced_to), TEST_CASE(test_dsc_leap_vote),
