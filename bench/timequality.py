@@ -25,6 +25,7 @@ import os
 import random
 import re
 import select
+import signal
 import socket
 import statistics
 import subprocess
@@ -192,6 +193,7 @@ def main():
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))  # daemons are stopped on the way out
     os.makedirs(args.out, exist_ok=True)
     tmp = ntpg.tempfile.mkdtemp(prefix="ntpg-timequality-")
     logpath = os.path.join(args.out, "timequality-%d.log" % int(time.time()))
