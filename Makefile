@@ -24,7 +24,7 @@ endif
 TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
 
 .PHONY: all deps deps-build run check test test-plain test-asan test-tsan test-fuzz \
-        test-fuzzreplay fuzz fuzz-long fuzz-build clean install deb test-package
+        test-fuzzreplay fuzz fuzz-long fuzz-build clean install deb test-package bench-timequality
 
 all: $(BUILD)/ntpgated
 
@@ -93,6 +93,11 @@ deb: deps
 # throwaway Debian 12 root (tests/package/test_package.sh).
 test-package:
 	tests/package/test_package.sh
+
+# ntpgated's and chronyd's offset estimates side by side through one jitter relay (long; not
+# part of make check): docs/client.md has the table of a run.
+bench-timequality: $(BUILD)/ntpgated
+	bench/timequality.sh
 
 check: deps
 	$(MAKE) test-plain

@@ -452,12 +452,12 @@ ASC_AdjustOffsets(ASC_Assoc *a, double slewed)
 }
 
 void
-ASC_ResetAfterStep(ASC_Assoc *a, const NTT_Now *now)
+ASC_AfterStep(ASC_Assoc *a, double stepped)
 {
-  (void)now;
-  DSC_FilterInit(&a->filter);
+  if (stepped == 0.0)
+    return;
+  DSC_FilterAdjust(&a->filter, stepped);
   a->pending = false; /* its T1 was read on the clock before the step */
-  a->hpoll = a->p.minpoll;
 }
 
 bool
@@ -481,6 +481,7 @@ ASC_GetCandidate(const ASC_Assoc *a, const NTT_Now *now, int id, DSC_Candidate *
       .noselect = (a->p.options & CNF_AO_NOSELECT) != 0,
       .prefer = (a->p.options & CNF_AO_PREFER) != 0,
       .truechimer = (a->p.options & CNF_AO_TRUE) != 0,
+      .filter = f,
   };
   return f->have_peer;
 }

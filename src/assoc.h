@@ -163,8 +163,12 @@ void ASC_SetPoll(ASC_Assoc *a, int poll, const NTT_Now *now);
 /* The discipline slewed our clock by `slewed` s (DSC_Tick's result): keep stored samples
  * consistent with the clock as it is now. */
 void ASC_AdjustOffsets(ASC_Assoc *a, double slewed);
-/* After the clock was stepped: forget the samples and the outstanding request. */
-void ASC_ResetAfterStep(ASC_Assoc *a, const NTT_Now *now);
+/* After the clock was stepped by `stepped` s (DSC_GetStepped): the stored samples are moved
+ * by the step, as ASC_AdjustOffsets does for a slew, so the source stays selectable (a
+ * cleared filter needs four replies before its root distance is below maxdist); the
+ * outstanding request is dropped, its T1 was read on the clock before the step. Nothing
+ * happens when stepped is 0 (the driver applies nothing under -x). */
+void ASC_AfterStep(ASC_Assoc *a, double stepped);
 /* This association as a selection candidate; id is the caller's handle. False when it has
  * no sample to offer (out is filled anyway and is then unfit). */
 bool ASC_GetCandidate(const ASC_Assoc *a, const NTT_Now *now, int id, DSC_Candidate *out);

@@ -354,11 +354,11 @@ publish(CLI_Client *c, const NTT_Now *now, bool force)
 /* ---- discipline ---- */
 
 static void
-reset_all(CLI_Client *c, const NTT_Now *now)
+after_step(CLI_Client *c, double stepped)
 {
   for (size_t i = 0; i < c->npeers; i++)
     if (c->peers[i].a)
-      ASC_ResetAfterStep(c->peers[i].a, now);
+      ASC_AfterStep(c->peers[i].a, stepped);
 }
 
 static uint8_t
@@ -406,10 +406,8 @@ update(CLI_Client *c, NTT_Now *now)
     case DSC_EV_STEP:
       LOG_Info("clock %s by %+.6f s",
                CLK_IsNoAdjust(c->clk) ? "would be stepped (-x)" : "stepped", c->sel.offset);
-      /* fall through */
-    case DSC_EV_FREQ_SET:
       CLK_ReadNow(c->clk, now);
-      reset_all(c, now);
+      after_step(c, DSC_GetStepped(c->dsc));
       break;
     case DSC_EV_STEP_FAILED:
       LOG_Warnx("the clock driver refused to step the clock");
@@ -744,7 +742,7 @@ CLI_FillControl(CLI_Client *c, CTL_Ctx *ctx, CTL_Peer *peers, size_t max)
   ctx->peers = peers;
   ctx->n_peers = n;
   const DSC_Loop *l = DSC_GetLoop(c->dsc);
-  ctx->offset = l->last_offset;
+  ctx->offset = DSC_GetOffset(c->dsc, &now);
   ctx->frequency_ppm = l->freq * 1e6;
   ctx->clk_jitter = l->jitter;
   ctx->clk_wander_ppm = l->wander * 1e6;

@@ -269,6 +269,12 @@ CLK_IsNoAdjust(const CLK_Clock *c)
   return c->kind != DRV_REAL;
 }
 
+bool
+CLK_AppliesCorrections(const CLK_Clock *c)
+{
+  return c->kind != DRV_NULL;
+}
+
 const char *
 CLK_Name(const CLK_Clock *c)
 {

@@ -40,6 +40,9 @@ void CLK_ReadNow(const CLK_Clock *c, NTT_Now *now);
 int CLK_PrecisionLog2(const CLK_Clock *c);
 /* True for the null driver (and the simulated one, which never touches the system). */
 bool CLK_IsNoAdjust(const CLK_Clock *c);
+/* False only for the null driver: steps and frequencies asked of it change no clock, so the
+ * discipline must not count them as corrections (the simulated driver applies them). */
+bool CLK_AppliesCorrections(const CLK_Clock *c);
 const char *CLK_Name(const CLK_Clock *c);
 
 /* Step the clock by `offset` seconds (added to the clock). False if the driver failed. */

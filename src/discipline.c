@@ -10,13 +10,11 @@
 
 #include "packet.h"
 
-#define FILTER_SPIKE_DISP 1.5    /* s: the spike gate works only on a warmed-up filter */
-#define LOOP_PLL 16.0            /* PLL time constant multiplier (ntpd CLOCK_PLL) */
-#define LOOP_AVG 8.0             /* averaging constant for jitter and wander */
-#define LOOP_FLL (17 + LOOP_AVG) /* FLL gain reference (ntpd: MAXPOLL + AVG) */
-#define LOOP_ALLAN 1500.0        /* s: compromise Allan intercept; the FLL works above half */
-#define LOOP_LIMIT 30            /* poll-adjust counter limit */
-#define LOOP_PGATE 4.0           /* poll-adjust gate, in units of clock jitter */
+#define FILTER_SPIKE_DISP 1.5 /* s: the spike gate works only on a warmed-up filter */
+#define LOOP_AVG 8.0          /* averaging constant for jitter and wander */
+#define LOOP_LIMIT 30         /* poll-adjust counter limit */
+#define LOOP_PGATE 4.0        /* poll-adjust gate, in units of clock jitter */
+#define LOOP_OUTLIER 4.0 /* samples further than this many sd from the estimate count less */
 
 double
 DSC_Seconds(int64_t mono_ns)
@@ -467,7 +465,8 @@ DSC_DefaultLoopParams(DSC_LoopParams *p)
                         .stepout = DSC_STEPOUT,
                         .minpoll = CNF_DEFAULT_MINPOLL,
                         .maxpoll = CNF_DEFAULT_MAXPOLL,
-                        .precision_log2 = -20};
+                        .precision_log2 = -20,
+                        .no_adjust = false};
 }
 
 void
@@ -477,32 +476,174 @@ DSC_LoopInit(DSC_Loop *l, const DSC_LoopParams *p, bool have_freq, double freq)
   l->p = *p;
   l->state = have_freq ? DSC_FSET : DSC_NSET;
   l->freq = have_freq ? clamp(freq, -DSC_MAXFREQ, DSC_MAXFREQ) : 0.0;
+  l->prior_freq = l->freq;
+  l->prior_sd = have_freq ? DSC_DRIFT_SD : DSC_MAXFREQ;
+  l->freq_sd = l->prior_sd;
+  l->tick_freq = l->freq;
   l->jitter = ldexp(1.0, p->precision_log2);
   l->poll = p->minpoll;
   l->epoch = -1.0;
   l->tick_t = -1.0;
 }
 
-/* ntpd's rstclock: enter a state with `offset` as the phase still to slew. */
-static void
-loop_reset(DSC_Loop *l, DSC_State state, double offset, double t)
+static DSC_Point *
+point(DSC_Loop *l, int k)
 {
-  if (state == DSC_FREQ && l->state != DSC_FREQ)
-    memset(l->fit, 0, sizeof(l->fit));
-  l->state = state;
-  l->residual = offset;
-  l->last_offset = offset;
-  l->epoch = t;
-  if (l->tick_t >= 0 && t > l->tick_t)
-    l->tick_t = t; /* the slew since the last tick is already in the measured offset */
+  return &l->pt[(l->first + k) % DSC_REG_MAX];
 }
 
 static void
-loop_set_freq(DSC_Loop *l, double freq)
+drop_oldest(DSC_Loop *l, int k)
 {
+  l->first = (l->first + k) % DSC_REG_MAX;
+  l->npt -= k;
+}
+
+/* Corrections applied to the clock by monotonic t (0 under no-adjust). For t before the
+ * last tick, the filters have already moved the sample by the phase slewed since, so only
+ * the frequency part in force is taken back out. */
+static double
+applied_at(const DSC_Loop *l, double t)
+{
+  if (l->p.no_adjust || l->tick_t < 0)
+    return l->corr;
+  if (t >= l->tick_t)
+    return l->corr + (l->tick_freq + l->slew) * (t - l->tick_t);
+  return l->corr - l->tick_freq * (l->tick_t - t);
+}
+
+static double
+applied_now(const DSC_Loop *l, double t)
+{
+  if (l->p.no_adjust || l->tick_t < 0 || t <= l->tick_t)
+    return l->corr;
+  return l->corr + (l->tick_freq + l->slew) * (t - l->tick_t);
+}
+
+double
+DSC_LoopOffset(const DSC_Loop *l, double t)
+{
+  if (l->npt == 0)
+    return l->last_offset;
+  return l->est_r + l->freq * (t - l->est_t) - applied_now(l, t);
+}
+
+/* Weighted least-squares line through points k0..npt-1: centroid (mt, mr), slope b, Sxx. */
+typedef struct {
+  double mt, mr, b, sxx, sw;
+} Line;
+
+static Line
+fit_line(DSC_Loop *l, int k0)
+{
+  Line f = {0};
+  double t0 = point(l, l->npt - 1)->t, sxr = 0;
+  for (int k = k0; k < l->npt; k++) {
+    const DSC_Point *q = point(l, k);
+    f.sw += q->w;
+    f.mt += q->w * (q->t - t0);
+    f.mr += q->w * q->r;
+  }
+  f.mt /= f.sw;
+  f.mr /= f.sw;
+  for (int k = k0; k < l->npt; k++) {
+    const DSC_Point *q = point(l, k);
+    double dx = q->t - t0 - f.mt;
+    f.sxx += q->w * dx * dx;
+    sxr += q->w * dx * (q->r - f.mr);
+  }
+  f.b = f.sxx > 0 ? sxr / f.sxx : 0.0;
+  f.mt += t0;
+  return f;
+}
+
+static double
+residual(const Line *f, const DSC_Point *q)
+{
+  return q->r - f->mr - f->b * (q->t - f->mt);
+}
+
+/* Wald-Wolfowitz runs test on the signs of the residuals: false when there are too few
+ * runs for noise around a line (the clock's frequency changed within the window). */
+static bool
+runs_ok(DSC_Loop *l)
+{
+  Line f = fit_line(l, 0);
+  int n = l->npt, pos = 0, runs = 0, last = 0;
+  for (int k = 0; k < n; k++) {
+    int sign = residual(&f, point(l, k)) >= 0 ? 1 : -1;
+    pos += sign > 0;
+    runs += sign != last;
+    last = sign;
+  }
+  int neg = n - pos;
+  if (pos == 0 || neg == 0)
+    return false;
+  double mu = 2.0 * pos * neg / n + 1.0;
+  double var = (mu - 1.0) * (mu - 2.0) / (n - 1.0);
+  return var <= 0 || (runs - mu) / sqrt(var) > -2.33; /* 1 % one-sided */
+}
+
+/* Fit the line through the points, blended with the prior frequency: the slope is the
+ * precision-weighted mean of the prior and the least-squares slope, and the line passes
+ * through the points' weighted centroid. Older points go first while the runs test fails. */
+static void
+loop_fit(DSC_Loop *l)
+{
+  while (l->npt >= 16 && !runs_ok(l))
+    drop_oldest(l, l->npt / 4);
+  int n = l->npt;
+  Line f = fit_line(l, 0);
+  double chi2 = 0;
+  for (int k = 0; k < n; k++)
+    chi2 += point(l, k)->w * sq(residual(&f, point(l, k)));
+  /* the points' weights are their assumed variances; the residuals scale them up once
+   * there are enough to say something (never down: a few points can agree by chance) */
+  double scale = n > 3 ? fmax(chi2 / (n - 2), 1.0) : 1.0;
+  l->scale = scale;
+  double wp = 1.0 / sq(l->prior_sd), wd = f.sxx / scale;
   double old = l->freq;
-  l->freq = clamp(freq, -DSC_MAXFREQ, DSC_MAXFREQ);
+  l->freq = clamp((wp * l->prior_freq + wd * f.b) / (wp + wd), -DSC_MAXFREQ, DSC_MAXFREQ);
+  l->freq_sd = 1.0 / sqrt(wp + wd);
+  l->est_t = f.mt;
+  l->est_r = f.mr;
   l->wander = sqrt(sq(l->wander) + (sq(l->freq - old) - sq(l->wander)) / LOOP_AVG);
+}
+
+static void
+loop_add_point(DSC_Loop *l, double offset, double t, double sd)
+{
+  if (l->npt == DSC_REG_MAX)
+    drop_oldest(l, 1);
+  *point(l, l->npt) = (DSC_Point){t, offset + applied_at(l, t), 1.0 / sq(sd)};
+  l->npt++;
+  loop_fit(l);
+}
+
+/* Forget the points (the clock jumped for a reason we do not know): keep what the frequency
+ * was as the prior, with no more confidence than a drift file. */
+static void
+loop_forget(DSC_Loop *l)
+{
+  l->prior_freq = l->freq;
+  l->prior_sd = fmax(l->freq_sd, DSC_DRIFT_SD);
+  l->freq_sd = l->prior_sd;
+  l->npt = l->first = 0;
+}
+
+/* What an offset measured at t says beyond the estimate (the offset itself before any). */
+static double
+innovation(const DSC_Loop *l, double offset, double t)
+{
+  if (l->npt == 0)
+    return offset - l->last_offset;
+  return offset - (DSC_LoopOffset(l, t) + applied_now(l, t) - applied_at(l, t));
+}
+
+static DSC_State
+settled_state(const DSC_Loop *l)
+{
+  return l->freq_sd <= DSC_FREQ_SYNC_SD ? DSC_SYNC : DSC_FREQ;
 }
 
 static void
@@ -529,95 +670,32 @@ loop_adjust_poll(DSC_Loop *l, double offset)
   }
 }
 
-/* Hybrid PLL/FLL frequency update in SYNC (ntpd's local_clock): the PLL integrates over at
- * most one poll interval; the FLL contributes only above half the Allan intercept. */
-static void
-loop_pll_fll(DSC_Loop *l, double offset, double mu)
-{
-  double poll_s = ldexp(1.0, l->poll), fll = 0.0;
-  if (poll_s > LOOP_ALLAN / 2)
-    fll = (offset - l->residual) / (fmax(mu, LOOP_ALLAN) * (LOOP_FLL - l->poll));
-  double gain = 4.0 * LOOP_PLL * poll_s;
-  double pll = offset * fmin(mu, poll_s) / (gain * gain);
-  loop_set_freq(l, l->freq + fll + pll);
-}
-
+/* A large offset (ntpd's rules): at the first update step at once; in SYNC a single one is a
+ * spike, stepped only if it persists for the stepout. */
 static DSC_LoopAction
-loop_large_offset(DSC_Loop *l, double mu, double t)
+loop_large_offset(DSC_Loop *l, double offset, double mu, double t)
 {
   switch (l->state) {
     case DSC_SYNC:
+    case DSC_FREQ:
       l->state = DSC_SPIK;
       return DSC_LOOP_SPIKE;
     case DSC_SPIK:
       if (mu < l->p.stepout)
         return DSC_LOOP_SPIKE;
-      break;
-    case DSC_FREQ:
-      if (mu < l->p.stepout)
-        return DSC_LOOP_IGNORE;
+      loop_forget(l); /* the old points describe a clock we no longer have */
       break;
     case DSC_NSET:
     case DSC_FSET:
       break;
   }
-  /* After the very first step the frequency is still unknown: measure it (FREQ). */
-  loop_reset(l, l->state == DSC_NSET ? DSC_FREQ : DSC_SYNC, 0.0, t);
-  l->transient = l->transient_slew = l->transient_t = 0.0;
-  l->jitter = ldexp(1.0, l->p.precision_log2);
+  l->state = settled_state(l);
+  l->updated = true;
+  l->epoch = t;
   l->count = 0;
   l->poll = l->p.minpoll;
-  l->updated = true;
+  l->last_offset = offset;
   return DSC_LOOP_STEP;
-}
-
-void
-DSC_LoopObserve(DSC_Loop *l, int id, double offset, double t)
-{
-  if (l->state != DSC_FREQ || id < 0 || id >= DSC_MAX_CANDIDATES)
-    return;
-  DSC_FreqFit *f = &l->fit[id];
-  double x = t - l->epoch;
-  if (x <= 0 || (f->n > 0 && t <= f->last_t))
-    return;
-  f->n += 1;
-  f->st += x;
-  f->so += offset;
-  f->stt += x * x;
-  f->sto += x * offset;
-  f->last_t = t;
-}
-
-/* The frequency error seen in FREQ state (s/s, the slope of offset over time) and the
- * offset it implies at t: pooled within-source least squares when the observations span
- * enough time, else the two-point estimate of RFC 5905 from the combined offset. The phase
- * is not slewed in FREQ, so the slope is the clock's own. */
-static double
-measured_slope(const DSC_Loop *l, double offset, double mu, double t, double *phase)
-{
-  double sxx = 0.0, sxy = 0.0, x = t - l->epoch, psum = 0.0;
-  int sources = 0;
-  for (int i = 0; i < DSC_MAX_CANDIDATES; i++) {
-    const DSC_FreqFit *f = &l->fit[i];
-    if (f->n < 2)
-      continue;
-    sxx += f->stt - f->st * f->st / f->n;
-    sxy += f->sto - f->st * f->so / f->n;
-  }
-  *phase = offset;
-  /* at least the spread of two samples half a stepout apart */
-  if (!(sxx > sq(l->p.stepout / 2) / 2))
-    return (offset - l->residual) / mu;
-  double slope = sxy / sxx;
-  for (int i = 0; i < DSC_MAX_CANDIDATES; i++) {
-    const DSC_FreqFit *f = &l->fit[i];
-    if (f->n < 2)
-      continue;
-    psum += f->so / f->n + slope * (x - f->st / f->n);
-    sources++;
-  }
-  *phase = psum / sources;
-  return slope;
 }
 
 DSC_LoopAction
@@ -626,69 +704,70 @@ DSC_LoopUpdate(DSC_Loop *l, double offset, double t)
   if (l->p.panic > 0 && fabs(offset) > l->p.panic && !(l->p.panic_first_ok && !l->updated))
     return DSC_LOOP_PANIC;
   double mu = l->epoch >= 0 ? t - l->epoch : 0.0;
-  if (l->p.step_threshold > 0 && fabs(offset) > l->p.step_threshold)
-    return loop_large_offset(l, mu, t);
+  double inn = innovation(l, offset, t);
+  if (l->p.step_threshold > 0 && fabs(inn) > l->p.step_threshold)
+    return loop_large_offset(l, offset, mu, t);
+  bool first = !l->updated;
   l->updated = true;
-  switch (l->state) {
-    case DSC_NSET: /* phase only; the frequency is measured over the stepout */
-      loop_reset(l, DSC_FREQ, offset, t);
-      return DSC_LOOP_SLEW;
-    case DSC_FSET: /* frequency from the drift file: phase only this time */
-      loop_reset(l, DSC_SYNC, offset, t);
-      return DSC_LOOP_SLEW;
-    case DSC_FREQ:
-      if (mu < l->p.stepout)
-        return DSC_LOOP_IGNORE;
-      l->transient_drift = measured_slope(l, offset, mu, t, &l->transient);
-      l->transient_t = t;
-      loop_set_freq(l, l->freq + l->transient_drift);
-      l->transient_tau = LOOP_PLL * ldexp(1.0, l->p.minpoll);
-      loop_reset(l, DSC_SYNC, 0.0, t);
-      return DSC_LOOP_FREQ_SET;
-    case DSC_SPIK:
-    case DSC_SYNC:
-      break;
+  l->epoch = t;
+  l->state = settled_state(l);
+  if (first) {
+    l->last_offset = offset;
+    return DSC_LOOP_SLEW;
   }
-  /* the loop sees the offset net of the transient still being slewed out */
-  double inn = offset - l->transient;
-  double d = fmax(fabs(inn - l->last_offset), ldexp(1.0, l->p.precision_log2));
+  double d = fmax(fabs(inn), ldexp(1.0, l->p.precision_log2));
   l->jitter = sqrt(sq(l->jitter) + (sq(d) - sq(l->jitter)) / LOOP_AVG);
-  loop_pll_fll(l, inn, mu);
-  loop_reset(l, DSC_SYNC, inn, t);
   loop_adjust_poll(l, inn);
   return DSC_LOOP_SLEW;
+}
+
+bool
+DSC_LoopAddSample(DSC_Loop *l, double offset, double t, double sd)
+{
+  if (!l->updated || l->state == DSC_SPIK)
+    return false;
+  double inn = fabs(innovation(l, offset, t));
+  if (l->p.step_threshold > 0 && inn > l->p.step_threshold)
+    return false;
+  sd = fmax(sd, ldexp(1.0, l->p.precision_log2));
+  /* a popcorn spike counts less the further it is from the estimate (more than LOOP_OUTLIER
+   * of its own standard deviations); a lasting change still moves the line, and the runs
+   * test sees it */
+  double k = l->npt >= 8 ? inn / (sd * sqrt(l->scale)) : 0.0;
+  if (k > LOOP_OUTLIER)
+    sd *= k / LOOP_OUTLIER;
+  loop_add_point(l, offset, t, sd);
+  l->state = settled_state(l);
+  l->last_offset = DSC_LoopOffset(l, t);
+  return true;
+}
+
+void
+DSC_LoopStepped(DSC_Loop *l, double step)
+{
+  if (!l->p.no_adjust) {
+    l->corr += step;
+    l->last_offset -= step;
+  }
 }
 
 double
 DSC_LoopTick(DSC_Loop *l, double t)
 {
-  /* What the previous rates actually slewed since the last tick comes off the phases. */
+  /* account for what the rates in force since the last tick applied */
   l->slewed = 0.0;
-  if (l->tick_t >= 0 && t > l->tick_t) {
-    l->residual -= l->slew * (t - l->tick_t);
-    l->transient -= l->transient_slew * (t - l->tick_t);
-    l->slewed = (l->slew + l->transient_slew) * (t - l->tick_t);
+  if (l->tick_t >= 0 && t > l->tick_t && !l->p.no_adjust) {
+    l->corr += (l->tick_freq + l->slew) * (t - l->tick_t);
+    l->slewed = l->slew * (t - l->tick_t);
   }
-  l->tick_t = t;
-  l->slew = l->transient_slew = 0.0;
-  if (l->transient_t > 0 && t > l->transient_t) /* the old frequency ran until now */
-    l->transient += l->transient_drift * (t - l->transient_t);
-  l->transient_t = 0.0;
-  if (fabs(l->transient) < 1e-9)
-    l->transient = 0.0;
-  /* FREQ measures the clock's own frequency: leave the phase alone meanwhile */
-  if (l->state != DSC_FREQ) {
-    l->slew = l->residual / (LOOP_PLL * ldexp(1.0, l->poll));
-    if (l->transient != 0.0)
-      l->transient_slew = l->transient / l->transient_tau;
-  }
-  double want = l->slew + l->transient_slew;
-  double total = clamp(l->freq + want, -DSC_MAXFREQ, DSC_MAXFREQ);
-  if (want != 0.0 && total - l->freq != want) { /* scale both down to the limit */
-    double k = (total - l->freq) / want;
-    l->slew *= k;
-    l->transient_slew *= k;
-  }
+  if (l->tick_t < 0 || t > l->tick_t)
+    l->tick_t = t;
+  /* slew the estimated offset out over about one poll interval */
+  l->residual = l->npt > 0 ? DSC_LoopOffset(l, t) : 0.0;
+  double tau = fmax(ldexp(1.0, l->poll), 16.0);
+  double total = clamp(l->freq + l->residual / tau, -DSC_MAXFREQ, DSC_MAXFREQ);
+  l->tick_freq = l->freq;
+  l->slew = total - l->freq;
   return total;
 }
 
@@ -702,22 +781,24 @@ DSC_StateName(DSC_State s)
 const char *
 DSC_LoopActionName(DSC_LoopAction a)
 {
-  static const char *const names[] = {"ignore", "slew", "step", "spike", "panic", "freq-set"};
-  return (unsigned)a <= DSC_LOOP_FREQ_SET ? names[a] : "?";
+  static const char *const names[] = {"slew", "step", "spike", "panic"};
+  return (unsigned)a <= DSC_LOOP_PANIC ? names[a] : "?";
 }
 /* ==================================================================================== */
 /* The system                                                                            */
 
 struct DSC_System {
   DSC_Params p;
-  CLK_Clock *clk; /* borrowed */
+  double fed_t[DSC_MAX_CANDIDATES]; /* per candidate id: newest sample fed to the loop */
+  CLK_Clock *clk;                   /* borrowed */
   DSC_Loop loop;
-  int sys_id;        /* current system peer, -1 none */
-  double last_epoch; /* sample epoch of the system peer last fed to the loop */
-  double lost_t;     /* when the system peer was lost (sys_id < 0) */
-  bool synced;       /* an update was accepted since start / the last step */
-  SYS_Vars served;   /* what replies carry while synced (precision set on output) */
-  double last_offset;
+  int sys_id;         /* current system peer, -1 none */
+  double last_epoch;  /* sample epoch of the system peer last fed to the loop */
+  double lost_t;      /* when the system peer was lost (sys_id < 0) */
+  bool synced;        /* an update was accepted since start / the last step */
+  SYS_Vars served;    /* what replies carry while synced (precision set on output) */
+  double last_offset; /* the offset estimate after the last accepted update */
+  double stepped;     /* what the last step moved the clock by */
 };
 
 void
@@ -756,7 +837,9 @@ DSC_Create(const DSC_Params *p, CLK_Clock *clk, bool have_freq, double freq,
   s->clk = clk;
   s->sys_id = -1;
   s->lost_t = DSC_Seconds(now->mono_ns);
-  DSC_LoopInit(&s->loop, &p->loop, have_freq, freq);
+  DSC_LoopParams lp = p->loop;
+  lp.no_adjust = !CLK_AppliesCorrections(clk);
+  DSC_LoopInit(&s->loop, &lp, have_freq, freq);
   return s;
 }
 
@@ -782,7 +865,7 @@ record_served(DSC_System *s, const DSC_Candidate *peer, const DSC_Selection *sel
       .root_disp = peer->root_disp + fmax(s->p.select.mindist, disp),
       .update_mono_ns = now->mono_ns,
   };
-  s->last_offset = sel->offset;
+  s->last_offset = s->loop.last_offset;
   s->synced = true;
 }
 
@@ -795,23 +878,42 @@ run_loop(DSC_System *s, const DSC_Candidate *peer, const DSC_Selection *sel,
       return DSC_EV_PANIC;
     case DSC_LOOP_SPIKE:
       return DSC_EV_SPIKE;
-    case DSC_LOOP_IGNORE:
-      return DSC_EV_IGNORED;
     case DSC_LOOP_STEP:
       s->synced = false;
-      s->loop.slew = s->loop.transient_slew = 0.0;
+      s->stepped = 0.0;
       if (!CLK_StepBy(s->clk, sel->offset))
         return DSC_EV_STEP_FAILED;
-      s->last_offset = 0.0;
+      DSC_LoopStepped(&s->loop, sel->offset);
+      s->stepped = s->loop.p.no_adjust ? 0.0 : sel->offset;
+      s->last_offset = s->loop.last_offset;
       return DSC_EV_STEP;
-    case DSC_LOOP_FREQ_SET:
-      record_served(s, peer, sel, now);
-      return DSC_EV_FREQ_SET;
     case DSC_LOOP_SLEW:
       break;
   }
   record_served(s, peer, sel, now);
   return DSC_EV_SLEW; /* the next DSC_Tick applies it */
+}
+
+/* Every sample of a surviving source not yet fed, oldest first, weighted by how far its
+ * delay is above the lowest delay in its filter (half the excess bounds its error). */
+static void
+feed_samples(DSC_System *s, const DSC_Candidate *c)
+{
+  const DSC_Filter *f = c->filter;
+  if (!f || c->id < 0 || c->id >= DSC_MAX_CANDIDATES)
+    return;
+  double min_delay = 1e9;
+  for (int i = 0; i < DSC_NSTAGE; i++)
+    if (f->stage[i].disp < DSC_MAXDISP)
+      min_delay = fmin(min_delay, f->stage[i].delay);
+  for (int i = 0; i < DSC_NSTAGE; i++) {
+    const DSC_Stage *st = &f->stage[(f->next + i) % DSC_NSTAGE]; /* oldest first */
+    if (st->disp >= DSC_MAXDISP || st->t <= s->fed_t[c->id])
+      continue;
+    double sd = sqrt(sq(DSC_SAMPLE_SD) + sq((st->delay - min_delay) / 2));
+    DSC_LoopAddSample(&s->loop, st->offset, st->t, sd);
+    s->fed_t[c->id] = st->t;
+  }
 }
 
 DSC_Event
@@ -827,16 +929,22 @@ DSC_Update(DSC_System *s, const DSC_Candidate *c, size_t n, const NTT_Now *now,
     s->sys_id = -1;
     return DSC_EV_NO_SELECTION;
   }
-  if (s->loop.state == DSC_FREQ)
-    for (size_t i = 0; i < sel->n; i++)
-      if (sel->state[i] == DSC_SEL_SURVIVOR || sel->state[i] == DSC_SEL_SYSPEER)
-        DSC_LoopObserve(&s->loop, c[i].id, c[i].offset, c[i].epoch);
   const DSC_Candidate *peer = &c[sel->sys];
   s->sys_id = sel->sys_id;
-  if (peer->epoch <= s->last_epoch)
-    return DSC_EV_NONE;
-  s->last_epoch = peer->epoch;
-  return run_loop(s, peer, sel, now);
+  DSC_Event ev = DSC_EV_NONE;
+  if (peer->epoch > s->last_epoch) {
+    s->last_epoch = peer->epoch;
+    ev = run_loop(s, peer, sel, now);
+  }
+  /* after a step the caller first moves the filters; their samples come in next time */
+  if (ev == DSC_EV_NONE || ev == DSC_EV_SLEW) {
+    for (size_t i = 0; i < sel->n; i++)
+      if (sel->state[i] == DSC_SEL_SURVIVOR || sel->state[i] == DSC_SEL_SYSPEER)
+        feed_samples(s, &c[i]);
+    if (s->synced)
+      s->last_offset = s->loop.last_offset;
+  }
+  return ev;
 }
 
 double
@@ -858,6 +966,18 @@ DSC_GetFrequency(const DSC_System *s)
   return s->loop.freq;
 }
 
+double
+DSC_GetOffset(const DSC_System *s, const NTT_Now *now)
+{
+  return DSC_LoopOffset(&s->loop, DSC_Seconds(now->mono_ns));
+}
+
+double
+DSC_GetStepped(const DSC_System *s)
+{
+  return s->stepped;
+}
+
 const DSC_Loop *
 DSC_GetLoop(const DSC_System *s)
 {
@@ -867,9 +987,9 @@ DSC_GetLoop(const DSC_System *s)
 const char *
 DSC_EventName(DSC_Event e)
 {
-  static const char *const names[] = {"none", "no-selection", "ignored", "spike",   "slew",
-                                      "step", "step-failed",  "panic",   "freq-set"};
-  return (unsigned)e <= DSC_EV_FREQ_SET ? names[e] : "?";
+  static const char *const names[] = {"none", "no-selection", "spike", "slew",
+                                      "step", "step-failed",  "panic"};
+  return (unsigned)e <= DSC_EV_PANIC ? names[e] : "?";
 }
 
 bool

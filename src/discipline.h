@@ -1,7 +1,8 @@
 /* discipline: the NTP mitigation algorithms and the clock discipline (RFC 5905 sections 10
  * to 12, with ntpd's working constants): per-source clock filter, selection (intersection),
- * cluster, combine, the hybrid PLL/FLL loop with step/panic handling and system poll
- * adjustment, the system variables we serve (SYS_Vars, sysvars.h) and the drift file.
+ * cluster, combine, the clock loop (a least-squares estimate of offset and frequency under
+ * ntpd's step/panic rules) with system poll adjustment, the system variables we serve
+ * (SYS_Vars, sysvars.h) and the drift file.
  *
  * The algorithms are pure functions of their inputs and of `now` (monotonic seconds; see
  * DSC_Seconds); they never read a clock, log or allocate. DSC_System is the thin stateful
@@ -31,8 +32,7 @@
 #define DSC_STEP_THRESHOLD 0.128   /* s: above this the clock is stepped, not slewed */
 #define DSC_PANIC_THRESHOLD 1000.0 /* s: above this nothing is done (operator needed) */
 #define DSC_STEPOUT                                                                           \
-  900.0 /* s: a large offset must persist this long before a step; also                       \
-           the time the FREQ state measures the frequency (RFC WATCH) */
+  900.0 /* s: a large offset must persist this long before a step (RFC WATCH) */
 #define DSC_MAX_CANDIDATES 64
 #define DSC_MAXFREQ 500e-6 /* s/s */
 
@@ -97,6 +97,8 @@ typedef struct {
   int poll;            /* association poll exponent */
   bool reachable;      /* reach register non-zero */
   bool noselect, prefer, truechimer; /* CNF_AO_NOSELECT / PREFER / TRUE */
+  const DSC_Filter *filter; /* its clock filter (borrowed; NULL: none): every sample in it
+                               feeds the loop's regression once the source survives */
 } DSC_Candidate;
 
 typedef struct {
@@ -154,13 +156,21 @@ DSC_SelectStatus DSC_Select(const DSC_Candidate *c, size_t n, const DSC_SelectPa
 const char *DSC_SelectStatusName(DSC_SelectStatus s);
 
 /* ------------------------------------------------------------------------------------ */
-/* Clock discipline loop (RFC 5905 11.3, ntpd's hybrid PLL/FLL)                          */
+/* Clock discipline loop                                                                 */
+/*                                                                                       */
+/* ntpd's step and panic rules and states, with the frequency and phase estimated as      */
+/* chrony does: every accepted update adds a point (sample time, raw offset) to a          */
+/* least-squares regression, where the raw offset is the measured offset plus every        */
+/* correction applied to the clock so far (what the offset would be had we never touched  */
+/* it). The slope is the frequency correction, the line at `now` minus the corrections    */
+/* applied is the current offset estimate. Nothing waits for a stepout: the estimate is    */
+/* used from the first update and refined by every one after it (docs/client.md).          */
 
 typedef enum {
   DSC_NSET = 0, /* never set, no drift file */
   DSC_FSET,     /* frequency from the drift file, time not yet set */
   DSC_SPIK,     /* a large offset was seen in SYNC: waiting for the stepout */
-  DSC_FREQ,     /* measuring the frequency directly (after the first step) */
+  DSC_FREQ,     /* frequency still uncertain (standard error above 1 ppm); updates are used */
   DSC_SYNC,     /* normal operation */
 } DSC_State;
 
@@ -168,64 +178,75 @@ typedef struct {
   double step_threshold; /* s, default 0.128; 0 = never step (always slew) */
   double panic;          /* s, default 1000; 0 = no limit */
   bool panic_first_ok;   /* the first update may exceed the panic limit (ntpd -g) */
-  double stepout;        /* s, default 900 */
+  double stepout;        /* s, default 900: a large offset must persist this long */
   int minpoll, maxpoll;  /* system poll range (log2 s), default 6..10 */
   int precision_log2;    /* our clock's precision, default -20 */
+  bool no_adjust;        /* the driver applies nothing (-x): corrections are not counted */
 } DSC_LoopParams;
 
-/* Least-squares sums of one source's filtered offset against time since the loop epoch. */
+#define DSC_REG_MAX 512       /* regression points kept */
+#define DSC_SAMPLE_SD 200e-6  /* s: noise floor of a sample at its source's lowest delay */
+#define DSC_DRIFT_SD 1e-6     /* s/s: assumed error of a drift file's frequency */
+#define DSC_FREQ_SYNC_SD 1e-6 /* s/s: FREQ becomes SYNC below this standard error */
+
 typedef struct {
-  double n, st, so, stt, sto, last_t;
-} DSC_FreqFit;
+  double t; /* monotonic s of the sample */
+  double r; /* raw offset: measured offset + corrections applied to the clock by then */
+  double w; /* weight, 1/s^2: samples above their source's lowest delay count less */
+} DSC_Point;
 
 /* The loop state: a value type; fields are read-only for callers. */
 typedef struct {
   DSC_LoopParams p;
   DSC_State state;
-  double freq;        /* frequency correction, s/s */
-  double residual;    /* phase still to be slewed, s */
-  double last_offset; /* offset of the last update */
-  double epoch;       /* monotonic s of the last update that reset the state */
-  double jitter;      /* clock jitter (RMS of offset differences), s */
+  double freq;        /* frequency correction, s/s (the regression slope) */
+  double freq_sd;     /* its standard error, s/s */
+  double residual;    /* current offset estimate still to be slewed, as of tick_t, s */
+  double last_offset; /* offset estimate right after the last accepted update, s */
+  double epoch;       /* monotonic s of the last accepted update (-1: none) */
+  double jitter;      /* clock jitter: RMS of the updates' innovations, s */
   double wander;      /* RMS of frequency changes, s/s */
   int poll;           /* system poll exponent */
   int count;          /* poll-adjust counter */
   bool updated;       /* at least one update was accepted */
   double tick_t;      /* monotonic s of the last DSC_LoopTick (-1: none yet) */
-  double slew;        /* phase slew rate in force since tick_t, s/s */
-  /* The phase that built up while FREQ measured the frequency: slewed out on its own time
-   * constant and kept out of the PLL, so removing it does not disturb the frequency. */
-  double transient, transient_tau, transient_slew;
-  double transient_t, transient_drift; /* transient is as of transient_t; it grows at
-                                          transient_drift until the next tick applies the
-                                          new frequency */
-  double slewed;                       /* phase slewed between the last two ticks, s */
-  DSC_FreqFit fit[DSC_MAX_CANDIDATES]; /* FREQ state, per source */
+  double tick_freq;   /* frequency part of the rate in force since tick_t, s/s */
+  double slew;        /* phase part of the rate in force since tick_t, s/s */
+  double slewed;      /* phase slewed between the last two ticks, s (0 with no_adjust) */
+  double corr;        /* correction applied to the clock up to tick_t (steps included), s */
+  double prior_freq, prior_sd; /* what is known of the frequency without the points */
+  double scale;                /* the points' variance scale from the last fit's residuals */
+  DSC_Point pt[DSC_REG_MAX];   /* ring, oldest first from `first` */
+  int first, npt;
+  double est_t, est_r; /* the line: raw offset est_r + freq * (t - est_t) (npt > 0) */
 } DSC_Loop;
 
 typedef enum {
-  DSC_LOOP_IGNORE = 0, /* nothing changed (FREQ state before the stepout) */
-  DSC_LOOP_SLEW,       /* offset accepted: the residual is slewed by DSC_LoopTick */
-  DSC_LOOP_STEP,       /* the caller must step the clock by the offset */
-  DSC_LOOP_SPIKE,      /* a large offset, ignored until it persists for the stepout */
-  DSC_LOOP_PANIC,      /* beyond the panic threshold: nothing done, operator needed */
-  DSC_LOOP_FREQ_SET,   /* FREQ ended: frequency set; the phase that built up meanwhile is
-                          slewed out (transient). Stored samples predate the new frequency
-                          and should be discarded. */
+  DSC_LOOP_SLEW = 0, /* offset accepted: the estimate is slewed out by DSC_LoopTick */
+  DSC_LOOP_STEP,     /* the caller must step the clock by the offset, then DSC_LoopStepped */
+  DSC_LOOP_SPIKE,    /* a large offset, ignored until it persists for the stepout */
+  DSC_LOOP_PANIC,    /* beyond the panic threshold: nothing done, operator needed */
 } DSC_LoopAction;
 
 void DSC_DefaultLoopParams(DSC_LoopParams *p);
 /* Start in NSET, or in FSET with the frequency from a drift file when have_freq. */
 void DSC_LoopInit(DSC_Loop *l, const DSC_LoopParams *p, bool have_freq, double freq);
-/* One update with the combined offset of samples taken at (monotonic) t. */
+/* The system peer has a new filter output: the combined offset of samples taken at
+ * (monotonic) t, as stored by the clock filters (moved by every phase slew DSC_LoopTick
+ * reported). Decides step, spike or panic by ntpd's rules (on what the estimate did not
+ * already predict), adjusts the poll; the estimate itself comes from DSC_LoopAddSample. */
 DSC_LoopAction DSC_LoopUpdate(DSC_Loop *l, double offset, double t);
-/* In FREQ state: one source's filtered (offset, epoch), id < DSC_MAX_CANDIDATES. At the end
- * of the stepout the frequency is the pooled least-squares slope of these per-source series,
- * which is immune to the sources' samples being of different ages (the two-point estimate
- * of RFC 5905 mixes them and can be off by several ppm). Ignored in other states. */
-void DSC_LoopObserve(DSC_Loop *l, int id, double offset, double t);
+/* One sample of a surviving source, as stored by its clock filter, with its standard
+ * deviation sd (s): a point of the regression. Ignored (false) before the first update,
+ * while a spike waits for the stepout, or when it is further than the step threshold from
+ * the estimate. */
+bool DSC_LoopAddSample(DSC_Loop *l, double offset, double t, double sd);
+/* The driver stepped the clock by `step` s after DSC_LOOP_STEP. */
+void DSC_LoopStepped(DSC_Loop *l, double step);
+/* The estimate of the clock's offset at monotonic t (true time minus our clock), s. */
+double DSC_LoopOffset(const DSC_Loop *l, double t);
 /* The frequency (s/s, within +-DSC_MAXFREQ) to run the clock at from t until the next tick:
- * the loop frequency plus a slice of the residual phase. Call about once a second. */
+ * the loop frequency plus a slice of the estimated offset. Call about once a second. */
 double DSC_LoopTick(DSC_Loop *l, double t);
 const char *DSC_StateName(DSC_State s);
 const char *DSC_LoopActionName(DSC_LoopAction a);
@@ -244,16 +265,13 @@ typedef struct DSC_System DSC_System;
 typedef enum {
   DSC_EV_NONE = 0,     /* selection ran; no new sample from the system peer */
   DSC_EV_NO_SELECTION, /* no system peer (see DSC_Selection.status) */
-  DSC_EV_IGNORED,      /* the loop ignored the update (FREQ wait) */
   DSC_EV_SPIKE,        /* the loop saw a spike and is waiting for the stepout */
   DSC_EV_SLEW,         /* the clock is being slewed */
-  DSC_EV_STEP,         /* the clock was stepped: call ASC_ResetAfterStep on every association
-                          and read the time again */
+  DSC_EV_STEP,         /* the clock was stepped by DSC_GetStepped: call ASC_AfterStep on
+                          every association and read the time again */
   DSC_EV_STEP_FAILED,  /* the driver refused the step */
   DSC_EV_PANIC,        /* offset beyond the panic threshold: clock untouched; the caller
                           logs and (ntpd practice) exits */
-  DSC_EV_FREQ_SET,     /* the frequency was measured and set: call ASC_ResetAfterStep on
-                          every association (its samples were taken at the old frequency) */
 } DSC_Event;
 
 void DSC_DefaultParams(DSC_Params *p);
@@ -274,6 +292,11 @@ double DSC_Tick(DSC_System *s, const NTT_Now *now);
 /* The system poll exponent the associations should use (ASC_SetPoll). */
 int DSC_GetPoll(const DSC_System *s);
 double DSC_GetFrequency(const DSC_System *s);
+/* The current estimate of the clock's offset (true time minus our clock), s: what ntpq's
+ * `offset` shows. Under no-adjust (-x) it is the system clock's own error. */
+double DSC_GetOffset(const DSC_System *s, const NTT_Now *now);
+/* What the last DSC_EV_STEP moved the clock by (0 when the driver applies nothing). */
+double DSC_GetStepped(const DSC_System *s);
 const DSC_Loop *DSC_GetLoop(const DSC_System *s);
 const char *DSC_EventName(DSC_Event e);
 

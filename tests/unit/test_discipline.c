@@ -152,27 +152,91 @@ loop_params(void)
   return p;
 }
 
+/* No stage ignores updates: after the first step every update is used, and the frequency
+ * is the slope of the raw offsets (measured + corrections applied, the step included). */
 static void
-test_dsc_loop_steps_then_measures_frequency(void)
+test_dsc_loop_steps_then_uses_every_update(void)
 {
   DSC_LoopParams p = loop_params();
   DSC_Loop l;
   DSC_LoopInit(&l, &p, false, 0);
   TEST_EQ_INT(DSC_LoopUpdate(&l, 0.5, 10), DSC_LOOP_STEP);
+  DSC_LoopStepped(&l, 0.5);
+  TEST_NEAR(DSC_LoopOffset(&l, 10), 0, 1e-12);
   TEST_EQ_INT(l.state, DSC_FREQ);
-  /* FREQ: updates ignored until the stepout; the frequency comes from the per-source fit */
-  for (int i = 1; i <= 16; i++) {
-    double t = 10 + 64 * i;
-    for (int id = 0; id < 3; id++)
-      DSC_LoopObserve(&l, id, -20e-6 * (t - 10) + 1e-5 * id, t);
-    DSC_LoopAction a = DSC_LoopUpdate(&l, -20e-6 * (t - 10), t);
-    TEST_EQ_INT(a, t - 10 < p.stepout ? DSC_LOOP_IGNORE : DSC_LOOP_FREQ_SET);
-    if (a == DSC_LOOP_FREQ_SET)
-      break;
+  TEST_CHECK(!DSC_LoopAddSample(&l, 0.3, 10, 1e-4)); /* beyond the step threshold */
+  for (int i = 1; i <= 6; i++) {
+    double t = 10 + 2 * i; /* an initial burst: 2 s apart */
+    TEST_EQ_INT(DSC_LoopUpdate(&l, -20e-6 * (t - 10), t), DSC_LOOP_SLEW);
+    TEST_CHECK(DSC_LoopAddSample(&l, -20e-6 * (t - 10), t, 1e-6)); /* precise samples */
+    if (i >= 4) /* the estimate follows at once */
+      TEST_NEAR(l.last_offset, -20e-6 * (t - 10), 1e-9);
   }
-  TEST_EQ_INT(l.state, DSC_SYNC);
   TEST_NEAR(l.freq, -20e-6, 1e-9);
-  TEST_CHECK(fabs(l.transient) > 0.015);
+  TEST_EQ_INT(l.state, DSC_SYNC);
+  TEST_NEAR(DSC_LoopOffset(&l, 100), -20e-6 * 90, 1e-9); /* extrapolated with the slope */
+}
+
+/* Under -x nothing is applied: the estimate is the clock's own error, ticks or not. */
+static void
+test_dsc_loop_no_adjust_estimates_clock_error(void)
+{
+  DSC_LoopParams p = loop_params();
+  p.no_adjust = true;
+  DSC_Loop l;
+  DSC_LoopInit(&l, &p, false, 0);
+  TEST_EQ_INT(DSC_LoopUpdate(&l, 0.3, 0), DSC_LOOP_STEP); /* "would be stepped" */
+  DSC_LoopStepped(&l, 0.3);
+  int t = 0;
+  for (int i = 1; i <= 40; i++) {
+    for (; t < 16 * i; t++)
+      DSC_LoopTick(&l, t);
+    double noise = (i % 3 - 1) * 50e-6;
+    TEST_EQ_INT(DSC_LoopUpdate(&l, 0.3 + 3e-6 * 16 * i + noise, 16 * i), DSC_LOOP_SLEW);
+    TEST_CHECK(DSC_LoopAddSample(&l, 0.3 + 3e-6 * 16 * i + noise, 16 * i, 1e-4));
+  }
+  TEST_NEAR(l.corr, 0, 0);
+  TEST_NEAR(l.slewed, 0, 0);
+  TEST_NEAR(l.freq, 3e-6, 0.3e-6);
+  TEST_NEAR(DSC_LoopOffset(&l, 640), 0.3 + 3e-6 * 640, 50e-6);
+}
+
+/* The frequency changes: the runs test drops the old points, so the estimate follows. */
+static void
+test_dsc_loop_frequency_change_shrinks_window(void)
+{
+  DSC_LoopParams p = loop_params();
+  p.no_adjust = true;
+  DSC_Loop l;
+  DSC_LoopInit(&l, &p, true, 0);
+  double r = 0;
+  for (int i = 0; i < 120; i++) {
+    r += (i < 60 ? 1e-6 : 4e-6) * 64;
+    DSC_LoopUpdate(&l, r, 64.0 * i);
+    DSC_LoopAddSample(&l, r + ((i * 7) % 5 - 2) * 10e-6, 64.0 * i, 1e-5);
+  }
+  TEST_CHECK(l.npt < DSC_REG_MAX);
+  TEST_NEAR(l.freq, 4e-6, 0.2e-6);
+}
+
+/* A single popcorn sample 20 ms off among clean ones hardly moves the estimate; a lasting
+ * 5 ms shift is followed. */
+static void
+test_dsc_loop_outlier_counts_less(void)
+{
+  DSC_LoopParams p = loop_params();
+  p.no_adjust = true;
+  DSC_Loop l;
+  DSC_LoopInit(&l, &p, true, 0);
+  DSC_LoopUpdate(&l, 0, 0);
+  for (int i = 0; i < 40; i++)
+    DSC_LoopAddSample(&l, ((i * 7) % 5 - 2) * 50e-6, 16.0 * i, 200e-6);
+  double before = DSC_LoopOffset(&l, 640);
+  TEST_CHECK(DSC_LoopAddSample(&l, 0.020, 640, 200e-6));
+  TEST_NEAR(DSC_LoopOffset(&l, 640), before, 100e-6);
+  for (int i = 41; i < 120; i++)
+    DSC_LoopAddSample(&l, 0.005 + ((i * 7) % 5 - 2) * 50e-6, 16.0 * i, 200e-6);
+  TEST_NEAR(DSC_LoopOffset(&l, 16.0 * 120), 0.005, 200e-6);
 }
 
 static void
@@ -184,10 +248,12 @@ test_dsc_loop_spike_panic_and_drift_start(void)
   TEST_EQ_INT(l.state, DSC_FSET);
   TEST_EQ_INT(DSC_LoopUpdate(&l, 2000, 10), DSC_LOOP_PANIC);
   TEST_EQ_INT(DSC_LoopUpdate(&l, 0.010, 10), DSC_LOOP_SLEW); /* phase only */
+  TEST_CHECK(DSC_LoopAddSample(&l, 0.010, 10, 1e-4));
   TEST_EQ_INT(l.state, DSC_SYNC);
   TEST_NEAR(l.freq, 12e-6, 1e-12);
-  TEST_EQ_INT(DSC_LoopUpdate(&l, 0.001, 74), DSC_LOOP_SLEW);
-  TEST_CHECK(l.freq > 12e-6); /* PLL: positive offset speeds the clock up */
+  TEST_EQ_INT(DSC_LoopUpdate(&l, 0.012, 74), DSC_LOOP_SLEW);
+  TEST_CHECK(DSC_LoopAddSample(&l, 0.012, 74, 1e-4));
+  TEST_CHECK(l.freq > 12e-6); /* a growing offset speeds the clock up */
   /* one large offset in SYNC is a spike; if it persists past the stepout: step */
   TEST_EQ_INT(DSC_LoopUpdate(&l, 0.5, 138), DSC_LOOP_SPIKE);
   TEST_EQ_INT(DSC_LoopUpdate(&l, 0.5, 202), DSC_LOOP_SPIKE);
@@ -212,6 +278,7 @@ test_dsc_loop_tick_slews_residual(void)
   DSC_Loop l;
   DSC_LoopInit(&l, &p, true, 0);
   DSC_LoopUpdate(&l, 0.004, 0);
+  DSC_LoopAddSample(&l, 0.004, 0, 1e-4);
   double slewed = 0;
   for (int t = 0; t <= 20000; t++) {
     double f = DSC_LoopTick(&l, t);
@@ -355,7 +422,10 @@ TEST_MAIN(TEST_CASE(test_dsc_filter_picks_min_delay_and_ages),
           TEST_CASE(test_dsc_select_rejects_falseticker),
           TEST_CASE(test_dsc_select_no_majority_and_fitness),
           TEST_CASE(test_dsc_cluster_prunes_outlier),
-          TEST_CASE(test_dsc_loop_steps_then_measures_frequency),
+          TEST_CASE(test_dsc_loop_steps_then_uses_every_update),
+          TEST_CASE(test_dsc_loop_no_adjust_estimates_clock_error),
+          TEST_CASE(test_dsc_loop_frequency_change_shrinks_window),
+          TEST_CASE(test_dsc_loop_outlier_counts_less),
           TEST_CASE(test_dsc_loop_spike_panic_and_drift_start),
           TEST_CASE(test_dsc_loop_tick_slews_residual),
           TEST_CASE(test_dsc_system_serves_what_it_synced_to), TEST_CASE(test_dsc_leap_vote),
