@@ -20,22 +20,19 @@ Scenarios (each one-way delay independently, in each direction):
 """
 
 import argparse
-import heapq
 import os
 import random
 import re
-import select
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import ntpg  # noqa: E402
+import ntprelay  # noqa: E402
 
 NTPQ = os.path.join(ntpg.PEERS, "usr", "bin", "ntpq")
 CHRONYC = os.path.join(ntpg.PEERS, "usr", "bin", "chronyc")
@@ -50,63 +47,6 @@ def delay_fn(name, rng):
     if name == "asym":
         return lambda out: (0.0015 if out else 0.0005) + rng.uniform(0, 0.0002)
     raise ValueError(name)
-
-
-class Relay:
-    """Requests to (listen, 123) go on to upstream:123; the reply goes back to whoever sent the
-    request with its transmit timestamp. Each datagram is held for delay(outbound) s (None:
-    dropped). One thread."""
-
-    def __init__(self, listen, upstream, delay):
-        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.front.bind((listen, 123))
-        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.back.bind((listen, 0))
-        self.upstream = (upstream, 123)
-        self.delay = delay
-        self.clients = {}
-        self.queue = []
-        self.seq = 0
-        self.counts = {"held": 0, "dropped": 0}
-        self.running = True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def hold(self, sock, data, addr, out):
-        d = self.delay(out)
-        if d is None:
-            self.counts["dropped"] += 1
-            return
-        self.counts["held"] += 1
-        self.seq += 1
-        heapq.heappush(self.queue, (time.monotonic() + d, self.seq, sock, data, addr))
-
-    def run(self):
-        while self.running:
-            now = time.monotonic()
-            while self.queue and self.queue[0][0] <= now:
-                _, _, sock, data, addr = heapq.heappop(self.queue)
-                sock.sendto(data, addr)
-            wait = min(0.05, self.queue[0][0] - now) if self.queue else 0.05
-            for sock in select.select([self.front, self.back], [], [], max(0.0, wait))[0]:
-                data, addr = sock.recvfrom(2048)
-                if len(data) < 48:
-                    continue
-                if sock is self.front:
-                    if len(self.clients) > 10000:
-                        self.clients.clear()
-                    self.clients[data[40:48]] = addr
-                    self.hold(self.back, data, self.upstream, True)
-                else:
-                    client = self.clients.pop(data[24:32], None)
-                    if client:
-                        self.hold(self.front, data, client, False)
-
-    def stop(self):
-        self.running = False
-        self.thread.join(timeout=2)
-        self.front.close()
-        self.back.close()
 
 
 def ntpgated_offset():
@@ -158,7 +98,7 @@ def run_scenario(name, args, tmp, log):
     try:
         if not up.start():
             raise RuntimeError("upstream chronyd did not start: %s" % up.stderr_text()[-300:])
-        relay = Relay(RELAY, UPSTREAM, delay_fn(name, random.Random(args.seed)))
+        relay = ntprelay.Relay(RELAY, UPSTREAM, delay_fn(name, random.Random(args.seed)))
         for d in (cl, ch):
             if not d.start():
                 raise RuntimeError("%s did not start: %s" % (d.name, d.stderr_text()[-300:]))

@@ -12,19 +12,16 @@ used to copy ntpd's 900 s FREQ stage, during which `offset` did not move at all.
 Also checked on every reading: the system peer is never lost once selected (`sync_ntp` in
 the status word), and `frequency` moves with the samples too."""
 
-import heapq
 import os
 import random
 import re
-import select
-import socket
 import statistics
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ntpg  # noqa: E402
+import ntprelay  # noqa: E402
 
 NTPQ = os.path.join(ntpg.PEERS, "usr", "bin", "ntpq")
 JITTER = 0.002  # s: each one-way delay is uniform in [0, JITTER]
@@ -38,63 +35,10 @@ def A(k):
     return ntpg.server_addr(k)
 
 
-class JitterRelay:
-    """UDP relay: datagrams to (listen, 123) go to upstream:123 from a socket of its own, replies
-    go back to whoever sent the request with the same transmit timestamp; each datagram is held
-    for a random uniform 0..jitter s. One thread; stopped by stop()."""
-
-    def __init__(self, listen, upstream, jitter, seed=14):
-        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.front.bind((listen, 123))
-        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.back.bind((listen, 0))
-        self.upstream = (upstream, 123)
-        self.jitter = jitter
-        self.rng = random.Random(seed)
-        self.clients = {}  # request transmit timestamp -> client address
-        self.queue = []
-        self.seq = 0
-        self.forwarded = 0
-        self.running = True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def hold(self, sock, data, addr):
-        self.seq += 1
-        due = time.monotonic() + self.rng.uniform(0, self.jitter)
-        heapq.heappush(self.queue, (due, self.seq, sock, data, addr))
-
-    def receive(self, sock):
-        data, addr = sock.recvfrom(2048)
-        if len(data) < 48:
-            return
-        if sock is self.front:
-            self.clients[data[40:48]] = addr
-            if len(self.clients) > 1000:
-                self.clients.clear()
-            self.hold(self.back, data, self.upstream)
-        else:
-            client = self.clients.pop(data[24:32], None)
-            if client:
-                self.hold(self.front, data, client)
-
-    def run(self):
-        while self.running:
-            now = time.monotonic()
-            while self.queue and self.queue[0][0] <= now:
-                _, _, sock, data, addr = heapq.heappop(self.queue)
-                sock.sendto(data, addr)
-                self.forwarded += 1
-            wait = min(0.05, self.queue[0][0] - now) if self.queue else 0.05
-            ready, _, _ = select.select([self.front, self.back], [], [], max(0.0, wait))
-            for sock in ready:
-                self.receive(sock)
-
-    def stop(self):
-        self.running = False
-        self.thread.join(timeout=2)
-        self.front.close()
-        self.back.close()
+def jitter_relay(listen, upstream, jitter, seed=14):
+    """A relay holding each datagram for a random uniform 0..jitter s."""
+    rng = random.Random(seed)
+    return ntprelay.Relay(listen, upstream, lambda out: rng.uniform(0, jitter))
 
 
 def run_ntpq(addr, cmds, timeout=15):
@@ -121,7 +65,7 @@ def main(c, tmp):
     if not c.check("chronyd answers on %s" % A(1), chrony.start(),
                    why="rc %s %r" % (chrony.rc, chrony.stderr_text()[-300:])):
         return
-    relay = JitterRelay(A(2), A(1), JITTER)
+    relay = jitter_relay(A(2), A(1), JITTER)
     client = ntpg.Daemon(tmp, [A(3)], stratum=None, name="client",
                          extra=["server %s %s" % (A(2), POLL)])
     if not c.check("ntpgated (-x, no drift file) answers on %s" % A(3), client.start(),
@@ -144,7 +88,7 @@ def main(c, tmp):
     relay.stop()
     got = [r for r in readings if r]
     c.info("synchronized after %.1f s; relay forwarded %d datagrams" % (synced_after,
-                                                                       relay.forwarded))
+                                                                       relay.counts["forwarded"]))
     c.info("offsets (ms): %s" % " ".join("%+.3f" % r[0] for r in got))
     c.info("frequencies (ppm): %s" % " ".join("%+.2f" % r[1] for r in got))
     if not c.check("every `ntpq -c rv` answered", len(got) == READINGS,
