@@ -42,7 +42,7 @@ def jitter_relay(listen, upstream, jitter, seed=14):
 
 
 def run_ntpq(addr, cmds, timeout=15):
-    argv = [ntpg.PYTHON, NTPQ]
+    argv = [ntpg.PYTHON, NTPQ, "-n"]  # numeric: no reverse lookups through the host resolver
     for c in cmds:
         argv += ["-c", c]
     argv.append(addr)
