@@ -36,7 +36,7 @@ fi
 cd "$work/src"
 DEB_BUILD_OPTIONS="parallel=$(nproc) ${DEB_BUILD_OPTIONS:-}" \
   dpkg-buildpackage -b -us -uc >"$work/build.log" 2>&1 || {
-  tail -40 "$work/build.log"
+  tail -40 "$work/build.log" >&2
   echo "build-deb: dpkg-buildpackage failed (full log: $work/build.log)" >&2
   exit 1
 }

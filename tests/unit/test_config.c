@@ -1529,13 +1529,19 @@ test_table_ranges_enforced_at_the_line(void)
 static char *
 read_doc(void)
 {
-  /* the source tree from this file's path (CMake compiles it by its absolute path) */
+  /* the source tree: NTPG_SRC (CMake sets it for every unit test), else this file's path
+   * (a package build maps __FILE__ to a relative one with -ffile-prefix-map) */
   char path[1024];
-  snprintf(path, sizeof(path), "%s", __FILE__);
-  char *cut = strstr(path, "tests/unit/test_config.c");
-  if (!cut)
-    return NULL;
-  snprintf(cut, sizeof(path) - (size_t)(cut - path), "docs/configuration.md");
+  const char *top = getenv("NTPG_SRC");
+  if (top && *top) {
+    snprintf(path, sizeof(path), "%s/docs/configuration.md", top);
+  } else {
+    snprintf(path, sizeof(path), "%s", __FILE__);
+    char *cut = strstr(path, "tests/unit/test_config.c");
+    if (!cut)
+      return NULL;
+    snprintf(cut, sizeof(path) - (size_t)(cut - path), "docs/configuration.md");
+  }
   FILE *f = fopen(path, "r");
   if (!f)
     return NULL;
