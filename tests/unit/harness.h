@@ -7,11 +7,25 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 static int harness_failures;
 static int harness_checks;
 static unsigned long harness_seed = 12345;
+
+/* splitmix64: a tiny seedable generator to pick test inputs (seed test_rng_state from
+ * harness_seed, so that `-s N` reruns a failure). */
+static uint64_t test_rng_state;
+
+static inline uint64_t
+test_rng(void)
+{
+  uint64_t z = (test_rng_state += UINT64_C(0x9e3779b97f4a7c15));
+  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
 
 #define TEST_CHECK(expr)                                                                      \
   do {                                                                                        \

@@ -340,17 +340,6 @@ test_key_twenty_chars_are_ascii_longer_is_hex(void)
 }
 
 /* Random keys and packets against the openssl command line, when it is installed. */
-static uint64_t rng_state;
-
-static uint64_t
-rng_next(void)
-{
-  uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
 static bool
 run_openssl(const char *cmd, char *out, size_t size)
 {
@@ -384,11 +373,11 @@ static void
 cli_case(const char *dir, const char *type, const char *dgst)
 {
   uint8_t key[32], pkt[PKT_MAX_LEN];
-  size_t klen = 32, plen = PKT_HEADER_LEN + 4 * (size_t)(rng_next() % 13);
+  size_t klen = 32, plen = PKT_HEADER_LEN + 4 * (size_t)(test_rng() % 13);
   for (size_t i = 0; i < sizeof(key); i++)
-    key[i] = (uint8_t)rng_next();
+    key[i] = (uint8_t)test_rng();
   for (size_t i = 0; i < plen; i++)
-    pkt[i] = (uint8_t)rng_next();
+    pkt[i] = (uint8_t)test_rng();
   if (!dgst)
     klen = 16;
   char text[128], hexkey[80], path[256], cmd[512], want[160] = "";
@@ -431,7 +420,7 @@ test_key_random_macs_match_openssl_cli(void)
   }
   char dir[] = "/tmp/test_keys.XXXXXX";
   TEST_CHECK(mkdtemp(dir) != NULL);
-  rng_state = harness_seed;
+  test_rng_state = harness_seed;
   for (int i = 0; i < 3; i++) {
     cli_case(dir, "MD5", "md5");
     cli_case(dir, "SHA1", "sha1");
@@ -785,9 +774,9 @@ test_key_parse_many_keys_in_any_order(void)
   static uint16_t ids[N];
   for (int i = 0; i < N; i++)
     ids[i] = (uint16_t)(i * 21 + 7); /* distinct, 7..62986 */
-  rng_state = harness_seed;
+  test_rng_state = harness_seed;
   for (int i = N - 1; i > 0; i--) { /* shuffle */
-    int j = (int)(rng_next() % (uint64_t)(i + 1));
+    int j = (int)(test_rng() % (uint64_t)(i + 1));
     uint16_t tmp = ids[i];
     ids[i] = ids[j];
     ids[j] = tmp;
@@ -1192,12 +1181,12 @@ test_key_sign_then_verify_round_trip_every_type(void)
                       "8 M 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
                       &e, true);
   TEST_CHECK(t != NULL);
-  rng_state = harness_seed;
+  test_rng_state = harness_seed;
   for (uint32_t id = 1; id <= 8; id++) {
     for (int vn = 3; vn <= 4; vn++) {
       uint8_t buf[PKT_MAX_LEN];
       for (size_t i = 0; i < PKT_HEADER_LEN; i++)
-        buf[i] = (uint8_t)rng_next();
+        buf[i] = (uint8_t)test_rng();
       buf[0] = (uint8_t)(vn << 3 | 3);
       size_t out = KEY_Sign(t, id, buf, PKT_HEADER_LEN, sizeof(buf));
       KEY_Info info;

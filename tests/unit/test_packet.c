@@ -6,22 +6,10 @@
 #define V4_CLIENT 0x23 /* LI 0, VN 4, mode 3 */
 #define V3_CLIENT 0x1B /* LI 0, VN 3, mode 3 */
 
-static uint64_t rng_state;
-
-/* splitmix64: tiny, seedable, good enough to pick test inputs. */
-static uint64_t
-rng_next(void)
-{
-  uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
 static size_t
 rng_below(size_t n)
 {
-  return (size_t)(rng_next() % n);
+  return (size_t)(test_rng() % n);
 }
 
 /* A datagram of `len` octets: first octet `b0`, the rest zero. */
@@ -240,10 +228,10 @@ test_pkt_decode_roundtrip(void)
    * and re-decoding gives the same fields, so no bit is lost or moved. */
   uint8_t in[PKT_HEADER_LEN], out[PKT_HEADER_LEN];
   PKT_Header h, again;
-  rng_state = harness_seed;
+  test_rng_state = harness_seed;
   for (int i = 0; i < 5000; i++) {
     for (size_t j = 0; j < sizeof(in); j++)
-      in[j] = (uint8_t)rng_next();
+      in[j] = (uint8_t)test_rng();
     TEST_CHECK(PKT_DecodeHeader(in, sizeof(in), &h));
     PKT_EncodeHeader(&h, out);
     TEST_CHECK(memcmp(in, out, sizeof(in)) == 0);
@@ -571,7 +559,7 @@ fill_random_packet(uint8_t *buf, size_t cap)
 {
   size_t len = rng_below(cap + 1);
   for (size_t i = 0; i < len; i++)
-    buf[i] = (uint8_t)rng_next();
+    buf[i] = (uint8_t)test_rng();
   if (len > 0)
     buf[0] = (uint8_t)((buf[0] & 0xC7) | (rng_below(4) ? 4 << 3 : (rng_below(8) << 3)));
   if (rng_below(2))
@@ -605,7 +593,7 @@ test_pkt_trailer_random_never_reads_past_len(void)
   /* Each packet sits at the very end of its own heap block, so under ASan a read even one
    * octet past `len` aborts the test. */
   static uint8_t scratch[1400];
-  rng_state = harness_seed;
+  test_rng_state = harness_seed;
   for (int i = 0; i < 20000; i++) {
     size_t len = fill_random_packet(scratch, sizeof(scratch));
     uint8_t *exact = malloc(len ? len : 1);

@@ -8,18 +8,6 @@
 
 /* ---- helpers ---- */
 
-static uint64_t rng_state;
-
-static uint64_t
-rnd(void)
-{
-  /* splitmix64 */
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 static NetAddr
 addr(const char *text, uint16_t port)
 {
@@ -352,7 +340,7 @@ random_addr(int family, NetAddr *a)
   memset(a, 0, sizeof(*a));
   a->family = (uint8_t)family;
   for (int i = 0; i < (family == ADR_INET4 ? 4 : 16); i++)
-    a->bytes[i] = (uint8_t)rnd();
+    a->bytes[i] = (uint8_t)test_rng();
   if (family == ADR_INET4 && (a->bytes[0] & 0xf0) == 0xe0)
     a->bytes[0] ^= 0x80; /* keep clear of multicast */
   if (family == ADR_INET6 && a->bytes[0] == 0xff)
@@ -372,10 +360,10 @@ test_rst_property_prefix_bit_flips(void)
 {
   /* chrony's addrfilt property: a random prefix is matched by an address with any bit after
    * the prefix flipped, and not by one with the prefix's last bit flipped. */
-  rng_state = harness_seed;
+  test_rng_state = harness_seed;
   for (int iter = 0; iter < 2000; iter++) {
     int family = iter % 2 ? ADR_INET6 : ADR_INET4, bits = family == ADR_INET4 ? 32 : 128;
-    int len = 1 + (int)(rnd() % (uint64_t)bits);
+    int len = 1 + (int)(test_rng() % (uint64_t)bits);
     RST_Entry e;
     memset(&e, 0, sizeof(e));
     random_addr(family, &e.addr);
@@ -384,7 +372,7 @@ test_rst_property_prefix_bit_flips(void)
     RST_List *l = make(&e, 1);
     NetAddr in = e.addr, out = e.addr;
     if (len < bits)
-      flip_bit(&in, len + (int)(rnd() % (uint64_t)(bits - len)));
+      flip_bit(&in, len + (int)(test_rng() % (uint64_t)(bits - len)));
     flip_bit(&out, len - 1);
     bool in_ok = ADR_IsMulticast(&in) || RST_Match(l, &in) == RST_NOQUERY;
     bool out_ok = ADR_IsMulticast(&out) || RST_Match(l, &out) == 0;
@@ -463,19 +451,19 @@ naive_match(const RST_Entry *e, size_t n, const NetAddr *src)
 static void
 random_entry(RST_Entry *e, bool allow_odd)
 {
-  int family = rnd() % 3 ? ADR_INET4 : ADR_INET6, bits = family == ADR_INET4 ? 32 : 128;
+  int family = test_rng() % 3 ? ADR_INET4 : ADR_INET6, bits = family == ADR_INET4 ? 32 : 128;
   memset(e, 0, sizeof(*e));
   random_addr(family, &e->addr);
   if (family == ADR_INET6)
-    e->addr.bytes[1] = (uint8_t)(rnd() % 2); /* a few /16s so prefixes overlap */
+    e->addr.bytes[1] = (uint8_t)(test_rng() % 2); /* a few /16s so prefixes overlap */
   else
-    e->addr.bytes[0] = (uint8_t)(10 + rnd() % 2);
-  int len = (int)(rnd() % (uint64_t)(bits + 1));
+    e->addr.bytes[0] = (uint8_t)(10 + test_rng() % 2);
+  int len = (int)(test_rng() % (uint64_t)(bits + 1));
   ADR_MaskFromPrefix(family, len, &e->mask);
-  if (allow_odd && rnd() % 16 == 0)
-    e->mask.bytes[rnd() % 2] ^= (uint8_t)rnd();
-  e->flags = (uint32_t)(rnd() & 0xffff);
-  uint64_t r = rnd() % 16;
+  if (allow_odd && test_rng() % 16 == 0)
+    e->mask.bytes[test_rng() % 2] ^= (uint8_t)test_rng();
+  e->flags = (uint32_t)(test_rng() & 0xffff);
+  uint64_t r = test_rng() % 16;
   e->mflags = (r < 4 ? RST_M_NTPPORT : 0) | (r == 5 ? RST_M_INTERFACE : 0) |
               (r == 6 ? RST_M_SOURCE : 0) | (r == 7 ? RST_M_INTERFACE | RST_M_NTPPORT : 0);
   e->ippeerlimit = -1;
@@ -486,15 +474,15 @@ random_entry(RST_Entry *e, bool allow_odd)
 static void
 random_source(const RST_Entry *e, size_t n, NetAddr *a)
 {
-  const RST_Entry *base = &e[rnd() % n];
+  const RST_Entry *base = &e[test_rng() % n];
   int bits = ADR_Bits(&base->addr);
   *a = base->addr;
   for (int i = 0; i < bits; i++)
-    if (!(base->mask.bytes[i / 8] & (0x80 >> (i % 8))) && rnd() % 2)
+    if (!(base->mask.bytes[i / 8] & (0x80 >> (i % 8))) && test_rng() % 2)
       flip_bit(a, i);
-  if (rnd() % 4 == 0)
-    flip_bit(a, (int)(rnd() % (uint64_t)bits));
-  a->port = rnd() % 2 ? 123 : (uint16_t)(1024 + rnd() % 60000);
+  if (test_rng() % 4 == 0)
+    flip_bit(a, (int)(test_rng() % (uint64_t)bits));
+  a->port = test_rng() % 2 ? 123 : (uint16_t)(1024 + test_rng() % 60000);
 }
 
 static void
@@ -509,7 +497,7 @@ compare_with_naive(size_t n, bool allow_odd, int lookups)
   for (int k = 0; k < lookups && l; k++) {
     NetAddr a;
     if (k % 10 == 0)
-      random_addr(rnd() % 2 ? ADR_INET4 : ADR_INET6, &a);
+      random_addr(test_rng() % 2 ? ADR_INET4 : ADR_INET6, &a);
     else
       random_source(e, n, &a);
     uint32_t want = naive_match(e, n, &a), got = RST_Match(l, &a);
@@ -527,7 +515,7 @@ compare_with_naive(size_t n, bool allow_odd, int lookups)
 static void
 test_rst_property_matches_linear_scan(void)
 {
-  rng_state = harness_seed ^ 0x5eed;
+  test_rng_state = harness_seed ^ 0x5eed;
   compare_with_naive(5, false, 2000);
   compare_with_naive(50, false, 5000);
   compare_with_naive(3000, false, 5000);
@@ -536,7 +524,7 @@ test_rst_property_matches_linear_scan(void)
 static void
 test_rst_property_matches_linear_scan_odd_masks(void)
 {
-  rng_state = harness_seed ^ 0x0dd;
+  test_rng_state = harness_seed ^ 0x0dd;
   compare_with_naive(40, true, 5000);
   compare_with_naive(1000, true, 5000);
 }
@@ -561,10 +549,10 @@ bench_one(size_t n, int family)
     memset(&e[i], 0, sizeof(e[i]));
     random_addr(family, &e[i].addr);
     int bits = family == ADR_INET4 ? 32 : 128;
-    int len = family == ADR_INET4 ? 8 + (int)(rnd() % 25) : 16 + (int)(rnd() % 113);
+    int len = family == ADR_INET4 ? 8 + (int)(test_rng() % 25) : 16 + (int)(test_rng() % 113);
     ADR_MaskFromPrefix(family, len < bits ? len : bits, &e[i].mask);
-    e[i].flags = (uint32_t)(rnd() & 0xffff);
-    e[i].mflags = rnd() % 8 ? 0 : RST_M_NTPPORT;
+    e[i].flags = (uint32_t)(test_rng() & 0xffff);
+    e[i].mflags = test_rng() % 8 ? 0 : RST_M_NTPPORT;
   }
   RST_List *l = make(e, n);
   for (int i = 0; i < NSRC; i++) {
@@ -591,7 +579,7 @@ test_rst_bench(void)
   const char *b = getenv("NTPG_BENCH");
   if (!b || strcmp(b, "1") != 0)
     return;
-  rng_state = harness_seed;
+  test_rng_state = harness_seed;
   bench_one(1000, ADR_INET4);
   bench_one(10000, ADR_INET4);
   bench_one(1000, ADR_INET6);
