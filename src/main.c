@@ -413,8 +413,8 @@ reload(Daemon *d)
     LOG_Info("configuration reloaded (associations change only on restart)");
     CNF_Config old = {.tos = old_tos, .tinker = old_tinker};
     if (d->cli && !same_discipline(&old, RUN_Config(d->run)))
-      LOG_Warnx("SIGHUP: the changed tinker and tos selection options take effect at the "
-                "next restart; the clock discipline keeps the values it started with");
+      LOG_Warnx("SIGHUP: tinker or tos selection options changed: the client's selection "
+                "and clock discipline keep the values they started with until a restart");
   }
   RUN_FreeErrors(&errs);
 }
