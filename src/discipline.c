@@ -872,6 +872,7 @@ DSC_DefaultParams(DSC_Params *p)
   DSC_DefaultSelectParams(&p->select);
   DSC_DefaultLoopParams(&p->loop);
   p->unsync_after = 300.0; /* ntpd NTP_ORPHWAIT: how long the system runs free */
+  p->huffpuff = 0.0;       /* off, as in ntpd */
 }
 
 void

@@ -455,6 +455,12 @@ test_dsc_tinker_step_panic_stepout(void)
   TEST_NEAR(dp.loop.stepout, 900, 1e-12);
   TEST_NEAR(dp.select.phi, 15e-6, 1e-15);
   TEST_NEAR(dp.huffpuff, 0, 0);
+  /* DSC_DefaultParams sets every field (the simulation uses it without a config) */
+  memset(&dp, 0xff, sizeof(dp));
+  DSC_DefaultParams(&dp);
+  TEST_NEAR(dp.huffpuff, 0, 0);
+  TEST_NEAR(dp.select.phi, 15e-6, 1e-15);
+  TEST_NEAR(dp.loop.step_back, -1, 0);
   /* panic 0: no limit; step 0: never a step, whatever the offset */
   dp = params_from("tinker panic 0 step 0\n");
   DSC_LoopInit(&l, &dp.loop, true, 0);
