@@ -1081,7 +1081,11 @@ DSC_GetServerSystem(const DSC_System *s, const NTT_Now *now, int8_t precision, S
   if (!s->synced ||
       (s->sys_id < 0 && DSC_Seconds(now->mono_ns) - s->lost_t > s->p.unsync_after))
     return false;
-  if (beyond_step(&s->p.loop, s->last_offset))
+  if (beyond_step(&s->loop.p, s->last_offset))
+    return false;
+  /* under no-adjust nothing ever corrects the system clock: whatever `tinker step` allows,
+   * we do not claim it while it is further off than ntpd's step threshold */
+  if (s->loop.p.no_adjust && fabs(s->last_offset) > DSC_STEP_THRESHOLD)
     return false;
   if (s->served.stratum >= 16)
     return false;

@@ -338,7 +338,8 @@ const char *DSC_EventName(DSC_Event e);
  * peer, accumulated root delay/dispersion, leap of the survivors' vote. Returns false (and
  * leaves out untouched) on loss of sync: never synchronized, stepped and not yet resynced,
  * no system peer for unsync_after seconds, or the last offset beyond the step threshold
- * (with the null driver the system clock is not being corrected). The caller then falls
+ * (with the null driver the system clock is not being corrected; there 0.128 s at most, even
+ * with a larger or disabled step threshold). The caller then falls
  * back to SRV_SystemLocal (local clock / orphan) or SRV_SystemUnsynchronized (server.h). */
 bool DSC_GetServerSystem(const DSC_System *s, const NTT_Now *now, int8_t precision,
                          SYS_Vars *out);

@@ -471,6 +471,33 @@ test_dsc_tinker_step_panic_stepout(void)
   TEST_EQ_INT(DSC_LoopUpdate(&l, 2000, 10), DSC_LOOP_STEP);
 }
 
+/* Under -x (the system driver without adjustments) nothing corrects the clock: with
+ * `tinker step 0` a 0.5 s offset is slewed in the estimate, but we never claim to serve it. */
+static void
+test_dsc_tinker_step0_no_adjust_not_served(void)
+{
+  DSC_Params dp = params_from("tinker step 0\n");
+  CLK_Clock *clk = CLK_CreateSystem(true);
+  TEST_CHECK(!CLK_AppliesCorrections(clk));
+  NTT_Now now = {.real = {1700000100, 0}, .mono_ns = 100000000000LL};
+  DSC_System *s = DSC_Create(&dp, clk, true, 0.0, &now);
+  DSC_Candidate c[3] = {cand(0, 0.5, 1e-4), cand(1, 0.5001, 1e-4), cand(2, 0.4999, 1e-4)};
+  for (int i = 0; i < 3; i++)
+    c[i].epoch = 99;
+  TEST_EQ_INT(DSC_Update(s, c, 3, &now, NULL), DSC_EV_SLEW); /* no step */
+  SYS_Vars sys;
+  TEST_CHECK(!DSC_GetServerSystem(s, &now, -20, &sys));
+  DSC_Destroy(s);
+  /* the same with a clock 50 ms off: served */
+  s = DSC_Create(&dp, clk, true, 0.0, &now);
+  for (int i = 0; i < 3; i++)
+    c[i].offset -= 0.45;
+  TEST_EQ_INT(DSC_Update(s, c, 3, &now, NULL), DSC_EV_SLEW);
+  TEST_CHECK(DSC_GetServerSystem(s, &now, -20, &sys));
+  DSC_Destroy(s);
+  CLK_Destroy(clk);
+}
+
 /* tinker dispersion: the filter's stages, the fitness bound and what is served age at it. */
 static void
 test_dsc_tinker_dispersion(void)
@@ -528,7 +555,8 @@ test_dsc_huffpuff(void)
 }
 
 TEST_MAIN(TEST_CASE(test_dsc_tinker_step_panic_stepout), TEST_CASE(test_dsc_tinker_dispersion),
-          TEST_CASE(test_dsc_huffpuff), TEST_CASE(test_dsc_filter_picks_min_delay_and_ages),
+          TEST_CASE(test_dsc_tinker_step0_no_adjust_not_served), TEST_CASE(test_dsc_huffpuff),
+          TEST_CASE(test_dsc_filter_picks_min_delay_and_ages),
           TEST_CASE(test_dsc_filter_popcorn_spike),
           TEST_CASE(test_dsc_select_rejects_falseticker),
           TEST_CASE(test_dsc_select_no_majority_and_fitness),
