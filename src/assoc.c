@@ -6,7 +6,6 @@
 
 #include "rng.h"
 
-#define PHI DSC_PHI
 #define MAXDISP DSC_MAXDISP
 #define REQUEST_PRECISION 0x20 /* data minimization: a value no real clock has */
 
@@ -69,6 +68,7 @@ ASC_DefaultParams(const NetAddr *addr, ASC_Params *out)
                       .version = PKT_VERSION,
                       .precision_log2 = -20,
                       .maxdist = 1.5,
+                      .phi = DSC_PHI,
                       .floor = 1,
                       .ceiling = 15,
                       .deny_backoff_min = 10,
@@ -134,7 +134,7 @@ ASC_Create(const ASC_Params *p, const NTT_Now *now, const ASC_Random *rnd)
   a->own_refid = PKT_RefidFromAddr(&p->addr);
   a->hpoll = a->p.minpoll;
   a->rate_floor = a->p.minpoll;
-  DSC_FilterInit(&a->filter);
+  DSC_FilterInit(&a->filter, a->p.phi);
   uint16_t r = 0;
   if (rnd && rnd->fill(rnd->ctx, &r, sizeof(r)))
     a->next_ns = now->mono_ns + (int64_t)r * 1000000000 / 65536;
@@ -303,7 +303,7 @@ obey_deny(ASC_Assoc *a, const NTT_Now *rx, ASC_Result *res)
   a->denied = true;
   a->reach = 0;
   a->unreach = 1; /* no initial burst when we come back */
-  DSC_FilterInit(&a->filter);
+  DSC_FilterInit(&a->filter, a->p.phi);
   if (a->p.type == CNF_POOL)
     a->replace = true;
   return ASC_KOD_DENY;
@@ -369,8 +369,8 @@ compute_sample(const ASC_Assoc *a, const PKT_Header *h, const NTT_Now *rx, ASC_R
   double server_time = NTT_Diff(h->tx_ts, h->rx_ts);
   res->offset = (NTT_Diff(h->rx_ts, a->t1) + NTT_Diff(h->tx_ts, t4)) / 2.0;
   res->delay = fmax(rtt - server_time, ldexp(1.0, a->p.precision_log2));
-  res->disp =
-      ldexp(1.0, h->precision) + ldexp(1.0, a->p.precision_log2) + PHI * (rtt > 0 ? rtt : 0);
+  res->disp = ldexp(1.0, h->precision) + ldexp(1.0, a->p.precision_log2) +
+              a->p.phi * (rtt > 0 ? rtt : 0);
   res->root_delay = NTT_ShortToDouble(h->root_delay);
   res->root_disp = NTT_ShortToDouble(h->root_disp);
   res->stratum = h->stratum;

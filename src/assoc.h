@@ -47,6 +47,7 @@ typedef struct {
   /* packet tests (tos) */
   double maxdist;     /* s: replies with a larger root distance are dropped, 1.5 */
   int floor, ceiling; /* accepted strata: floor <= stratum < ceiling, 1 and 15 */
+  double phi;         /* s/s: dispersion growth of samples and filter (tinker), DSC_PHI */
   /* Kiss-o'-Death policy (defaults and reasons in docs/client.md) */
   int deny_backoff_min; /* log2 s: first silence after DENY/RSTR is max(poll, this), 10 */
   int deny_backoff_max; /* log2 s: the doubling stops here, 17 (36.4 h) */

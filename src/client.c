@@ -66,6 +66,7 @@ struct CLI_Client {
   int8_t precision;
   KEY_Table *keys;
   CNF_Tos tos;
+  double phi;                  /* s/s: dispersion growth (tinker dispersion) */
   DSC_SelectParams dsc_select; /* for diagnostics */
   DSC_System *dsc;
   char *driftfile;
@@ -190,6 +191,7 @@ activate(CLI_Client *c, Peer *p, const NTT_Now *now)
   char err[200], name[ADR_STRLEN];
   ASC_Params ap;
   ASC_ParamsFromConfig(&p->conf, &c->tos, &p->addr, c->precision, &ap);
+  ap.phi = c->phi;
   if (!NIO_Connect(&p->addr, &p->sock, err, sizeof(err))) {
     LOG_Warnx("server %s: %s", ADR_FormatPort(&p->addr, name, sizeof(name)), err);
     return false;
@@ -576,6 +578,7 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
   c->keys = keys;
   c->precision = (int8_t)CLK_PrecisionLog2(clk);
   c->tos = cfg->tos;
+  c->phi = cfg->tinker.dispersion * 1e-6;
   c->on_sync = on_sync;
   c->on_peers = on_peers;
   c->arg = arg;

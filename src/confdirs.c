@@ -1,5 +1,6 @@
 #include "confdirs.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,7 @@ static const CNF_Directive directives[] = {
     WORKS("controlkey", CNF_D_CONTROLKEY, BOTH),
     WORKS("requestkey", CNF_D_REQUESTKEY, NTPD),
     WORKS("tos", CNF_D_TOS, BOTH),
+    WORKS("tinker", CNF_D_TINKER, BOTH),
     WORKS("enable", CNF_D_ENABLE, BOTH),
     WORKS("disable", CNF_D_DISABLE, BOTH),
     WORKS("includefile", CNF_D_INCLUDEFILE, BOTH),
@@ -63,7 +65,6 @@ static const CNF_Directive directives[] = {
     NOEFFECT("statsdir", BOTH, "statistics files are not written"),
     NOEFFECT("filegen", BOTH, "statistics files are not written"),
     NOEFFECT("broadcastdelay", NTPD, "broadcast mode is not supported"),
-    NOEFFECT("tinker", BOTH, "the clock discipline's constants are fixed"),
     NOEFFECT("logconfig", BOTH, "message classes cannot be selected; everything is logged"),
     NOEFFECT("nonvolatile", NTPD, "the frequency is written to the driftfile as it changes"),
     NOEFFECT("rlimit", BOTH, "ntpgated neither locks its memory nor changes resource limits"),
@@ -217,6 +218,38 @@ static const CNF_Option tos_opts[] = {
      "log2 s"},
     {"kodratecap", CNF_OK_INT, 4, 17, 0, 0, 10, X, offsetof(CNF_Tos, kod_rate_cap), 0, 0,
      "log2 s"},
+    /* ntpd's other tos options: what each does here */
+    {"cohort", CNF_OK_INT, 0, 1, 0, 0, 0, ND | NOEFF, 0, 0, 0,
+     "a server at our own stratum is never refused for it (ntpd's cohort 1)"},
+    {"beacon", CNF_OK_INT, 0, INT_MAX32, 0, 0, 0, ND | NOEFF, 0, 0, 0,
+     "it applies to broadcast and manycast, which are not supported"},
+    {"bcpollbstep", CNF_OK_INT, 0, 4, 0, 0, 0, ND | NOEFF, 0, 0, 0,
+     "broadcast mode is not supported"},
+    {"maxhop", CNF_OK_INT, 0, 255, 0, 0, 0, ND | NOEFF, 0, 0, 0,
+     "it applies to manycast, which is not supported"},
+    {"basedate", CNF_OK_INT, 0, 0, 0, 0, 0, ND | NOEFF, 0, 0, 0,
+     "a timestamp's era is chosen from our own clock (within 68 years of it)"},
+};
+
+/* Rows 0..2 must stay step, stepback, stepfwd: `step` sets both directions (d_tinker). */
+static const CNF_Option tinker_opts[] = {
+    {"step", CNF_OK_DBL, 0, 3600, 0, 0, 0.128, 0, offsetof(CNF_Tinker, step), 0, 0, "s"},
+    {"stepback", CNF_OK_DBL, 0, 3600, 0, 0, 0.128, 0, offsetof(CNF_Tinker, stepback), 0, 0,
+     "s"},
+    {"stepfwd", CNF_OK_DBL, 0, 3600, 0, 0, 0.128, 0, offsetof(CNF_Tinker, stepfwd), 0, 0, "s"},
+    {"panic", CNF_OK_DBL, 0, 100000, 0, 0, 1000, 0, offsetof(CNF_Tinker, panic), 0, 0, "s"},
+    {"stepout", CNF_OK_DBL, 0, 86400, 0, 0, 900, 0, offsetof(CNF_Tinker, stepout), 0, 0, "s"},
+    {"dispersion", CNF_OK_DBL, 0.01, 1000, 0, 0, 15, 0, offsetof(CNF_Tinker, dispersion), 0, 0,
+     "ppm"},
+    {"huffpuff", CNF_OK_DBL, 900, 86400, 0, 0, 0, ND, offsetof(CNF_Tinker, huffpuff), 0, 0,
+     "s"},
+    {"allan", CNF_OK_DBL, 0, 1000000, 0, 0, 0, ND | REFUSE, 0, 0, 0,
+     "the loop has no PLL/FLL crossover to place: its least-squares regression chooses how "
+     "far back to average from its own residuals (docs/client.md)"},
+    {"freq", CNF_OK_DBL, -500, 500, 0, 0, 0, ND | REFUSE, 0, 0, 0,
+     "the starting frequency comes from the drift file ('driftfile'); write it there"},
+    {"tick", CNF_OK_DBL, 0, 1, 0, 0, 0, ND | REFUSE, 0, 0, 0,
+     "the kernel's tick length is never changed"},
 };
 
 static const struct {
@@ -227,6 +260,7 @@ static const struct {
     [CNF_OG_DISCARD] = {discard_opts, N_ELEMS(discard_opts)},
     [CNF_OG_MRU] = {mru_opts, N_ELEMS(mru_opts)},
     [CNF_OG_TOS] = {tos_opts, N_ELEMS(tos_opts)},
+    [CNF_OG_TINKER] = {tinker_opts, N_ELEMS(tinker_opts)},
 };
 
 const CNF_Option *
@@ -787,6 +821,29 @@ d_tos(Args *a, int unused)
   a->p->cfg->tos = t;
 }
 
+/* `step` sets both directions; a `stepback` or `stepfwd` on the same line (or a later one)
+ * sets one of them (NTPsec's stepback/stepfwd). */
+static void
+d_tinker(Args *a, int unused)
+{
+  (void)unused;
+  enum { SEEN_STEP = 1u << 0, SEEN_BACK = 1u << 1, SEEN_FWD = 1u << 2 };
+  CNF_Tinker t = a->p->cfg->tinker;
+  uint32_t seen = 0;
+  if (cnf_at_end(a))
+    return (void)cnf_fail(a, "missing argument");
+  if (!cnf_parse_options(a, CNF_OG_TINKER, &t, &seen))
+    return;
+  if ((seen & SEEN_STEP) && !(seen & SEEN_BACK))
+    t.stepback = t.step;
+  if ((seen & SEEN_STEP) && !(seen & SEEN_FWD))
+    t.stepfwd = t.step;
+  if (t.panic > 0 && (t.stepback > t.panic || t.stepfwd > t.panic))
+    return (void)cnf_fail(a, "a step threshold (%g s) above the panic threshold %g s",
+                          fmax(t.stepback, t.stepfwd), t.panic);
+  a->p->cfg->tinker = t;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* interface, port, threads                                                               */
 
@@ -1084,6 +1141,7 @@ static const struct {
     [CNF_D_CONTROLKEY] = {d_keyid, (int)offsetof(CNF_Config, control_key)},
     [CNF_D_REQUESTKEY] = {d_keyid, (int)offsetof(CNF_Config, request_key)},
     [CNF_D_TOS] = {d_tos, 0},
+    [CNF_D_TINKER] = {d_tinker, 0},
     [CNF_D_ENABLE] = {d_switch, 1},
     [CNF_D_DISABLE] = {d_switch, 0},
     [CNF_D_INCLUDEFILE] = {cnf_include, 0},

@@ -61,6 +61,7 @@ typedef enum {
   CNF_D_CONTROLKEY,
   CNF_D_REQUESTKEY,
   CNF_D_TOS,
+  CNF_D_TINKER,
   CNF_D_ENABLE,
   CNF_D_DISABLE,
   CNF_D_INCLUDEFILE,
@@ -88,6 +89,7 @@ typedef enum {
   CNF_OG_DISCARD,   /* discard (into CNF_Discard) */
   CNF_OG_MRU,       /* mru (into CNF_Mru) */
   CNF_OG_TOS,       /* tos (into CNF_Tos) */
+  CNF_OG_TINKER,    /* tinker (into CNF_Tinker) */
   CNF_OG_COUNT
 } CNF_OptGroup;
 
@@ -128,8 +130,8 @@ typedef struct {
 const CNF_Option *CNF_Options(CNF_OptGroup g, size_t *n);
 /* The row of an option name in a group, or NULL. */
 const CNF_Option *CNF_FindOption(CNF_OptGroup g, const char *name);
-/* Write every default of group g into target (a CNF_Assoc, CNF_Discard, CNF_Mru or
- * CNF_Tos, per the group). Rows marked CNF_OF_NODEFAULT are left alone. */
+/* Write every default of group g into target (a CNF_Assoc, CNF_Discard, CNF_Mru,
+ * CNF_Tos or CNF_Tinker, per the group). Rows marked CNF_OF_NODEFAULT are left alone. */
 void CNF_ApplyDefaults(CNF_OptGroup g, void *target);
 
 #endif

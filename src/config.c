@@ -780,6 +780,7 @@ CNF_Create(void)
   CNF_ApplyDefaults(CNF_OG_DISCARD, &c->discard);
   CNF_ApplyDefaults(CNF_OG_MRU, &c->mru);
   CNF_ApplyDefaults(CNF_OG_TOS, &c->tos);
+  CNF_ApplyDefaults(CNF_OG_TINKER, &c->tinker);
   c->port = CNF_NTP_PORT;
   c->sw = (CNF_Switches){.auth = true, .kernel = true, .monitor = true, .ntp = true};
   return c;

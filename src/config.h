@@ -216,6 +216,17 @@ typedef struct {
   int kod_rate_cap;    /* RATE raises the poll at most to this, 4..17, 10 */
 } CNF_Tos;
 
+/* `tinker`: the clock discipline's thresholds (docs/client.md, "tinker and tos"). */
+typedef struct {
+  double step;       /* s, the step threshold as given (both directions), 0.128 */
+  double stepback;   /* s, threshold of a backward step (our clock ahead), 0.128; 0: never */
+  double stepfwd;    /* s, threshold of a forward step (our clock behind), 0.128; 0: never */
+  double panic;      /* s, 1000; 0: no panic limit */
+  double stepout;    /* s, how long a large offset must persist before a step, 900 */
+  double dispersion; /* ppm: dispersion growth (PHI), 15 */
+  double huffpuff;   /* s: huff-n'-puff span; 0: off (default) */
+} CNF_Tinker;
+
 /* `enable` / `disable` switches, with ntpd's defaults. */
 typedef struct {
   bool auth;      /* true */
@@ -261,6 +272,7 @@ typedef struct {
   int leap_smear; /* leapsmearinterval, s (0: leaps are announced, not smeared) */
 
   CNF_Tos tos;
+  CNF_Tinker tinker;
   CNF_Switches sw;
 } CNF_Config;
 

@@ -285,7 +285,8 @@ root_disp(const Req *q)
 {
   const SRV_System *s = q->ctx->sys;
   int64_t age = q->now->mono_ns - s->update_mono_ns;
-  return s->root_disp + (age > 0 ? PHI * (double)age / 1e9 : 0.0);
+  double phi = s->phi > 0 ? s->phi : PHI;
+  return s->root_disp + (age > 0 ? phi * (double)age / 1e9 : 0.0);
 }
 
 static uint64_t

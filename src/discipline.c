@@ -38,9 +38,10 @@ clamp(double x, double lo, double hi)
 /* Clock filter                                                                          */
 
 void
-DSC_FilterInit(DSC_Filter *f)
+DSC_FilterInit(DSC_Filter *f, double phi)
 {
   memset(f, 0, sizeof(*f));
+  f->phi = phi;
   for (int i = 0; i < DSC_NSTAGE; i++)
     f->stage[i] = (DSC_Stage){0.0, DSC_MAXDISP, DSC_MAXDISP, 0.0};
 }
@@ -52,7 +53,7 @@ filter_shift(DSC_Filter *f, const DSC_Stage *s)
   double dt = s->t - f->update_t;
   if (f->update_t > 0 && dt > 0) {
     for (int i = 0; i < DSC_NSTAGE; i++)
-      f->stage[i].disp = fmin(f->stage[i].disp + DSC_PHI * dt, DSC_MAXDISP);
+      f->stage[i].disp = fmin(f->stage[i].disp + f->phi * dt, DSC_MAXDISP);
   }
   f->update_t = s->t;
   f->stage[f->next] = *s;
@@ -155,7 +156,7 @@ double
 DSC_FilterDispAt(const DSC_Filter *f, double now)
 {
   double age = now - f->update_t;
-  return fmin(f->disp + (age > 0 ? DSC_PHI * age : 0.0), DSC_MAXDISP);
+  return fmin(f->disp + (age > 0 ? f->phi * age : 0.0), DSC_MAXDISP);
 }
 
 /* ==================================================================================== */
@@ -170,7 +171,8 @@ DSC_DefaultSelectParams(DSC_SelectParams *p)
                           .maxdist = 1.5,
                           .mindist = 0.001,
                           .floor = 1,
-                          .ceiling = 15};
+                          .ceiling = 15,
+                          .phi = DSC_PHI};
 }
 
 void
@@ -182,7 +184,8 @@ DSC_SelectParamsFromTos(const CNF_Tos *tos, DSC_SelectParams *p)
                           .maxdist = tos->maxdist,
                           .mindist = tos->mindist,
                           .floor = tos->floor,
-                          .ceiling = tos->ceiling};
+                          .ceiling = tos->ceiling,
+                          .phi = DSC_PHI};
 }
 
 double
@@ -212,7 +215,7 @@ DSC_Unfit(const DSC_Candidate *c, const DSC_SelectParams *p)
     return UNFIT_NO_SAMPLE;
   if (c->leap == PKT_LEAP_UNSYNC || c->stratum < p->floor || c->stratum >= p->ceiling)
     return UNFIT_STRATUM;
-  if (DSC_RootDistance(c, p) >= p->maxdist + DSC_PHI * ldexp(1.0, c->poll))
+  if (DSC_RootDistance(c, p) >= p->maxdist + p->phi * ldexp(1.0, c->poll))
     return UNFIT_DISTANCE;
   return UNFIT_OK;
 }
@@ -460,6 +463,7 @@ void
 DSC_DefaultLoopParams(DSC_LoopParams *p)
 {
   *p = (DSC_LoopParams){.step_threshold = DSC_STEP_THRESHOLD,
+                        .step_back = -1.0,
                         .panic = DSC_PANIC_THRESHOLD,
                         .panic_first_ok = false,
                         .stepout = DSC_STEPOUT,
@@ -670,6 +674,21 @@ loop_adjust_poll(DSC_Loop *l, double offset)
   }
 }
 
+/* The step threshold for an offset of this sign (0: never step that way). */
+static double
+step_limit(const DSC_LoopParams *p, double offset)
+{
+  return offset < 0 && p->step_back >= 0 ? p->step_back : p->step_threshold;
+}
+
+/* Is this innovation beyond the step threshold in its direction? */
+static bool
+beyond_step(const DSC_LoopParams *p, double inn)
+{
+  double lim = step_limit(p, inn);
+  return lim > 0 && fabs(inn) > lim;
+}
+
 /* A large offset (ntpd's rules): at the first update step at once; in SYNC a single one is a
  * spike, stepped only if it persists for the stepout. */
 static DSC_LoopAction
@@ -705,7 +724,7 @@ DSC_LoopUpdate(DSC_Loop *l, double offset, double t)
     return DSC_LOOP_PANIC;
   double mu = l->epoch >= 0 ? t - l->epoch : 0.0;
   double inn = innovation(l, offset, t);
-  if (l->p.step_threshold > 0 && fabs(inn) > l->p.step_threshold)
+  if (beyond_step(&l->p, inn))
     return loop_large_offset(l, offset, mu, t);
   bool first = !l->updated;
   l->updated = true;
@@ -726,9 +745,10 @@ DSC_LoopAddSample(DSC_Loop *l, double offset, double t, double sd)
 {
   if (!l->updated || l->state == DSC_SPIK)
     return false;
-  double inn = fabs(innovation(l, offset, t));
-  if (l->p.step_threshold > 0 && inn > l->p.step_threshold)
+  double inn = innovation(l, offset, t);
+  if (beyond_step(&l->p, inn))
     return false;
+  inn = fabs(inn);
   sd = fmax(sd, ldexp(1.0, l->p.precision_log2));
   /* a popcorn spike counts less the further it is from the estimate (more than LOOP_OUTLIER
    * of its own standard deviations); a lasting change still moves the line, and the runs
@@ -785,6 +805,50 @@ DSC_LoopActionName(DSC_LoopAction a)
   return (unsigned)a <= DSC_LOOP_PANIC ? names[a] : "?";
 }
 /* ==================================================================================== */
+/* Huff-n'-puff                                                                          */
+
+void
+DSC_HuffInit(DSC_HuffPuff *h, double span)
+{
+  memset(h, 0, sizeof(*h));
+  h->n = span > 0 ? (int)fmin(ceil(span / DSC_HUFF_SLOT), DSC_HUFF_MAX) : 0;
+  for (int i = 0; i < DSC_HUFF_MAX; i++)
+    h->min[i] = 1e9;
+  h->slot_t = -1.0;
+}
+
+/* Open new slots up to t, forgetting what the slots they replace held. */
+static void
+huff_advance(DSC_HuffPuff *h, double t)
+{
+  if (h->slot_t < 0 || t - h->slot_t >= h->n * DSC_HUFF_SLOT) {
+    for (int i = 0; i < h->n; i++)
+      h->min[i] = 1e9;
+    h->slot_t = t;
+    return;
+  }
+  while (t - h->slot_t >= DSC_HUFF_SLOT) {
+    h->cur = (h->cur + 1) % h->n;
+    h->min[h->cur] = 1e9;
+    h->slot_t += DSC_HUFF_SLOT;
+  }
+}
+
+double
+DSC_HuffCorrect(DSC_HuffPuff *h, double offset, double delay, double t)
+{
+  if (h->n == 0)
+    return offset;
+  huff_advance(h, t);
+  h->min[h->cur] = fmin(h->min[h->cur], delay);
+  double lowest = 1e9;
+  for (int i = 0; i < h->n; i++)
+    lowest = fmin(lowest, h->min[i]);
+  double half = (delay - lowest) / 2.0;
+  return offset > 0 ? offset - half : offset + half;
+}
+
+/* ==================================================================================== */
 /* The system                                                                            */
 
 struct DSC_System {
@@ -799,6 +863,7 @@ struct DSC_System {
   SYS_Vars served;    /* what replies carry while synced (precision set on output) */
   double last_offset; /* the offset estimate after the last accepted update */
   double stepped;     /* what the last step moved the clock by */
+  DSC_HuffPuff huff[DSC_MAX_CANDIDATES]; /* per candidate id: tinker huffpuff (n 0: off) */
 };
 
 void
@@ -807,6 +872,7 @@ DSC_DefaultParams(DSC_Params *p)
   DSC_DefaultSelectParams(&p->select);
   DSC_DefaultLoopParams(&p->loop);
   p->unsync_after = 300.0; /* ntpd NTP_ORPHWAIT: how long the system runs free */
+  p->huffpuff = 0.0;       /* off, as in ntpd */
 }
 
 void
@@ -814,6 +880,13 @@ DSC_ParamsFromConfig(const CNF_Config *cfg, DSC_Params *p)
 {
   DSC_DefaultParams(p);
   DSC_SelectParamsFromTos(&cfg->tos, &p->select);
+  const CNF_Tinker *tk = &cfg->tinker;
+  p->select.phi = tk->dispersion * 1e-6;
+  p->loop.step_threshold = tk->stepfwd;
+  p->loop.step_back = tk->stepback;
+  p->loop.panic = tk->panic;
+  p->loop.stepout = tk->stepout;
+  p->huffpuff = tk->huffpuff;
   if (cfg->n_assocs == 0)
     return;
   p->loop.minpoll = CNF_MAX_POLL;
@@ -840,6 +913,8 @@ DSC_Create(const DSC_Params *p, CLK_Clock *clk, bool have_freq, double freq,
   DSC_LoopParams lp = p->loop;
   lp.no_adjust = !CLK_AppliesCorrections(clk);
   DSC_LoopInit(&s->loop, &lp, have_freq, freq);
+  for (int i = 0; i < DSC_MAX_CANDIDATES; i++)
+    DSC_HuffInit(&s->huff[i], p->huffpuff);
   return s;
 }
 
@@ -855,7 +930,8 @@ record_served(DSC_System *s, const DSC_Candidate *peer, const DSC_Selection *sel
               const NTT_Now *now)
 {
   double age = DSC_Seconds(now->mono_ns) - peer->epoch;
-  double disp = peer->disp + DSC_PHI * (age > 0 ? age : 0) + sel->jitter + fabs(sel->offset);
+  double disp =
+      peer->disp + s->p.select.phi * (age > 0 ? age : 0) + sel->jitter + fabs(sel->offset);
   s->served = (SYS_Vars){
       .leap = sel->leap,
       .stratum = (uint8_t)(peer->stratum >= 15 ? 16 : peer->stratum + 1),
@@ -864,6 +940,7 @@ record_served(DSC_System *s, const DSC_Candidate *peer, const DSC_Selection *sel
       .root_delay = peer->root_delay + peer->delay,
       .root_disp = peer->root_disp + fmax(s->p.select.mindist, disp),
       .update_mono_ns = now->mono_ns,
+      .phi = s->p.select.phi,
   };
   s->last_offset = s->loop.last_offset;
   s->synced = true;
@@ -873,7 +950,11 @@ static DSC_Event
 run_loop(DSC_System *s, const DSC_Candidate *peer, const DSC_Selection *sel,
          const NTT_Now *now)
 {
-  switch (DSC_LoopUpdate(&s->loop, sel->offset, peer->epoch)) {
+  double offset = sel->offset;
+  if (peer->id >= 0 && peer->id < DSC_MAX_CANDIDATES) /* huff-n'-puff, by the system peer */
+    offset = DSC_HuffCorrect(&s->huff[peer->id], offset, peer->root_delay + peer->delay,
+                             peer->epoch);
+  switch (DSC_LoopUpdate(&s->loop, offset, peer->epoch)) {
     case DSC_LOOP_PANIC:
       return DSC_EV_PANIC;
     case DSC_LOOP_SPIKE:
@@ -911,7 +992,9 @@ feed_samples(DSC_System *s, const DSC_Candidate *c)
     if (st->disp >= DSC_MAXDISP || st->t <= s->fed_t[c->id])
       continue;
     double sd = sqrt(sq(DSC_SAMPLE_SD) + sq((st->delay - min_delay) / 2));
-    DSC_LoopAddSample(&s->loop, st->offset, st->t, sd);
+    double offset =
+        DSC_HuffCorrect(&s->huff[c->id], st->offset, c->root_delay + st->delay, st->t);
+    DSC_LoopAddSample(&s->loop, offset, st->t, sd);
     s->fed_t[c->id] = st->t;
   }
 }
@@ -998,8 +1081,11 @@ DSC_GetServerSystem(const DSC_System *s, const NTT_Now *now, int8_t precision, S
   if (!s->synced ||
       (s->sys_id < 0 && DSC_Seconds(now->mono_ns) - s->lost_t > s->p.unsync_after))
     return false;
-  double step = s->p.loop.step_threshold;
-  if (step > 0 && fabs(s->last_offset) > step)
+  if (beyond_step(&s->loop.p, s->last_offset))
+    return false;
+  /* under no-adjust nothing ever corrects the system clock: whatever `tinker step` allows,
+   * we do not claim it while it is further off than ntpd's step threshold */
+  if (s->loop.p.no_adjust && fabs(s->last_offset) > DSC_STEP_THRESHOLD)
     return false;
   if (s->served.stratum >= 16)
     return false;

@@ -58,6 +58,7 @@ typedef struct {
   double offset, delay, jitter;
   double disp;  /* peer dispersion, as of update_t */
   double epoch; /* monotonic s of the sample in use */
+  double phi;   /* s/s: how fast a stage's dispersion grows (DSC_PHI; tinker dispersion) */
 } DSC_Filter;
 
 typedef enum {
@@ -67,7 +68,8 @@ typedef enum {
   DSC_FILTER_EMPTY,   /* no valid stage */
 } DSC_FilterResult;
 
-void DSC_FilterInit(DSC_Filter *f);
+/* An empty filter whose dispersion grows by phi s/s (DSC_PHI unless `tinker dispersion`). */
+void DSC_FilterInit(DSC_Filter *f, double phi);
 /* Shift in a sample taken at t; poll is the association's poll exponent (spike gate),
  * precision_log2 our clock's precision (jitter floor). */
 DSC_FilterResult DSC_FilterAdd(DSC_Filter *f, double offset, double delay, double disp,
@@ -109,6 +111,7 @@ typedef struct {
   double mindist; /* s, floor of the root distance, default 0.001 */
   int floor;      /* strata below this are unfit, default 1 */
   int ceiling;    /* strata at or above this are unfit, default 15 */
+  double phi;     /* s/s, dispersion growth (tinker dispersion), default DSC_PHI */
 } DSC_SelectParams;
 
 /* How the selection classified each candidate (ntpq's tally codes in brackets). */
@@ -175,7 +178,10 @@ typedef enum {
 } DSC_State;
 
 typedef struct {
-  double step_threshold; /* s, default 0.128; 0 = never step (always slew) */
+  double step_threshold; /* s, default 0.128; 0 = never step (always slew): a forward step
+                            (our clock behind), and a backward one unless step_back >= 0 */
+  double step_back;      /* s, threshold of a backward step (our clock ahead); < 0 (default):
+                            step_threshold; 0 = never step back (tinker stepback) */
   double panic;          /* s, default 1000; 0 = no limit */
   bool panic_first_ok;   /* the first update may exceed the panic limit (ntpd -g) */
   double stepout;        /* s, default 900: a large offset must persist this long */
@@ -252,12 +258,39 @@ const char *DSC_StateName(DSC_State s);
 const char *DSC_LoopActionName(DSC_LoopAction a);
 
 /* ------------------------------------------------------------------------------------ */
+/* Huff-n'-puff (ntpd's `tinker huffpuff`)                                               */
+/*                                                                                       */
+/* Congestion on one direction of a path lengthens the round trip and shifts the offset by */
+/* half the extra delay. The filter keeps the lowest round-trip delay (root delay included) */
+/* seen over a span, in slots of DSC_HUFF_SLOT seconds, and moves an offset towards zero by */
+/* half of the delay in excess of that minimum: the sign of the offset says which way the  */
+/* congestion went, as ntpd assumes. DSC_System keeps one per source (ntpd one for the     */
+/* system peer): every sample fed to the loop, and the combined offset by the system       */
+/* peer's window.                                                                          */
+
+#define DSC_HUFF_SLOT 900.0 /* s: one slot of the window (ntpd's HUFFPUFF) */
+#define DSC_HUFF_MAX 96     /* slots: a day */
+
+typedef struct {
+  double min[DSC_HUFF_MAX]; /* lowest delay seen in each slot (1e9: none) */
+  int n, cur;               /* slots in use (0: off), the current one */
+  double slot_t;            /* monotonic s when the current slot began (-1: no sample yet) */
+} DSC_HuffPuff;
+
+/* span s (0: off) is rounded up to whole slots, at most DSC_HUFF_MAX. */
+void DSC_HuffInit(DSC_HuffPuff *h, double span);
+/* Note a sample of round-trip delay `delay` taken at monotonic t and return its offset
+ * corrected; the offset unchanged when off. */
+double DSC_HuffCorrect(DSC_HuffPuff *h, double offset, double delay, double t);
+
+/* ------------------------------------------------------------------------------------ */
 /* The system: selection + loop + what we serve                                          */
 
 typedef struct {
   DSC_SelectParams select;
   DSC_LoopParams loop;
   double unsync_after; /* s without a system peer before we report loss of sync, 300 */
+  double huffpuff;     /* s: huff-n'-puff span (tinker huffpuff); 0: off, the default */
 } DSC_Params;
 
 typedef struct DSC_System DSC_System;
@@ -275,7 +308,8 @@ typedef enum {
 } DSC_Event;
 
 void DSC_DefaultParams(DSC_Params *p);
-/* tos values, and the poll range of the associations (the widest minpoll..maxpoll). */
+/* tos and tinker values, and the poll range of the associations (the widest
+ * minpoll..maxpoll). */
 void DSC_ParamsFromConfig(const CNF_Config *cfg, DSC_Params *p);
 /* clk is borrowed for the life of the system. have_freq/freq: from the drift file. */
 DSC_System *DSC_Create(const DSC_Params *p, CLK_Clock *clk, bool have_freq, double freq,
@@ -304,7 +338,8 @@ const char *DSC_EventName(DSC_Event e);
  * peer, accumulated root delay/dispersion, leap of the survivors' vote. Returns false (and
  * leaves out untouched) on loss of sync: never synchronized, stepped and not yet resynced,
  * no system peer for unsync_after seconds, or the last offset beyond the step threshold
- * (with the null driver the system clock is not being corrected). The caller then falls
+ * (with the null driver the system clock is not being corrected; there 0.128 s at most, even
+ * with a larger or disabled step threshold). The caller then falls
  * back to SRV_SystemLocal (local clock / orphan) or SRV_SystemUnsynchronized (server.h). */
 bool DSC_GetServerSystem(const DSC_System *s, const NTT_Now *now, int8_t precision,
                          SYS_Vars *out);

@@ -355,10 +355,27 @@ on_config(void *arg, int fd, uint32_t events)
   CSV_HandleConfig(d->ctl);
 }
 
+/* The client's selection and discipline take tos (but orphan mode) and tinker at start. */
+static bool
+same_discipline(const CNF_Config *a, const CNF_Config *b)
+{
+  const CNF_Tos *x = &a->tos, *y = &b->tos;
+  const CNF_Tinker *p = &a->tinker, *q = &b->tinker;
+  return x->minclock == y->minclock && x->minsane == y->minsane &&
+         x->maxclock == y->maxclock && x->maxdist == y->maxdist && x->mindist == y->mindist &&
+         x->floor == y->floor && x->ceiling == y->ceiling &&
+         x->kod_backoff == y->kod_backoff && x->kod_backoff_max == y->kod_backoff_max &&
+         x->kod_rate_cap == y->kod_rate_cap && p->stepback == q->stepback &&
+         p->stepfwd == q->stepfwd && p->panic == q->panic && p->stepout == q->stepout &&
+         p->dispersion == q->dispersion && p->huffpuff == q->huffpuff;
+}
+
 static void
 reload(Daemon *d)
 {
   RUN_Errors errs;
+  CNF_Tos old_tos = RUN_Config(d->run)->tos;
+  CNF_Tinker old_tinker = RUN_Config(d->run)->tinker;
   LOG_Info("SIGHUP: reloading %s", d->opt.config_path);
   LOG_Reopen();
   bool ok = false;
@@ -394,6 +411,10 @@ reload(Daemon *d)
     if (d->cli)
       CLI_SetKeys(d->cli, client_keys(d));
     LOG_Info("configuration reloaded (associations change only on restart)");
+    CNF_Config old = {.tos = old_tos, .tinker = old_tinker};
+    if (d->cli && !same_discipline(&old, RUN_Config(d->run)))
+      LOG_Warnx("SIGHUP: tinker or tos selection options changed: the client's selection "
+                "and clock discipline keep the values they started with until a restart");
   }
   RUN_FreeErrors(&errs);
 }

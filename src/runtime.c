@@ -357,6 +357,8 @@ update_system(RUN_State *r, const NTT_Now *now)
   } else {
     SRV_SystemUnsynchronized(&r->sys, (int8_t)r->precision);
   }
+  if (r->sys.phi <= 0) /* the local clock, orphan mode: tinker dispersion in force */
+    r->sys.phi = r->cfg->tinker.dispersion * 1e-6;
   r->local_refresh_ns = now->mono_ns + LOCAL_REFRESH_NS;
   update_leap(r, now);
 }

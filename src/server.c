@@ -104,7 +104,8 @@ build_reply(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req, ui
       .poll = reply_poll(ctx->policy, req->poll),
       .precision = s->precision,
       .root_delay = NTT_ShortFromDouble(s->root_delay),
-      .root_disp = NTT_ShortFromDouble(s->root_disp + PHI * (age > 0 ? age : 0)),
+      .root_disp = NTT_ShortFromDouble(s->root_disp +
+                                       (s->phi > 0 ? s->phi : PHI) * (age > 0 ? age : 0)),
       .refid = s->refid,
       .ref_ts = s->ref_ts,
       .org_ts = req->tx_ts,

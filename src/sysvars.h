@@ -17,8 +17,9 @@ typedef struct {
   uint32_t refid;
   NTT_Stamp ref_ts;  /* when the clock was last set or corrected */
   double root_delay; /* s */
-  double root_disp;  /* s, at update_mono_ns; grows by PHI per second after it */
+  double root_disp;  /* s, at update_mono_ns; grows by phi per second after it */
   int64_t update_mono_ns;
+  double phi; /* s/s: that growth (tinker dispersion); 0 (unset): PHI, 15e-6 */
 } SYS_Vars;
 
 #endif

@@ -713,7 +713,74 @@ test_tos(void)
               "t.conf:1: tos: floor 5 must be below ceiling 5");
   TEST_EQ_STR(only_error("tos minclock 20"),
               "t.conf:1: tos: minclock 20 is greater than maxclock 10");
-  TEST_EQ_STR(only_error("tos cohort 1"), "t.conf:1: tos: unknown option 'cohort'");
+  TEST_EQ_STR(only_error("tos maxsane 3"), "t.conf:1: tos: unknown option 'maxsane'");
+  /* ntpd's options that mean nothing here warn, with the reason, and change nothing */
+  CNF_Errors e;
+  bool ok;
+  c = parse("tos cohort 0 beacon 3600 minsane 2", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.warnings.count, 2);
+  TEST_EQ_STR(wrn(&e, 0), "t.conf:1: tos: option 'cohort' has no effect here: a server at our "
+                          "own stratum is never refused for it (ntpd's cohort 1)");
+  TEST_CHECK(strstr(wrn(&e, 1), "'beacon' has no effect here: ") != NULL);
+  TEST_EQ_INT(c->tos.minsane, 2);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+}
+
+static void
+test_tinker(void)
+{
+  CNF_Config *c = CNF_Create();
+  TEST_NEAR(c->tinker.step, 0.128, 1e-12); /* ntpd's defaults */
+  TEST_NEAR(c->tinker.stepback, 0.128, 1e-12);
+  TEST_NEAR(c->tinker.stepfwd, 0.128, 1e-12);
+  TEST_NEAR(c->tinker.panic, 1000, 1e-12);
+  TEST_NEAR(c->tinker.stepout, 900, 1e-12);
+  TEST_NEAR(c->tinker.dispersion, 15, 1e-12);
+  TEST_NEAR(c->tinker.huffpuff, 0, 0);
+  CNF_Destroy(c);
+  TEST_CHECK(clean_parse("tinker panic 0 step 0.5 stepout 60\n"
+                         "tinker dispersion 100 huffpuff 7200\n",
+                         &c));
+  TEST_NEAR(c->tinker.panic, 0, 0);
+  TEST_NEAR(c->tinker.stepback, 0.5, 1e-12); /* step sets both directions */
+  TEST_NEAR(c->tinker.stepfwd, 0.5, 1e-12);
+  TEST_NEAR(c->tinker.stepout, 60, 1e-12);
+  TEST_NEAR(c->tinker.dispersion, 100, 1e-12);
+  TEST_NEAR(c->tinker.huffpuff, 7200, 1e-12);
+  CNF_Destroy(c);
+  /* stepback / stepfwd set one direction, on the step line or after it */
+  TEST_CHECK(clean_parse("tinker stepback 0 step 1\ntinker stepfwd 2\n", &c));
+  TEST_NEAR(c->tinker.stepback, 0, 0);
+  TEST_NEAR(c->tinker.stepfwd, 2, 1e-12);
+  CNF_Destroy(c);
+  TEST_EQ_STR(only_error("tinker step -1"),
+              "t.conf:1: tinker: step -1 is out of range 0..3600");
+  TEST_EQ_STR(only_error("tinker huffpuff 60"),
+              "t.conf:1: tinker: huffpuff 60 is out of range 900..86400");
+  TEST_EQ_STR(only_error("tinker dispersion 0"),
+              "t.conf:1: tinker: dispersion 0 is out of range 0.01..1000");
+  TEST_EQ_STR(only_error("tinker panic 10 step 20"),
+              "t.conf:1: tinker: a step threshold (20 s) above the panic threshold 10 s");
+  TEST_EQ_STR(only_error("tinker"), "t.conf:1: tinker: missing argument");
+  TEST_EQ_STR(only_error("tinker wander 3"), "t.conf:1: tinker: unknown option 'wander'");
+  TEST_CHECK(strstr(only_error("tinker allan 1500"),
+                    "t.conf:1: tinker: option 'allan' is not supported: the loop has no "
+                    "PLL/FLL crossover") != NULL);
+  TEST_CHECK(strstr(only_error("tinker freq 12.5"),
+                    "option 'freq' is not supported: the starting frequency comes from the "
+                    "drift file") != NULL);
+  TEST_CHECK(strstr(only_error("tinker tick 0.01"), "option 'tick' is not supported") != NULL);
+  /* a bad line changes nothing, even what came before the bad option on it */
+  CNF_Errors e;
+  bool ok;
+  c = parse("tinker panic 0\ntinker step 0.3 allan 7\n", &e, &ok);
+  TEST_CHECK(!ok);
+  TEST_NEAR(c->tinker.panic, 0, 0);
+  TEST_NEAR(c->tinker.stepfwd, 0.128, 1e-12);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
 }
 
 /* ---- network, files, keys, switches, compatibility ---- */
@@ -854,7 +921,6 @@ test_compat_no_effect(void)
                                       "filegen loopstats file loopstats type day enable",
                                       "rlimit memlock 32 stacksize 1024",
                                       "broadcastdelay 0.008",
-                                      "tinker panic 0",
                                       "logconfig =syncall +clockall",
                                       "nonvolatile 0.000001"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -1490,7 +1556,8 @@ test_table_matches_monitor_and_shed(void)
 static void
 test_table_ranges_enforced_at_the_line(void)
 {
-  static const char *const dirs[CNF_OG_COUNT] = {"server 192.0.2.1", "discard", "mru", "tos"};
+  static const char *const dirs[CNF_OG_COUNT] = {"server 192.0.2.1", "discard", "mru", "tos",
+                                                 "tinker"};
   for (int g = 0; g < CNF_OG_COUNT; g++) {
     size_t n;
     const CNF_Option *o = CNF_Options((CNF_OptGroup)g, &n);
@@ -1597,7 +1664,7 @@ test_docs_match_table(void)
   }
   /* every option with its range and default in its section's table */
   static const char *const sections[CNF_OG_COUNT] = {"## Associations", "## `discard`",
-                                                     "## `mru`", "## `tos`"};
+                                                     "## `mru`", "## `tos`", "## `tinker`"};
   for (int g = 0; g < CNF_OG_COUNT; g++) {
     size_t n;
     const CNF_Option *o = CNF_Options((CNF_OptGroup)g, &n);
@@ -1685,9 +1752,10 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_restrict_kod_without_limited_warns),
           TEST_CASE(test_restrict_ippeerlimit), TEST_CASE(test_restrict_removals),
           TEST_CASE(test_discard), TEST_CASE(test_mru), TEST_CASE(test_tos),
-          TEST_CASE(test_interface_port_threads), TEST_CASE(test_files_and_keys),
-          TEST_CASE(test_enable_disable), TEST_CASE(test_compat_no_effect),
-          TEST_CASE(test_unknown_directive), TEST_CASE(test_every_error_reported_with_lines),
+          TEST_CASE(test_tinker), TEST_CASE(test_interface_port_threads),
+          TEST_CASE(test_files_and_keys), TEST_CASE(test_enable_disable),
+          TEST_CASE(test_compat_no_effect), TEST_CASE(test_unknown_directive),
+          TEST_CASE(test_every_error_reported_with_lines),
           TEST_CASE(test_null_errs_and_format), TEST_CASE(test_control_characters_sanitized),
           TEST_CASE(test_long_lines), TEST_CASE(test_typical_public_server),
           TEST_CASE(test_parse_file_and_relative_include), TEST_CASE(test_include_errors),

@@ -30,7 +30,7 @@ static void
 test_dsc_filter_picks_min_delay_and_ages(void)
 {
   DSC_Filter f;
-  DSC_FilterInit(&f);
+  DSC_FilterInit(&f, DSC_PHI);
   TEST_EQ_INT(DSC_FilterAdd(&f, 0.010, 0.050, 1e-5, 10, 6, -20), DSC_FILTER_NEW);
   TEST_EQ_INT(DSC_FilterAdd(&f, 0.002, 0.020, 1e-5, 74, 6, -20), DSC_FILTER_NEW);
   TEST_NEAR(f.offset, 0.002, 1e-12);
@@ -47,7 +47,7 @@ test_dsc_filter_picks_min_delay_and_ages(void)
   TEST_EQ_INT(f.valid, 0);
   TEST_NEAR(f.disp, 16.0 * (1 - ldexp(1, -8)), 1e-3);
   /* slew adjustment moves every stored offset */
-  DSC_FilterInit(&f);
+  DSC_FilterInit(&f, DSC_PHI);
   DSC_FilterAdd(&f, 0.010, 0.020, 1e-5, 10, 6, -20);
   DSC_FilterAdjust(&f, 0.004);
   TEST_NEAR(f.offset, 0.006, 1e-12);
@@ -57,7 +57,7 @@ static void
 test_dsc_filter_popcorn_spike(void)
 {
   DSC_Filter f;
-  DSC_FilterInit(&f);
+  DSC_FilterInit(&f, DSC_PHI);
   double t = 0;
   for (int i = 0; i < 8; i++, t += 64)
     DSC_FilterAdd(&f, 0.001 * (i % 2 ? 1 : -1) * 1e-1, 0.010 - 1e-4 * i, 1e-5, t, 6, -20);
@@ -417,7 +417,146 @@ test_clk_null_and_sim_drivers(void)
   CLK_Destroy(s);
 }
 
-TEST_MAIN(TEST_CASE(test_dsc_filter_picks_min_delay_and_ages),
+/* ---- tinker, through the configuration as the daemon reads it ---- */
+
+static DSC_Params
+params_from(const char *text)
+{
+  DSC_Params dp;
+  CNF_Config *cfg = CNF_Create();
+  TEST_CHECK(cfg && CNF_ParseText(cfg, "t.conf", text, NULL));
+  DSC_ParamsFromConfig(cfg, &dp);
+  CNF_Destroy(cfg);
+  return dp;
+}
+
+static void
+test_dsc_tinker_step_panic_stepout(void)
+{
+  DSC_Params dp = params_from("tinker step 0.2 stepback 0.05 panic 50 stepout 300\n");
+  TEST_NEAR(dp.loop.step_threshold, 0.2, 1e-12);
+  TEST_NEAR(dp.loop.step_back, 0.05, 1e-12);
+  DSC_Loop l;
+  DSC_LoopInit(&l, &dp.loop, true, 0);
+  TEST_EQ_INT(DSC_LoopUpdate(&l, 60, 10), DSC_LOOP_PANIC); /* beyond panic 50 */
+  TEST_EQ_INT(DSC_LoopUpdate(&l, 0.001, 10), DSC_LOOP_SLEW);
+  TEST_CHECK(DSC_LoopAddSample(&l, 0.001, 10, 1e-4));
+  /* +0.1 (our clock behind) is below the forward threshold 0.2: slewed */
+  TEST_EQ_INT(DSC_LoopUpdate(&l, 0.1, 74), DSC_LOOP_SLEW);
+  /* -0.1 (our clock ahead) is beyond stepback 0.05: a spike, stepped after 300 s */
+  TEST_EQ_INT(DSC_LoopUpdate(&l, -0.1, 138), DSC_LOOP_SPIKE);
+  TEST_EQ_INT(DSC_LoopUpdate(&l, -0.1, 74 + 299), DSC_LOOP_SPIKE);
+  TEST_EQ_INT(DSC_LoopUpdate(&l, -0.1, 74 + 301), DSC_LOOP_STEP);
+  /* the defaults: ntpd's */
+  dp = params_from("");
+  TEST_NEAR(dp.loop.step_threshold, 0.128, 1e-12);
+  TEST_NEAR(dp.loop.step_back, 0.128, 1e-12);
+  TEST_NEAR(dp.loop.panic, 1000, 1e-12);
+  TEST_NEAR(dp.loop.stepout, 900, 1e-12);
+  TEST_NEAR(dp.select.phi, 15e-6, 1e-15);
+  TEST_NEAR(dp.huffpuff, 0, 0);
+  /* DSC_DefaultParams sets every field (the simulation uses it without a config) */
+  memset(&dp, 0xff, sizeof(dp));
+  DSC_DefaultParams(&dp);
+  TEST_NEAR(dp.huffpuff, 0, 0);
+  TEST_NEAR(dp.select.phi, 15e-6, 1e-15);
+  TEST_NEAR(dp.loop.step_back, -1, 0);
+  /* panic 0: no limit; step 0: never a step, whatever the offset */
+  dp = params_from("tinker panic 0 step 0\n");
+  DSC_LoopInit(&l, &dp.loop, true, 0);
+  TEST_EQ_INT(DSC_LoopUpdate(&l, 2000, 10), DSC_LOOP_SLEW);
+  TEST_EQ_INT(DSC_LoopUpdate(&l, -2000, 74), DSC_LOOP_SLEW);
+  dp = params_from("tinker panic 0\n");
+  DSC_LoopInit(&l, &dp.loop, true, 0);
+  TEST_EQ_INT(DSC_LoopUpdate(&l, 2000, 10), DSC_LOOP_STEP);
+}
+
+/* Under -x (the system driver without adjustments) nothing corrects the clock: with
+ * `tinker step 0` a 0.5 s offset is slewed in the estimate, but we never claim to serve it. */
+static void
+test_dsc_tinker_step0_no_adjust_not_served(void)
+{
+  DSC_Params dp = params_from("tinker step 0\n");
+  CLK_Clock *clk = CLK_CreateSystem(true);
+  TEST_CHECK(!CLK_AppliesCorrections(clk));
+  NTT_Now now = {.real = {1700000100, 0}, .mono_ns = 100000000000LL};
+  DSC_System *s = DSC_Create(&dp, clk, true, 0.0, &now);
+  DSC_Candidate c[3] = {cand(0, 0.5, 1e-4), cand(1, 0.5001, 1e-4), cand(2, 0.4999, 1e-4)};
+  for (int i = 0; i < 3; i++)
+    c[i].epoch = 99;
+  TEST_EQ_INT(DSC_Update(s, c, 3, &now, NULL), DSC_EV_SLEW); /* no step */
+  SYS_Vars sys;
+  TEST_CHECK(!DSC_GetServerSystem(s, &now, -20, &sys));
+  DSC_Destroy(s);
+  /* the same with a clock 50 ms off: served */
+  s = DSC_Create(&dp, clk, true, 0.0, &now);
+  for (int i = 0; i < 3; i++)
+    c[i].offset -= 0.45;
+  TEST_EQ_INT(DSC_Update(s, c, 3, &now, NULL), DSC_EV_SLEW);
+  TEST_CHECK(DSC_GetServerSystem(s, &now, -20, &sys));
+  DSC_Destroy(s);
+  CLK_Destroy(clk);
+}
+
+/* tinker dispersion: the filter's stages, the fitness bound and what is served age at it. */
+static void
+test_dsc_tinker_dispersion(void)
+{
+  DSC_Params dp = params_from("tinker dispersion 500\n");
+  TEST_NEAR(dp.select.phi, 500e-6, 1e-15);
+  DSC_Filter f;
+  DSC_FilterInit(&f, dp.select.phi);
+  DSC_FilterAdd(&f, 0.001, 0.010, 1e-5, 10, 6, -20);
+  TEST_NEAR(DSC_FilterDispAt(&f, 110) - DSC_FilterDispAt(&f, 10), 0.05, 1e-9);
+  /* the fitness bound is maxdist + PHI * poll interval */
+  DSC_Candidate c = cand(0, 0.001, 1e-4);
+  c.root_disp = 1.5 + 0.010; /* a distance just above maxdist */
+  DSC_SelectParams sp = dp.select;
+  TEST_EQ_INT(DSC_Unfit(&c, &sp), 0); /* 1.5 + 500e-6 * 64 = 1.532 */
+  sp.phi = DSC_PHI;
+  TEST_CHECK(DSC_Unfit(&c, &sp) != 0); /* 1.5 + 15e-6 * 64 = 1.501 */
+  /* what we serve carries the rate its root dispersion grows at */
+  CLK_SimParams csp = {.start = {1700000000, 0}, .precision_log2 = -20};
+  CLK_Clock *clk = CLK_CreateSimulated(&csp);
+  NTT_Now now = {.real = {1700000100, 0}, .mono_ns = 100000000000LL};
+  DSC_System *s = DSC_Create(&dp, clk, true, 0.0, &now);
+  DSC_Candidate cs[3] = {cand(0, 0.001, 1e-4), cand(1, 0.0011, 1e-4), cand(2, 0.0009, 1e-4)};
+  for (int i = 0; i < 3; i++)
+    cs[i].epoch = 90; /* 10 s old: 5 ms of dispersion at 500 ppm */
+  TEST_EQ_INT(DSC_Update(s, cs, 3, &now, NULL), DSC_EV_SLEW);
+  SYS_Vars sys;
+  TEST_CHECK(DSC_GetServerSystem(s, &now, -20, &sys));
+  TEST_NEAR(sys.phi, 500e-6, 1e-15);
+  TEST_CHECK(sys.root_disp > 0.001 + 0.005);
+  DSC_Destroy(s);
+  CLK_Destroy(clk);
+}
+
+/* Huff-n'-puff: the excess over the window's lowest delay, halved, moves the offset towards
+ * zero; the window forgets what is older than its span. */
+static void
+test_dsc_huffpuff(void)
+{
+  DSC_HuffPuff h;
+  DSC_HuffInit(&h, 0);
+  TEST_NEAR(DSC_HuffCorrect(&h, 0.005, 0.030, 10), 0.005, 0); /* off */
+  DSC_HuffInit(&h, 3600);                                     /* 4 slots of 900 s */
+  TEST_EQ_INT(h.n, 4);
+  TEST_NEAR(DSC_HuffCorrect(&h, 0.0001, 0.010, 10), 0.0001, 1e-15); /* the lowest so far */
+  TEST_NEAR(DSC_HuffCorrect(&h, -0.005, 0.020, 1000), 0.0, 1e-15);  /* 10 ms over: +5 ms */
+  TEST_NEAR(DSC_HuffCorrect(&h, 0.007, 0.016, 2000), 0.004, 1e-15); /* 6 ms over: -3 ms */
+  /* a span later the 10 ms minimum is forgotten: 16 ms is the lowest now */
+  TEST_NEAR(DSC_HuffCorrect(&h, 0.001, 0.016, 1000 + 3600), 0.001, 1e-15);
+  TEST_NEAR(DSC_HuffCorrect(&h, 0.001, 0.020, 1000 + 4500), 0.001 - 0.002, 1e-15);
+  /* a gap longer than the span forgets everything */
+  TEST_NEAR(DSC_HuffCorrect(&h, 0.003, 0.040, 1000 + 4500 + 3600), 0.003, 1e-15);
+  DSC_HuffInit(&h, 86400 * 2);
+  TEST_EQ_INT(h.n, DSC_HUFF_MAX);
+}
+
+TEST_MAIN(TEST_CASE(test_dsc_tinker_step_panic_stepout), TEST_CASE(test_dsc_tinker_dispersion),
+          TEST_CASE(test_dsc_tinker_step0_no_adjust_not_served), TEST_CASE(test_dsc_huffpuff),
+          TEST_CASE(test_dsc_filter_picks_min_delay_and_ages),
           TEST_CASE(test_dsc_filter_popcorn_spike),
           TEST_CASE(test_dsc_select_rejects_falseticker),
           TEST_CASE(test_dsc_select_no_majority_and_fitness),

@@ -298,6 +298,35 @@ test_runtime_leap_smear(void)
   unlink(leapfile);
 }
 
+/* tos orphan with tinker dispersion: after orphanwait with nothing synchronized we serve the
+ * orphan stratum, and its root dispersion grows at the configured rate; a reload with
+ * another rate applies at once. */
+static void
+test_runtime_orphan_dispersion(void)
+{
+  snprintf(conf, sizeof(conf), "/tmp/ntpg-unit-runtime-%d.conf", (int)getpid());
+  TEST_CHECK(write_file(conf, "tos orphan 8 orphanwait 10\ntinker dispersion 200\n"));
+  RUN_Errors errs = {0};
+  RUN_State *r = RUN_Create(conf, 0, -20, &now, &errs);
+  RUN_FreeErrors(&errs);
+  TEST_CHECK(r != NULL);
+  if (!r)
+    return;
+  TEST_EQ_INT(RUN_Context(r)->sys->stratum, 16); /* orphanwait not over */
+  NTT_Now t = now;
+  t.mono_ns += 11000000000LL;
+  t.real.tv_sec += 11;
+  RUN_Tick(r, &t);
+  const SRV_System *sys = RUN_Context(r)->sys;
+  TEST_EQ_INT(sys->stratum, 8);
+  TEST_NEAR(sys->phi, 200e-6, 1e-15);
+  TEST_CHECK(write_file(conf, "tos orphan 8 orphanwait 10\ntinker dispersion 30\n"));
+  TEST_CHECK(RUN_Reload(r, conf, &t, &errs));
+  RUN_FreeErrors(&errs);
+  TEST_NEAR(RUN_Context(r)->sys->phi, 30e-6, 1e-15);
+  stop(r);
+}
+
 TEST_MAIN(TEST_CASE(test_runtime_generation), TEST_CASE(test_runtime_dedup),
-          TEST_CASE(test_runtime_cap), TEST_CASE(test_runtime_leap_insertion),
-          TEST_CASE(test_runtime_leap_smear))
+          TEST_CASE(test_runtime_orphan_dispersion), TEST_CASE(test_runtime_cap),
+          TEST_CASE(test_runtime_leap_insertion), TEST_CASE(test_runtime_leap_smear))
