@@ -164,7 +164,8 @@ STF_FormatProto(const struct timespec *t, const STF_Proto *r, char *buf, size_t 
 /* ---- generations ---- */
 
 void
-STF_Generation(STF_Type type, int64_t now, char *suffix, size_t size, int64_t *until)
+STF_Generation(STF_Type type, int64_t now, char *suffix, size_t size, int64_t *from,
+               int64_t *until)
 {
   int64_t days = floor_div(now, DAY_S), y;
   int m, d;
@@ -172,6 +173,7 @@ STF_Generation(STF_Type type, int64_t now, char *suffix, size_t size, int64_t *u
   switch (type) {
     case STF_TYPE_DAY:
       snprintf(suffix, size, ".%04" PRId64 "%02d%02d", y, m, d);
+      *from = days * DAY_S;
       *until = (days + 1) * DAY_S;
       return;
     case STF_TYPE_WEEK: {
@@ -181,21 +183,25 @@ STF_Generation(STF_Type type, int64_t now, char *suffix, size_t size, int64_t *u
       int64_t start = iso_year_start(iy);
       int64_t week = (days - start) / 7 + 1;
       snprintf(suffix, size, ".%04" PRId64 "w%02" PRId64, iy, week);
+      *from = (start + (week - 1) * 7) * DAY_S;
       *until = (start + week * 7) * DAY_S;
       return;
     }
     case STF_TYPE_MONTH:
       snprintf(suffix, size, ".%04" PRId64 "%02d", y, m);
+      *from = days_from_civil(y, m, 1) * DAY_S;
       *until = days_from_civil(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * DAY_S;
       return;
     case STF_TYPE_YEAR:
       snprintf(suffix, size, ".%04" PRId64, y);
+      *from = days_from_civil(y, 1, 1) * DAY_S;
       *until = days_from_civil(y + 1, 1, 1) * DAY_S;
       return;
     case STF_TYPE_NONE:
     default:
       if (size > 0)
         suffix[0] = '\0';
+      *from = INT64_MIN;
       *until = INT64_MAX;
       return;
   }

@@ -89,9 +89,10 @@ size_t STF_FormatPeer(const struct timespec *t, const STF_Peer *r, char *buf, si
 size_t STF_FormatSys(const struct timespec *t, const STF_Sys *r, char *buf, size_t size);
 size_t STF_FormatProto(const struct timespec *t, const STF_Proto *r, char *buf, size_t size);
 
-/* The suffix of the generation holding Unix time `now` (".20261205", "" for none) and the
- * generation's end (the first second of the next one; INT64_MAX for none). */
-void STF_Generation(STF_Type type, int64_t now, char *suffix, size_t size, int64_t *until);
+/* The suffix of the generation holding Unix time `now` (".20261205", "" for none), its first
+ * second and its end (the first second of the next one); INT64_MIN/INT64_MAX for none. */
+void STF_Generation(STF_Type type, int64_t now, char *suffix, size_t size, int64_t *from,
+                    int64_t *until);
 /* "DIR/FILE" + suffix into buf (DIR may end in '/' or be empty: then FILE as written);
  * false if it does not fit. */
 bool STF_FileName(const char *dir, const char *file, const char *suffix, char *buf,

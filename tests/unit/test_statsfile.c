@@ -94,16 +94,17 @@ static void
 test_stf_day_generation_changes_at_midnight(void)
 {
   char s[32];
-  int64_t until;
-  STF_Generation(STF_TYPE_DAY, T_20261205 - 1, s, sizeof(s), &until);
+  int64_t from, until;
+  STF_Generation(STF_TYPE_DAY, T_20261205 - 1, s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".20261204");
   TEST_EQ_INT(until, T_20261205);
-  STF_Generation(STF_TYPE_DAY, T_20261205, s, sizeof(s), &until);
+  STF_Generation(STF_TYPE_DAY, T_20261205, s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".20261205");
+  TEST_EQ_INT(from, T_20261205);
   TEST_EQ_INT(until, T_20261205 + 86400);
-  STF_Generation(STF_TYPE_DAY, INT64_C(951782400), s, sizeof(s), &until); /* leap day */
+  STF_Generation(STF_TYPE_DAY, INT64_C(951782400), s, sizeof(s), &from, &until); /* leap day */
   TEST_EQ_STR(s, ".20000229");
-  STF_Generation(STF_TYPE_DAY, INT64_C(946598400) + 86399, s, sizeof(s), &until);
+  STF_Generation(STF_TYPE_DAY, INT64_C(946598400) + 86399, s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".19991231");
   TEST_EQ_INT(until, INT64_C(946684800));
 }
@@ -112,18 +113,19 @@ static void
 test_stf_week_generation_is_iso_week(void)
 {
   char s[32];
-  int64_t until;
-  STF_Generation(STF_TYPE_WEEK, T_20261205, s, sizeof(s), &until);
+  int64_t from, until;
+  STF_Generation(STF_TYPE_WEEK, T_20261205, s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".2026w49");
+  TEST_EQ_INT(from, T_20261205 - 5 * 86400); /* Monday 2026-11-30 */
   TEST_EQ_INT(until, T_20261205 + 2 * 86400); /* Saturday: the week ends after Sunday */
-  STF_Generation(STF_TYPE_WEEK, INT64_C(1609632000), s, sizeof(s), &until); /* 2021-01-03 */
+  STF_Generation(STF_TYPE_WEEK, INT64_C(1609632000), s, sizeof(s), &from, &until); /* 2021-01-03 */
   TEST_EQ_STR(s, ".2020w53");
   TEST_EQ_INT(until, INT64_C(1609718400));
-  STF_Generation(STF_TYPE_WEEK, INT64_C(1609718400), s, sizeof(s), &until); /* 2021-01-04 */
+  STF_Generation(STF_TYPE_WEEK, INT64_C(1609718400), s, sizeof(s), &from, &until); /* 2021-01-04 */
   TEST_EQ_STR(s, ".2021w01");
-  STF_Generation(STF_TYPE_WEEK, INT64_C(1735516800), s, sizeof(s), &until); /* 2024-12-30 */
+  STF_Generation(STF_TYPE_WEEK, INT64_C(1735516800), s, sizeof(s), &from, &until); /* 2024-12-30 */
   TEST_EQ_STR(s, ".2025w01");
-  STF_Generation(STF_TYPE_WEEK, INT64_C(1735430400), s, sizeof(s), &until); /* 2024-12-29 */
+  STF_Generation(STF_TYPE_WEEK, INT64_C(1735430400), s, sizeof(s), &from, &until); /* 2024-12-29 */
   TEST_EQ_STR(s, ".2024w52");
   TEST_EQ_INT(until, INT64_C(1735516800));
 }
@@ -132,15 +134,18 @@ static void
 test_stf_month_year_none_generations(void)
 {
   char s[32];
-  int64_t until;
-  STF_Generation(STF_TYPE_MONTH, T_20261205, s, sizeof(s), &until);
+  int64_t from, until;
+  STF_Generation(STF_TYPE_MONTH, T_20261205, s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".202612");
+  TEST_EQ_INT(from, T_20261205 - 4 * 86400);
   TEST_EQ_INT(until, INT64_C(1798761600)); /* 2027-01-01 */
-  STF_Generation(STF_TYPE_YEAR, T_20261205, s, sizeof(s), &until);
+  STF_Generation(STF_TYPE_YEAR, T_20261205, s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".2026");
+  TEST_EQ_INT(from, INT64_C(1767225600)); /* 2026-01-01 */
   TEST_EQ_INT(until, INT64_C(1798761600));
-  STF_Generation(STF_TYPE_NONE, T_20261205, s, sizeof(s), &until);
+  STF_Generation(STF_TYPE_NONE, T_20261205, s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, "");
+  TEST_EQ_INT(from, INT64_MIN);
   TEST_EQ_INT(until, INT64_MAX);
 }
 
