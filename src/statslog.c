@@ -15,6 +15,9 @@
 #define NAME_MAX_STL 256
 #define LINE_MAX_STL 512
 #define ERR_INTERVAL_S 60 /* a failing set is logged at most this often */
+#define SETTINGS_SLOTS 16 /* room kept in the queue for reconfigurations */
+#define QUEUE_CAP (STL_QUEUE + SETTINGS_SLOTS)
+#define KIND_SETTINGS STF_KIND_COUNT /* a queue entry carrying new settings */
 
 /* What the configuration says, in fixed buffers so the writer copies it without allocating. */
 typedef struct {
@@ -26,10 +29,13 @@ typedef struct {
   } set[STF_KIND_COUNT];
 } Settings;
 
+/* A record, or (kind KIND_SETTINGS) the settings for every record queued after it: each
+ * record is written under the settings in force when it was queued. */
 typedef struct {
-  STF_Kind kind;
+  int kind;
   struct timespec t;
   union {
+    Settings *settings;
     STF_Loop loop;
     STF_Peer peer;
     STF_Sys sys;
@@ -48,17 +54,16 @@ typedef struct {
 struct STL_Writer {
   pthread_mutex_t lock;
   pthread_cond_t wake;
+  pthread_cond_t idle; /* signalled when the queue is empty and nothing is being written */
+  bool busy;
   pthread_t thread;
   bool stop;
-  Record q[STL_QUEUE];
+  Record q[QUEUE_CAP];
   size_t head, count;
-  Settings settings; /* under lock */
-  uint64_t generation;
   unsigned wanted; /* bit per kind; read without the lock (atomic) */
   STL_Counters n;
   /* the writer thread's own */
-  Settings cur;
-  uint64_t cur_generation;
+  Settings *cur; /* NULL until the first settings are taken */
   OpenFile files[STF_KIND_COUNT];
 };
 
@@ -94,7 +99,7 @@ static void
 update_link(STL_Writer *w, OpenFile *f, STF_Kind k)
 {
   char base[PATH_MAX];
-  if (!STF_FileName(w->cur.dir, w->cur.set[k].file, "", base, sizeof(base)))
+  if (!STF_FileName(w->cur->dir, w->cur->set[k].file, "", base, sizeof(base)))
     return;
   if (unlink(base) != 0 && errno != ENOENT) {
     set_error(w, f, "cannot remove the old link", base);
@@ -113,9 +118,9 @@ open_for(STL_Writer *w, STF_Kind k, int64_t t)
     return true;
   char suffix[32], path[PATH_MAX];
   int64_t from, until;
-  STF_Type type = w->cur.set[k].type;
+  STF_Type type = w->cur->set[k].type;
   STF_Generation(type, t, suffix, sizeof(suffix), &from, &until);
-  if (!STF_FileName(w->cur.dir, w->cur.set[k].file, suffix, path, sizeof(path)))
+  if (!STF_FileName(w->cur->dir, w->cur->set[k].file, suffix, path, sizeof(path)))
     return false;
   close_file(f);
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
@@ -127,7 +132,7 @@ open_for(STL_Writer *w, STF_Kind k, int64_t t)
   memcpy(f->path, path, sizeof(path));
   f->from = from; /* a record before it (the clock stepped back) reopens its own file */
   f->until = until;
-  if (w->cur.set[k].link && type != STF_TYPE_NONE)
+  if (w->cur->set[k].link && type != STF_TYPE_NONE)
     update_link(w, f, k);
   return true;
 }
@@ -152,7 +157,8 @@ format(const Record *r, char *buf, size_t size)
 static void
 write_record(STL_Writer *w, const Record *r)
 {
-  if (!w->cur.set[r->kind].enabled || !open_for(w, r->kind, (int64_t)r->t.tv_sec))
+  if (!w->cur || !w->cur->set[r->kind].enabled ||
+      !open_for(w, (STF_Kind)r->kind, (int64_t)r->t.tv_sec))
     return;
   OpenFile *f = &w->files[r->kind];
   char line[LINE_MAX_STL];
@@ -178,23 +184,26 @@ writer_thread(void *arg)
   Record r;
   pthread_mutex_lock(&w->lock);
   for (;;) {
+    w->busy = false;
+    if (w->count == 0)
+      pthread_cond_broadcast(&w->idle);
     while (w->count == 0 && !w->stop)
       pthread_cond_wait(&w->wake, &w->lock);
     if (w->count == 0)
       break; /* stopping, and everything queued is written */
+    w->busy = true;
     r = w->q[w->head];
-    w->head = (w->head + 1) % STL_QUEUE;
+    w->head = (w->head + 1) % QUEUE_CAP;
     w->count--;
-    bool changed = w->generation != w->cur_generation;
-    if (changed) {
-      w->cur = w->settings;
-      w->cur_generation = w->generation;
-    }
     pthread_mutex_unlock(&w->lock);
-    if (changed)
+    if (r.kind == KIND_SETTINGS) {
+      free(w->cur);
+      w->cur = r.u.settings;
       for (int k = 0; k < STF_KIND_COUNT; k++)
-        close_file(&w->files[k]);
-    write_record(w, &r);
+        close_file(&w->files[k]); /* names may have changed: reopened by the next record */
+    } else {
+      write_record(w, &r);
+    }
     pthread_mutex_lock(&w->lock);
   }
   pthread_mutex_unlock(&w->lock);
@@ -211,7 +220,9 @@ STL_Create(void)
     w->files[k].fd = -1;
   pthread_mutex_init(&w->lock, NULL);
   pthread_cond_init(&w->wake, NULL);
+  pthread_cond_init(&w->idle, NULL);
   if (pthread_create(&w->thread, NULL, writer_thread, w) != 0) {
+    pthread_cond_destroy(&w->idle);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->lock);
     free(w);
@@ -232,9 +243,20 @@ STL_Destroy(STL_Writer *w)
   pthread_join(w->thread, NULL);
   for (int k = 0; k < STF_KIND_COUNT; k++)
     close_file(&w->files[k]);
+  free(w->cur);
+  pthread_cond_destroy(&w->idle);
   pthread_cond_destroy(&w->wake);
   pthread_mutex_destroy(&w->lock);
   free(w);
+}
+
+void
+STL_Drain(STL_Writer *w)
+{
+  pthread_mutex_lock(&w->lock);
+  while (w->count > 0 || w->busy)
+    pthread_cond_wait(&w->idle, &w->lock);
+  pthread_mutex_unlock(&w->lock);
 }
 
 bool
@@ -257,14 +279,21 @@ STL_Configure(STL_Writer *w, const CNF_Config *cfg)
     if (s->set[k].enabled)
       wanted |= 1u << k;
   }
-  if (ok) {
-    pthread_mutex_lock(&w->lock);
-    w->settings = *s;
-    w->generation++;
-    __atomic_store_n(&w->wanted, wanted, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&w->lock);
+  if (!ok) {
+    free(s);
+    return false;
   }
-  free(s);
+  pthread_mutex_lock(&w->lock);
+  ok = w->count < QUEUE_CAP; /* full only if the writer is stuck through 16 reloads */
+  if (ok) {
+    w->q[(w->head + w->count) % QUEUE_CAP] = (Record){.kind = KIND_SETTINGS, .u.settings = s};
+    w->count++;
+    __atomic_store_n(&w->wanted, wanted, __ATOMIC_RELAXED);
+    pthread_cond_signal(&w->wake);
+  }
+  pthread_mutex_unlock(&w->lock);
+  if (!ok)
+    free(s);
   return ok;
 }
 
@@ -280,10 +309,10 @@ put(STL_Writer *w, const Record *r)
   if (!STL_Wants(w, r->kind))
     return;
   pthread_mutex_lock(&w->lock);
-  if (w->count == STL_QUEUE) {
+  if (w->count >= STL_QUEUE) {
     w->n.dropped++;
   } else {
-    w->q[(w->head + w->count) % STL_QUEUE] = *r;
+    w->q[(w->head + w->count) % QUEUE_CAP] = *r;
     w->count++;
     w->n.queued++;
     pthread_cond_signal(&w->wake);

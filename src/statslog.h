@@ -11,7 +11,8 @@
  * minute per set, and the record is lost; nothing else happens.
  *
  * Never called from the serving threads. STL_Configure may be called at any time (start,
- * SIGHUP); the next record of each set is written under the new settings. */
+ * SIGHUP): the new settings go through the queue too, so every record is written under the
+ * settings in force when it was queued. */
 #ifndef NTPG_STATSLOG_H
 #define NTPG_STATSLOG_H
 
@@ -30,8 +31,11 @@ typedef struct STL_Writer STL_Writer;
 STL_Writer *STL_Create(void);
 /* Write what is queued, stop the thread, close the files. NULL is allowed. */
 void STL_Destroy(STL_Writer *w);
+/* Wait until every record queued so far is written (or failed). */
+void STL_Drain(STL_Writer *w);
 /* Take statsdir and every filegen setting from cfg (copied). False (and the previous
- * settings kept) if a path is too long for the writer. */
+ * settings kept) if a path is too long for the writer, memory is short, or 16 changes are
+ * already waiting for a writer that is stuck. */
 bool STL_Configure(STL_Writer *w, const CNF_Config *cfg);
 /* Whether records of kind k are wanted now (lets callers skip building them). */
 bool STL_Wants(const STL_Writer *w, STF_Kind k);
