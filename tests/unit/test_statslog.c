@@ -2,8 +2,10 @@
  * day boundary (STL_Destroy writes everything queued, so no test waits or sleeps). */
 #include "statslog.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "log.h"
@@ -234,6 +236,49 @@ test_stl_directory_in_the_way_counts_errors(void)
   remove_dir();
 }
 
+/* A writer stuck on its disk (here: opening a FIFO nobody reads) never holds up the
+ * caller: what does not fit in the queue is dropped and counted, the rest is written once
+ * the disk is back. */
+static void
+test_stl_stuck_writer_drops_and_counts(void)
+{
+  make_dir();
+  char fifo[128];
+  snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+  TEST_CHECK(mkfifo(fifo, 0644) == 0);
+  CNF_Config *c = config(dir);
+  c->filegen[STF_LOOPSTATS] = (CNF_FileGen){true, strdup("fifo"), STF_TYPE_NONE, false};
+  STL_Writer *w = STL_Create();
+  TEST_CHECK(STL_Configure(w, c));
+  enum { EXTRA = 40, TOTAL = STL_QUEUE + EXTRA };
+  for (int i = 0; i < TOTAL; i++)
+    put_loop(w, T_20261205 + i, 0.001); /* returns at once, whatever the writer does */
+  STL_Counters n;
+  STL_GetCounters(w, &n);
+  TEST_EQ_INT(n.queued + n.dropped, TOTAL);
+  /* the writer took at most the first record before it blocked; the settings entry may
+   * still have taken a place in the queue */
+  TEST_CHECK(n.dropped >= EXTRA - 1 && n.dropped <= EXTRA + 1);
+  if (n.dropped < EXTRA - 1 || n.dropped > EXTRA + 1)
+    fprintf(stderr, "dropped %llu\n", (unsigned long long)n.dropped);
+  int rd = open(fifo, O_RDONLY | O_NONBLOCK); /* the disk comes back */
+  TEST_CHECK(rd >= 0);
+  STL_Drain(w); /* every line fits in the pipe's buffer (64 KiB) */
+  STL_GetCounters(w, &n);
+  TEST_EQ_INT(n.written, n.queued);
+  static char buf[1 << 16];
+  size_t got = 0, lines = 0;
+  for (ssize_t r; (r = read(rd, buf + got, sizeof(buf) - got)) > 0;)
+    got += (size_t)r;
+  for (size_t i = 0; i < got; i++)
+    lines += buf[i] == '\n';
+  TEST_EQ_INT(lines, n.written);
+  close(rd);
+  STL_Destroy(w);
+  CNF_Destroy(c);
+  remove_dir();
+}
+
 static void
 setup_log(void)
 {
@@ -245,4 +290,5 @@ TEST_MAIN(TEST_CASE(setup_log), TEST_CASE(test_stl_day_rotation_and_link),
           TEST_CASE(test_stl_unwritable_dir_counts_errors),
           TEST_CASE(test_stl_counts_and_reconfigure),
           TEST_CASE(test_stl_too_long_statsdir_keeps_settings),
-          TEST_CASE(test_stl_directory_in_the_way_counts_errors))
+          TEST_CASE(test_stl_directory_in_the_way_counts_errors),
+          TEST_CASE(test_stl_stuck_writer_drops_and_counts))
