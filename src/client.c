@@ -40,7 +40,7 @@ typedef struct {
   uint8_t select;    /* CTW_SEL_* from the last selection */
   NTT_Now last_rx;   /* when the last accepted reply arrived (mono_ns 0: none yet) */
   NTT_Stamp reftime; /* the server's reference time in that reply */
-  uint8_t nevents;    /* protostats: events reported (to 15) and the last one's code */
+  uint8_t nevents;   /* protostats: events reported (to 15) and the last one's code */
   uint8_t last_event;
 } Peer;
 

@@ -1124,8 +1124,9 @@ d_filegen(Args *a, int unused)
       if (!v)
         ok = false;
       else if (!STF_TypeByName(v, &g.type))
-        ok = cnf_fail(a, "unknown type '%.64s' (none, day, week, month or year; ntpd's pid "
-                         "and age are not supported)",
+        ok = cnf_fail(a,
+                      "unknown type '%.64s' (none, day, week, month or year; ntpd's pid "
+                      "and age are not supported)",
                       v);
     } else if (strcmp(t, "link") == 0 || strcmp(t, "nolink") == 0) {
       g.link = t[0] == 'l';

@@ -267,7 +267,7 @@ typedef struct {
   uint32_t control_key; /* 0 = none */
   uint32_t request_key; /* 0 = none */
 
-  char *statsdir;                        /* statsdir: the prefix of every filegen file */
+  char *statsdir;                      /* statsdir: the prefix of every filegen file */
   CNF_FileGen filegen[STF_KIND_COUNT]; /* by STF_Kind */
 
   int leap_smear; /* leapsmearinterval, s (0: leaps are announced, not smeared) */

@@ -718,7 +718,8 @@ serve(Daemon *d)
     LOG_Fatalx("%s", err);
   d->stats = STL_Create(); /* after any fork (-n absent): its thread must be ours */
   if (!d->stats || !STL_Configure(d->stats, RUN_Config(d->run)))
-    LOG_Fatalx("cannot start the statistics files' writer (statsdir or a file name too long?)");
+    LOG_Fatalx(
+        "cannot start the statistics files' writer (statsdir or a file name too long?)");
   NTT_Now start;
   CLK_ReadNow(d->clk, &start);
   d->sys_prev_ns = start.mono_ns;

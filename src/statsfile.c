@@ -15,7 +15,7 @@ static const char *const kind_names[STF_KIND_COUNT] = {
 };
 
 static const char *const type_names[] = {
-    [STF_TYPE_NONE] = "none", [STF_TYPE_DAY] = "day",   [STF_TYPE_WEEK] = "week",
+    [STF_TYPE_NONE] = "none",   [STF_TYPE_DAY] = "day",   [STF_TYPE_WEEK] = "week",
     [STF_TYPE_MONTH] = "month", [STF_TYPE_YEAR] = "year",
 };
 

@@ -55,16 +55,16 @@ const char *STF_TypeName(STF_Type t);
 bool STF_TypeByName(const char *name, STF_Type *out);
 
 typedef struct {
-  double offset;    /* s */
-  double freq_ppm;  /* frequency correction */
-  double jitter;    /* s */
+  double offset;   /* s */
+  double freq_ppm; /* frequency correction */
+  double jitter;   /* s */
   double wander_ppm;
   int poll; /* log2 s: the time constant ntpd writes */
 } STF_Loop;
 
 typedef struct {
-  char addr[48]; /* the peer's address as text, without port */
-  uint16_t status; /* peer status word */
+  char addr[48];                      /* the peer's address as text, without port */
+  uint16_t status;                    /* peer status word */
   double offset, delay, disp, jitter; /* s */
 } STF_Peer;
 

@@ -850,10 +850,8 @@ static void
 test_compat_no_effect(void)
 {
   static const char *const names[] = {"rlimit memlock 32 stacksize 1024",
-                                      "broadcastdelay 0.008",
-                                      "tinker panic 0",
-                                      "logconfig =syncall +clockall",
-                                      "nonvolatile 0.000001"};
+                                      "broadcastdelay 0.008", "tinker panic 0",
+                                      "logconfig =syncall +clockall", "nonvolatile 0.000001"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     CNF_Errors e;
     bool ok;
@@ -1775,8 +1773,8 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_enable_disable), TEST_CASE(test_compat_no_effect),
           TEST_CASE(test_stats_defaults_off_day_link), TEST_CASE(test_stats_debian_lines),
           TEST_CASE(test_stats_clockstats_warns), TEST_CASE(test_stats_errors),
-          TEST_CASE(test_stats_bad_filegen_changes_nothing),
-          TEST_CASE(test_unknown_directive), TEST_CASE(test_every_error_reported_with_lines),
+          TEST_CASE(test_stats_bad_filegen_changes_nothing), TEST_CASE(test_unknown_directive),
+          TEST_CASE(test_every_error_reported_with_lines),
           TEST_CASE(test_null_errs_and_format), TEST_CASE(test_control_characters_sanitized),
           TEST_CASE(test_long_lines), TEST_CASE(test_typical_public_server),
           TEST_CASE(test_parse_file_and_relative_include), TEST_CASE(test_include_errors),

@@ -116,16 +116,20 @@ test_stf_week_generation_is_iso_week(void)
   int64_t from, until;
   STF_Generation(STF_TYPE_WEEK, T_20261205, s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".2026w49");
-  TEST_EQ_INT(from, T_20261205 - 5 * 86400); /* Monday 2026-11-30 */
+  TEST_EQ_INT(from, T_20261205 - 5 * 86400);  /* Monday 2026-11-30 */
   TEST_EQ_INT(until, T_20261205 + 2 * 86400); /* Saturday: the week ends after Sunday */
-  STF_Generation(STF_TYPE_WEEK, INT64_C(1609632000), s, sizeof(s), &from, &until); /* 2021-01-03 */
+  /* 2021-01-03 */
+  STF_Generation(STF_TYPE_WEEK, INT64_C(1609632000), s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".2020w53");
   TEST_EQ_INT(until, INT64_C(1609718400));
-  STF_Generation(STF_TYPE_WEEK, INT64_C(1609718400), s, sizeof(s), &from, &until); /* 2021-01-04 */
+  /* 2021-01-04 */
+  STF_Generation(STF_TYPE_WEEK, INT64_C(1609718400), s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".2021w01");
-  STF_Generation(STF_TYPE_WEEK, INT64_C(1735516800), s, sizeof(s), &from, &until); /* 2024-12-30 */
+  /* 2024-12-30 */
+  STF_Generation(STF_TYPE_WEEK, INT64_C(1735516800), s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".2025w01");
-  STF_Generation(STF_TYPE_WEEK, INT64_C(1735430400), s, sizeof(s), &from, &until); /* 2024-12-29 */
+  /* 2024-12-29 */
+  STF_Generation(STF_TYPE_WEEK, INT64_C(1735430400), s, sizeof(s), &from, &until);
   TEST_EQ_STR(s, ".2024w52");
   TEST_EQ_INT(until, INT64_C(1735516800));
 }
@@ -160,8 +164,8 @@ test_stf_file_name_joins_dir(void)
   TEST_CHECK(STF_FileName("", "sysstats", ".2026", b, sizeof(b)));
   TEST_EQ_STR(b, "sysstats.2026");
   char small[32];
-  TEST_CHECK(!STF_FileName("/var/log/ntpstats", "loopstats", ".20261205", small,
-                           sizeof(small)));
+  TEST_CHECK(
+      !STF_FileName("/var/log/ntpstats", "loopstats", ".20261205", small, sizeof(small)));
 }
 
 static void
