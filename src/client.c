@@ -16,6 +16,7 @@
 #include "log.h"
 #include "netio.h"
 #include "packet.h"
+#include "statslog.h"
 
 #define CLI_MAX_PEERS 64
 #define CLI_MAX_POOL_ADDRS 16
@@ -39,6 +40,8 @@ typedef struct {
   uint8_t select;    /* CTW_SEL_* from the last selection */
   NTT_Now last_rx;   /* when the last accepted reply arrived (mono_ns 0: none yet) */
   NTT_Stamp reftime; /* the server's reference time in that reply */
+  uint8_t nevents;   /* protostats: events reported (to 15) and the last one's code */
+  uint8_t last_event;
 } Peer;
 
 typedef struct {
@@ -91,6 +94,9 @@ struct CLI_Client {
   uint64_t outcomes[ASC_OUTCOME_COUNT];
   CLI_SyncFn on_sync;
   CLI_PeersFn on_peers;
+  STL_Writer *stats; /* statistics files (borrowed; NULL: none) */
+  int stats_sys_id;  /* the system peer last reported to protostats (-1: none) */
+  uint8_t sys_nevents, sys_last_event;
   bool peers_dirty; /* the set of active servers changed since on_peers was last called */
   void *arg;
 };
@@ -331,6 +337,94 @@ on_resolved(void *arg, int fd, uint32_t events)
   report_peers(c);
 }
 
+/* ---- statistics files (statslog.h; the writer never blocks us) ---- */
+
+/* ntpd's peer status word: flags and selection code, then event count and last event. */
+static uint16_t
+peer_status(const Peer *p)
+{
+  ASC_Status st;
+  ASC_GetStatus(p->a, &st);
+  unsigned hi = p->select & 7u;
+  hi |= p->pool < 0 ? CTW_PST_CONFIG : 0;
+  hi |= ASC_GetParams(p->a)->key ? CTW_PST_AUTHENABLE | CTW_PST_AUTHENTIC : 0;
+  hi |= st.reach ? CTW_PST_REACH : 0;
+  return (uint16_t)(hi << 8 | (unsigned)(p->nevents << 4) | (p->last_event & 15u));
+}
+
+/* A peer event (ntpd's codes: 0x4 reachable, 0xa sys_peer), written with 0x80 set. */
+static void
+stats_peer_event(CLI_Client *c, Peer *p, uint8_t code, const char *name, const NTT_Now *now)
+{
+  if (!STL_Wants(c->stats, STF_PROTOSTATS))
+    return;
+  p->nevents += p->nevents < 15;
+  p->last_event = code;
+  STF_Proto r = {.status = peer_status(p), .code = (uint8_t)(0x80 | code)};
+  ADR_Format(&p->addr, r.addr, sizeof(r.addr));
+  snprintf(r.event, sizeof(r.event), "%s", name);
+  STL_PutProto(c->stats, &now->real, &r);
+}
+
+/* A system event (0x3 spike_detect, 0x5 clock_sync, 0x7 panic_stop, 0x8 no_sys_peer,
+ * 0xc clock_step) with ntpd's system status word: leap, clock source, count, event. */
+static void
+stats_sys_event(CLI_Client *c, bool synced, uint8_t code, const char *name, const NTT_Now *now)
+{
+  if (!STL_Wants(c->stats, STF_PROTOSTATS))
+    return;
+  c->sys_nevents += c->sys_nevents < 15;
+  c->sys_last_event = code;
+  unsigned hi = synced ? (unsigned)CTW_SST_TS_NTP : (3u << 6 | CTW_SST_TS_UNSPEC);
+  STF_Proto r = {.addr = "0.0.0.0",
+                 .status = (uint16_t)(hi << 8 | (unsigned)(c->sys_nevents << 4) | code),
+                 .code = code};
+  snprintf(r.event, sizeof(r.event), "%s", name);
+  STL_PutProto(c->stats, &now->real, &r);
+}
+
+static void
+stats_peer_sample(CLI_Client *c, Peer *p, const NTT_Now *now)
+{
+  DSC_Candidate cd;
+  if (p->outcomes[ASC_SAMPLE] == 1)
+    stats_peer_event(c, p, 0x4, "reachable", now);
+  if (!STL_Wants(c->stats, STF_PEERSTATS) || !ASC_GetCandidate(p->a, now, 0, &cd))
+    return;
+  STF_Peer r = {.status = peer_status(p),
+                .offset = cd.offset,
+                .delay = cd.delay,
+                .disp = cd.disp,
+                .jitter = cd.jitter};
+  ADR_Format(&p->addr, r.addr, sizeof(r.addr));
+  STL_PutPeer(c->stats, &now->real, &r);
+}
+
+static void
+stats_loop(CLI_Client *c, DSC_Event ev, const NTT_Now *now)
+{
+  if (c->have_sel && c->sel.status == DSC_OK && c->sel.sys_id != c->stats_sys_id) {
+    c->stats_sys_id = c->sel.sys_id;
+    if (c->sel.sys_id >= 0 && (size_t)c->sel.sys_id < c->npeers)
+      stats_peer_event(c, &c->peers[c->sel.sys_id], 0xa, "sys_peer", now);
+  }
+  if (ev == DSC_EV_SPIKE)
+    stats_sys_event(c, c->synced, 0x3, "spike_detect", now);
+  else if (ev == DSC_EV_PANIC)
+    stats_sys_event(c, c->synced, 0x7, "panic_stop", now);
+  else if (ev == DSC_EV_STEP)
+    stats_sys_event(c, c->synced, 0xc, "clock_step", now);
+  if ((ev != DSC_EV_SLEW && ev != DSC_EV_STEP) || !STL_Wants(c->stats, STF_LOOPSTATS))
+    return;
+  const DSC_Loop *l = DSC_GetLoop(c->dsc);
+  STF_Loop r = {.offset = l->last_offset,
+                .freq_ppm = l->freq * 1e6,
+                .jitter = l->jitter,
+                .wander_ppm = l->wander * 1e6,
+                .poll = DSC_GetPoll(c->dsc)};
+  STL_PutLoop(c->stats, &now->real, &r);
+}
+
 /* ---- publishing ---- */
 
 /* Tell the owner what we serve (without the lock). */
@@ -343,8 +437,11 @@ publish(CLI_Client *c, const NTT_Now *now, bool force)
   bool due = force || synced != c->synced ||
              (synced && now->mono_ns - c->published_ns >= CLI_REFRESH_NS);
   if (due) {
-    if (synced != c->synced)
+    if (synced != c->synced) {
       LOG_Info("%s", synced ? "synchronized to an upstream server" : "lost synchronization");
+      stats_sys_event(c, synced, synced ? 0x5 : 0x8, synced ? "clock_sync" : "no_sys_peer",
+                      now);
+    }
     c->synced = synced;
     c->published_ns = now->mono_ns;
   }
@@ -404,6 +501,7 @@ update(CLI_Client *c, NTT_Now *now)
             DSC_EventName(ev));
   for (size_t k = 0; k < n && k < c->sel.n; k++)
     c->peers[idx[k]].select = tally(c->sel.state[k]);
+  stats_loop(c, ev, now);
   switch (ev) {
     case DSC_EV_STEP:
       LOG_Info("clock %s by %+.6f s",
@@ -486,6 +584,7 @@ on_reply(void *arg, int fd, uint32_t events)
      * whether a source is fit. DSC_Update feeds the loop only a newer system-peer sample. */
     if (o == ASC_SAMPLE) {
       update(c, &now);
+      stats_peer_sample(c, p, &now);
       updated = true;
     }
   }
@@ -756,6 +855,15 @@ CLI_FillControl(CLI_Client *c, CTL_Ctx *ctx, CTL_Peer *peers, size_t max)
     ctx->sys_jitter = c->sel.jitter;
     ctx->sys_source = CTW_SST_TS_NTP;
   }
+  pthread_mutex_unlock(&c->lock);
+}
+
+void
+CLI_SetStats(CLI_Client *c, STL_Writer *w)
+{
+  pthread_mutex_lock(&c->lock);
+  c->stats = w;
+  c->stats_sys_id = -1;
   pthread_mutex_unlock(&c->lock);
 }
 

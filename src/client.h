@@ -46,6 +46,10 @@ size_t CLI_Count(CLI_Client *c);
 /* Fill the control context's association list (into peers[max]) and the system variables
  * that come from the discipline (system peer, offset, frequency, jitter, poll). */
 void CLI_FillControl(CLI_Client *c, CTL_Ctx *ctx, CTL_Peer *peers, size_t max);
+/* Write loopstats, peerstats and protostats records to w (borrowed until CLI_Destroy or
+ * the next call; NULL: none). */
+typedef struct STL_Writer STL_Writer;
+void CLI_SetStats(CLI_Client *c, STL_Writer *w);
 /* Log the client counters as `stats: client_NAME VALUE`. */
 void CLI_LogCounters(CLI_Client *c);
 

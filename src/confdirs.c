@@ -61,9 +61,9 @@ static const CNF_Directive directives[] = {
     WORKS("enable", CNF_D_ENABLE, BOTH),
     WORKS("disable", CNF_D_DISABLE, BOTH),
     WORKS("includefile", CNF_D_INCLUDEFILE, BOTH),
-    NOEFFECT("statistics", BOTH, "statistics files are not written"),
-    NOEFFECT("statsdir", BOTH, "statistics files are not written"),
-    NOEFFECT("filegen", BOTH, "statistics files are not written"),
+    WORKS("statistics", CNF_D_STATISTICS, BOTH),
+    WORKS("statsdir", CNF_D_STATSDIR, BOTH),
+    WORKS("filegen", CNF_D_FILEGEN, BOTH),
     NOEFFECT("broadcastdelay", NTPD, "broadcast mode is not supported"),
     NOEFFECT("logconfig", BOTH, "message classes cannot be selected; everything is logged"),
     NOEFFECT("nonvolatile", NTPD, "the frequency is written to the driftfile as it changes"),
@@ -1112,6 +1112,98 @@ d_switch(Args *a, int on)
   a->p->cfg->sw = sw;
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* statistics, filegen (ntp_mon(5))                                                       */
+
+static bool
+stats_kind(Args *a, const char *t, STF_Kind *k)
+{
+  if (!STF_KindByName(t, k))
+    return cnf_fail(a, "unknown statistics name '%.64s'", t);
+  if (!STF_KindWritten(*k))
+    cnf_warn(a, "'%s' is accepted; ntpgated writes no %s records", t, t);
+  return true;
+}
+
+/* statistics NAME...: enable each set (ntpd keeps every other setting of the set). */
+static void
+d_statistics(Args *a, int unused)
+{
+  (void)unused;
+  bool on[STF_KIND_COUNT] = {false};
+  if (cnf_at_end(a))
+    return (void)cnf_fail(a, "missing argument");
+  for (char *t; (t = cnf_next_tok(a));) {
+    STF_Kind k;
+    if (!stats_kind(a, t, &k))
+      return;
+    on[k] = true;
+  }
+  for (int i = 0; i < STF_KIND_COUNT; i++)
+    if (on[i])
+      a->p->cfg->filegen[i].enabled = true;
+}
+
+/* A base name for `file F`: a name, not a path (ntpd joins it to statsdir). */
+static bool
+filegen_file(Args *a, char **file)
+{
+  const char *t = cnf_need_tok(a, "file name");
+  if (!t)
+    return false;
+  if (*t == '\0' || strchr(t, '/') || strcmp(t, ".") == 0 || strcmp(t, "..") == 0)
+    return cnf_fail(a, "bad file name '%.64s' (a name in statsdir, without '/')", t);
+  char *copy = cnf_dup_str(t);
+  if (!copy)
+    return cnf_fail_oom(a);
+  free(*file);
+  *file = copy;
+  return true;
+}
+
+/* filegen NAME [file F] [type T] [link|nolink] [enable|disable] */
+static void
+d_filegen(Args *a, int unused)
+{
+  (void)unused;
+  const char *name = cnf_need_tok(a, "statistics name");
+  STF_Kind k;
+  if (!name || !stats_kind(a, name, &k))
+    return;
+  CNF_FileGen g = a->p->cfg->filegen[k], *slot = &a->p->cfg->filegen[k];
+  char *file = NULL;
+  bool ok = true;
+  for (char *t; ok && (t = cnf_next_tok(a));) {
+    if (strcmp(t, "file") == 0) {
+      ok = filegen_file(a, &file);
+    } else if (strcmp(t, "type") == 0) {
+      const char *v = cnf_need_tok(a, "type");
+      if (!v)
+        ok = false;
+      else if (!STF_TypeByName(v, &g.type))
+        ok = cnf_fail(a,
+                      "unknown type '%.64s' (none, day, week, month or year; ntpd's pid "
+                      "and age are not supported)",
+                      v);
+    } else if (strcmp(t, "link") == 0 || strcmp(t, "nolink") == 0) {
+      g.link = t[0] == 'l';
+    } else if (strcmp(t, "enable") == 0 || strcmp(t, "disable") == 0) {
+      g.enabled = t[0] == 'e';
+    } else {
+      ok = cnf_fail(a, "unexpected '%.64s'", t);
+    }
+  }
+  if (!ok) {
+    free(file);
+    return;
+  }
+  if (file) {
+    free(slot->file);
+    g.file = file;
+  }
+  *slot = g;
+}
+
 typedef void (*DirectiveFn)(Args *a, int arg);
 
 /* The handler of each supported directive of confdirs.c's table, by its id. */
@@ -1145,6 +1237,9 @@ static const struct {
     [CNF_D_ENABLE] = {d_switch, 1},
     [CNF_D_DISABLE] = {d_switch, 0},
     [CNF_D_INCLUDEFILE] = {cnf_include, 0},
+    [CNF_D_STATSDIR] = {d_path, (int)offsetof(CNF_Config, statsdir)},
+    [CNF_D_STATISTICS] = {d_statistics, 0},
+    [CNF_D_FILEGEN] = {d_filegen, 0},
 };
 
 bool

@@ -783,6 +783,8 @@ CNF_Create(void)
   CNF_ApplyDefaults(CNF_OG_TINKER, &c->tinker);
   c->port = CNF_NTP_PORT;
   c->sw = (CNF_Switches){.auth = true, .kernel = true, .monitor = true, .ntp = true};
+  for (int i = 0; i < STF_KIND_COUNT; i++)
+    c->filegen[i] = (CNF_FileGen){.type = STF_TYPE_DAY, .link = true};
   return c;
 }
 
@@ -806,6 +808,9 @@ CNF_Destroy(CNF_Config *cfg)
   free(cfg->logfile);
   free(cfg->pidfile);
   free(cfg->keysfile);
+  free(cfg->statsdir);
+  for (int i = 0; i < STF_KIND_COUNT; i++)
+    free(cfg->filegen[i].file);
   free(cnf_store_of(cfg));
 }
 

@@ -30,6 +30,7 @@
 #include "msglist.h"
 #include "netaddr.h"
 #include "restrict.h"
+#include "statsfile.h"
 
 /* ------------------------------------------------------------------------------------ */
 /* Errors and warnings                                                                   */
@@ -239,6 +240,14 @@ typedef struct {
   bool mode7;     /* false */
 } CNF_Switches;
 
+/* One file generation set (statistics / filegen; ntp_mon(5)). */
+typedef struct {
+  bool enabled;  /* `statistics NAME` or `filegen NAME enable`; default off */
+  char *file;    /* `file F`: the file's base name; NULL: the set's own name */
+  STF_Type type; /* `type T`, default day */
+  bool link;     /* `link` (default) / `nolink`: PREFIX/FILE links to the current file */
+} CNF_FileGen;
+
 #define CNF_MAX_THREADS 64
 #define CNF_MAX_LEAPSMEAR 86400 /* leapsmearinterval: a day at most, as ntpd */
 #define CNF_MAX_KEYID 65535
@@ -268,6 +277,9 @@ typedef struct {
   size_t n_trusted_keys;
   uint32_t control_key; /* 0 = none */
   uint32_t request_key; /* 0 = none */
+
+  char *statsdir;                      /* statsdir: the prefix of every filegen file */
+  CNF_FileGen filegen[STF_KIND_COUNT]; /* by STF_Kind */
 
   int leap_smear; /* leapsmearinterval, s (0: leaps are announced, not smeared) */
 

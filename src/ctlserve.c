@@ -184,6 +184,23 @@ fill_stats(const CSV_Server *s, const WRK_Counters *c, int64_t mono_ns, CTL_Stat
   st->io_dropped = c->oversize + c->recv_errors;
 }
 
+void
+CSV_SysStats(const CSV_Server *s, const WRK_Counters *sum, STF_Sys *out)
+{
+  CTL_Stats st;
+  fill_stats(s, sum, s->start_mono_ns, &st);
+  *out = (STF_Sys){.received = st.received,
+                   .processed = st.processed,
+                   .newversion = st.thisver,
+                   .oldversion = st.oldver,
+                   .restricted = st.restricted,
+                   .badlength = st.badformat,
+                   .badauth = st.badauth,
+                   .declined = st.declined,
+                   .limited = st.limited,
+                   .kodsent = st.kodsent};
+}
+
 static size_t
 fill_counters(CSV_Server *s, const WRK_Counters *c)
 {

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "pool.h"
 #include "runtime.h"
+#include "statsfile.h"
 
 typedef struct CSV_Server CSV_Server;
 
@@ -57,5 +58,8 @@ int CSV_LocalQuery(const char *path, const char *command, FILE *out);
 /* Log the control counters as `stats: ctl_NAME VALUE` (caller in an exclusive section or
  * the only thread touching them). */
 void CSV_LogCounters(const CSV_Server *s);
+/* The counters of a sysstats record (statsfile.h), since start, from the threads' summed
+ * counters, with the mapping of ntpq's sysstats (docs/control.md); age is left at 0. */
+void CSV_SysStats(const CSV_Server *s, const WRK_Counters *sum, STF_Sys *out);
 
 #endif

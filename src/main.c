@@ -28,6 +28,7 @@
 #include "rng.h"
 #include "runtime.h"
 #include "sandbox.h"
+#include "statslog.h"
 #include "worker.h"
 
 #define DEFAULT_CONFIG "/etc/ntpgate.conf"
@@ -63,6 +64,10 @@ typedef struct {
   const char *files[2]; /* what the cleaner removes at exit */
   DMN_Cleaner cleaner;  /* with -u or -i: removes the pid file and control socket */
   uint64_t shed_logged; /* shed sources last logged */
+  STL_Writer *stats;    /* the statistics files' writer thread */
+  STF_Sys sys_prev;     /* counters at the last sysstats record */
+  int64_t sys_prev_ns;  /* and when it was (monotonic) */
+  int64_t sys_next_ns;  /* when the next hourly record is due */
   int sigfd;
   int exit_code;
 } Daemon;
@@ -229,6 +234,8 @@ dump_counters(const Daemon *d)
     LOG_Info("stats: thread%d_received %llu", i, (unsigned long long)per_thread[i]);
   if (d->cli)
     CLI_LogCounters(d->cli);
+  if (d->stats)
+    STL_LogCounters(d->stats);
   const struct {
     const char *name;
     uint64_t value;
@@ -410,6 +417,8 @@ reload(Daemon *d)
     log_config_messages(&errs, NULL);
     if (d->cli)
       CLI_SetKeys(d->cli, client_keys(d));
+    if (!STL_Configure(d->stats, RUN_Config(d->run)))
+      LOG_Warnx("statsdir or a filegen file name is too long; statistics files unchanged");
     LOG_Info("configuration reloaded (associations change only on restart)");
     CNF_Config old = {.tos = old_tos, .tinker = old_tinker};
     if (d->cli && !same_discipline(&old, RUN_Config(d->run)))
@@ -494,6 +503,35 @@ arm_leap(Daemon *d)
                                             : "");
 }
 
+#define SYSSTATS_INTERVAL_NS (3600LL * 1000000000) /* ntpd writes sysstats hourly */
+
+/* A sysstats record: the counters since the previous one, as ntpd (which resets them). */
+static void
+sysstats_record(Daemon *d, const NTT_Now *now)
+{
+  WRK_Counters sum;
+  STF_Sys cur, r;
+  POL_Exclusive(d->pool, -1);
+  POL_SumCounters(d->pool, &sum);
+  POL_Release(d->pool);
+  CSV_SysStats(d->ctl, &sum, &cur);
+  const STF_Sys *p = &d->sys_prev;
+  r = (STF_Sys){.age = (uint64_t)((now->mono_ns - d->sys_prev_ns) / 1000000000),
+                .received = cur.received - p->received,
+                .processed = cur.processed - p->processed,
+                .newversion = cur.newversion - p->newversion,
+                .oldversion = cur.oldversion - p->oldversion,
+                .restricted = cur.restricted - p->restricted,
+                .badlength = cur.badlength - p->badlength,
+                .badauth = cur.badauth - p->badauth,
+                .declined = cur.declined - p->declined,
+                .limited = cur.limited - p->limited,
+                .kodsent = cur.kodsent - p->kodsent};
+  STL_PutSys(d->stats, &now->real, &r);
+  d->sys_prev = cur;
+  d->sys_prev_ns = now->mono_ns;
+}
+
 static void
 on_tick(void *arg)
 {
@@ -501,6 +539,11 @@ on_tick(void *arg)
   NTT_Now now;
   CLK_ReadNow(d->clk, &now);
   shed_tick(d, &now);
+  if (now.mono_ns >= d->sys_next_ns) {
+    d->sys_next_ns += SYSSTATS_INTERVAL_NS;
+    if (STL_Wants(d->stats, STF_SYSSTATS))
+      sysstats_record(d, &now);
+  }
   if (RUN_TickDue(d->run, &now)) {
     POL_Exclusive(d->pool, -1);
     RUN_Tick(d->run, &now);
@@ -694,12 +737,21 @@ serve(Daemon *d)
   POL_SetShed(d->pool, RUN_Shed(d->run));
   if (!POL_Start(d->pool, RUN_Context(d->run), err, sizeof(err)))
     LOG_Fatalx("%s", err);
+  d->stats = STL_Create(); /* after any fork (-n absent): its thread must be ours */
+  if (!d->stats || !STL_Configure(d->stats, RUN_Config(d->run)))
+    LOG_Fatalx(
+        "cannot start the statistics files' writer (statsdir or a file name too long?)");
+  NTT_Now start;
+  CLK_ReadNow(d->clk, &start);
+  d->sys_prev_ns = start.mono_ns;
+  d->sys_next_ns = start.mono_ns + SYSSTATS_INTERVAL_NS;
   if (RUN_Config(d->run)->n_assocs > 0) {
     d->cli = CLI_Create(d->loop, d->clk, RUN_Config(d->run), client_keys(d), on_sync, on_peers,
                         d, err, sizeof(err));
     if (!d->cli)
       LOG_Fatalx("%s", err);
     CSV_SetClient(d->ctl, d->cli);
+    CLI_SetStats(d->cli, d->stats);
   }
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
   LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s", CLK_Name(d->clk),
@@ -707,6 +759,11 @@ serve(Daemon *d)
   NTF_Ready(); /* sockets bound, configuration in force, privileges dropped */
   if (!EVL_Run(d->loop))
     LOG_Warn("event loop failed");
+  if (STL_Wants(d->stats, STF_SYSSTATS)) { /* the last, partial hour is not lost */
+    NTT_Now end;
+    CLK_ReadNow(d->clk, &end);
+    sysstats_record(d, &end);
+  }
   dump_counters(d);
   return 0;
 }
@@ -718,6 +775,7 @@ shutdown_daemon(Daemon *d)
     DMN_RemovePidFile(d->files[0]); /* else the cleaner does it, below */
   POL_Destroy(d->pool);             /* threads first: the control path reads the client */
   CLI_Destroy(d->cli);
+  STL_Destroy(d->stats); /* after the client, which queues records; writes what is queued */
   CSV_Destroy(d->ctl);
   if (d->sigfd > 0)
     close(d->sigfd);

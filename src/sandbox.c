@@ -150,6 +150,8 @@ static const char *const allowed[] = {
     "getdents64",
     "unlink",
     "unlinkat",
+    "link", /* statistics files: PREFIX/FILE links to the current generation */
+    "linkat",
     "rename",
     "renameat",
     "renameat2",

@@ -30,7 +30,10 @@ EXPECTED_WARNINGS = [
     ("pool-server.conf", 22, "rlimit: accepted for compatibility; it has no effect here"),
     ("ubuntu-ntpsec.conf", 21, "pool: option 'preempt' has no effect here"),
     ("rhel6-client.conf", 27, "includefile: cannot open '/etc/ntp/crypto/pw'"),
-    ("debian-ntp.conf", 8, "statistics: accepted for compatibility"),
+    ("debian-ntp.conf", 8, "statistics: 'clockstats' is accepted; ntpgated writes no "
+                           "clockstats records"),
+    ("debian-ntp.conf", 11, "filegen: 'clockstats' is accepted; ntpgated writes no "
+                            "clockstats records"),
     ("ntpsec-log.conf", 47, "logconfig: accepted for compatibility"),
 ]
 

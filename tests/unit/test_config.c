@@ -916,10 +916,7 @@ test_enable_disable(void)
 static void
 test_compat_no_effect(void)
 {
-  static const char *const names[] = {"statistics loopstats peerstats",
-                                      "statsdir /var/log/ntpstats/",
-                                      "filegen loopstats file loopstats type day enable",
-                                      "rlimit memlock 32 stacksize 1024",
+  static const char *const names[] = {"rlimit memlock 32 stacksize 1024",
                                       "broadcastdelay 0.008",
                                       "logconfig =syncall +clockall",
                                       "nonvolatile 0.000001"};
@@ -940,6 +937,95 @@ test_compat_no_effect(void)
     CNF_ClearErrors(&e);
     CNF_Destroy(c);
   }
+}
+
+/* ---- statistics files ---- */
+
+static void
+test_stats_defaults_off_day_link(void)
+{
+  CNF_Config *c = CNF_Create();
+  TEST_CHECK(c && c->statsdir == NULL);
+  for (int i = 0; c && i < STF_KIND_COUNT; i++) {
+    TEST_CHECK(!c->filegen[i].enabled && c->filegen[i].link && !c->filegen[i].file);
+    TEST_EQ_INT(c->filegen[i].type, STF_TYPE_DAY);
+  }
+  CNF_Destroy(c);
+}
+
+static void
+test_stats_debian_lines(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *c = parse("statsdir /var/log/ntpstats/\n"
+                        "statistics loopstats peerstats sysstats protostats\n"
+                        "filegen loopstats file loops type week nolink enable\n"
+                        "filegen peerstats file peerstats type day enable\n"
+                        "filegen sysstats disable\n"
+                        "filegen protostats type none link\n",
+                        &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.warnings.count, 0);
+  TEST_EQ_STR(c->statsdir, "/var/log/ntpstats/");
+  const CNF_FileGen *g = c->filegen;
+  TEST_CHECK(g[STF_LOOPSTATS].enabled && !g[STF_LOOPSTATS].link);
+  TEST_EQ_STR(g[STF_LOOPSTATS].file, "loops");
+  TEST_EQ_INT(g[STF_LOOPSTATS].type, STF_TYPE_WEEK);
+  TEST_CHECK(g[STF_PEERSTATS].enabled && g[STF_PEERSTATS].link);
+  TEST_CHECK(!g[STF_SYSSTATS].enabled);
+  TEST_CHECK(g[STF_PROTOSTATS].enabled && g[STF_PROTOSTATS].file == NULL);
+  TEST_EQ_INT(g[STF_PROTOSTATS].type, STF_TYPE_NONE);
+  TEST_CHECK(!g[STF_CLOCKSTATS].enabled);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+}
+
+static void
+test_stats_clockstats_warns(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *c = parse("statistics loopstats clockstats\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.warnings.count, 1);
+  TEST_EQ_STR(wrn(&e, 0),
+              "t.conf:1: statistics: 'clockstats' is accepted; ntpgated writes no clockstats "
+              "records");
+  TEST_CHECK(c->filegen[STF_LOOPSTATS].enabled && c->filegen[STF_CLOCKSTATS].enabled);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
+}
+
+static void
+test_stats_errors(void)
+{
+  TEST_EQ_STR(only_error("statistics loopstats bogusstats"),
+              "t.conf:1: statistics: unknown statistics name 'bogusstats'");
+  TEST_EQ_STR(only_error("statistics"), "t.conf:1: statistics: missing argument");
+  TEST_EQ_STR(only_error("filegen"), "t.conf:1: filegen: missing statistics name");
+  TEST_EQ_STR(only_error("filegen loopstats type pid"),
+              "t.conf:1: filegen: unknown type 'pid' (none, day, week, month or year; ntpd's "
+              "pid and age are not supported)");
+  TEST_EQ_STR(only_error("filegen loopstats type"), "t.conf:1: filegen: missing type");
+  TEST_EQ_STR(only_error("filegen loopstats file ../x"),
+              "t.conf:1: filegen: bad file name '../x' (a name in statsdir, without '/')");
+  TEST_EQ_STR(only_error("filegen loopstats enable sometimes"),
+              "t.conf:1: filegen: unexpected 'sometimes'");
+  TEST_EQ_STR(only_error("statsdir"), "t.conf:1: statsdir: missing file name");
+}
+
+static void
+test_stats_bad_filegen_changes_nothing(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *c = parse("filegen loopstats file a type week enable bogus\n", &e, &ok);
+  TEST_CHECK(!ok);
+  TEST_CHECK(!c->filegen[STF_LOOPSTATS].enabled && !c->filegen[STF_LOOPSTATS].file);
+  TEST_EQ_INT(c->filegen[STF_LOOPSTATS].type, STF_TYPE_DAY);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(c);
 }
 
 /* ---- error reporting ---- */
@@ -1754,7 +1840,10 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_discard), TEST_CASE(test_mru), TEST_CASE(test_tos),
           TEST_CASE(test_tinker), TEST_CASE(test_interface_port_threads),
           TEST_CASE(test_files_and_keys), TEST_CASE(test_enable_disable),
-          TEST_CASE(test_compat_no_effect), TEST_CASE(test_unknown_directive),
+          TEST_CASE(test_compat_no_effect), TEST_CASE(test_stats_defaults_off_day_link),
+          TEST_CASE(test_stats_debian_lines), TEST_CASE(test_stats_clockstats_warns),
+          TEST_CASE(test_stats_errors), TEST_CASE(test_stats_bad_filegen_changes_nothing),
+          TEST_CASE(test_unknown_directive),
           TEST_CASE(test_every_error_reported_with_lines),
           TEST_CASE(test_null_errs_and_format), TEST_CASE(test_control_characters_sanitized),
           TEST_CASE(test_long_lines), TEST_CASE(test_typical_public_server),
