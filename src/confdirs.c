@@ -59,6 +59,7 @@ static const CNF_Directive directives[] = {
     WORKS("enable", CNF_D_ENABLE, BOTH),
     WORKS("disable", CNF_D_DISABLE, BOTH),
     WORKS("includefile", CNF_D_INCLUDEFILE, BOTH),
+    WORKS("metrics", CNF_D_METRICS, EXT),
     NOEFFECT("statistics", BOTH, "statistics files are not written"),
     NOEFFECT("statsdir", BOTH, "statistics files are not written"),
     NOEFFECT("filegen", BOTH, "statistics files are not written"),
@@ -874,6 +875,36 @@ d_threads(Args *a, int unused)
     a->p->cfg->threads = (int)v;
 }
 
+/* metrics listen ADDRESS [port N]: one OpenMetrics endpoint (docs/monitoring.md). */
+static void
+d_metrics(Args *a, int unused)
+{
+  (void)unused;
+  NetAddr addr;
+  int prefix;
+  long long port = CNF_METRICS_PORT;
+  char *t = cnf_need_tok(a, "listen");
+  if (!t)
+    return;
+  if (strcmp(t, "listen") != 0)
+    return (void)cnf_fail(a, "'%.64s' is not listen", t);
+  if (!(t = cnf_need_tok(a, "address")) || !cnf_parse_addr_prefix(a, t, &addr, &prefix))
+    return;
+  if (prefix >= 0)
+    return (void)cnf_fail(a, "'%.64s' is a network, not an address", t);
+  if ((t = cnf_next_tok(a)) != NULL) {
+    if (strcmp(t, "port") != 0)
+      return (void)cnf_fail(a, "'%.64s' is not port", t);
+    if (!cnf_arg_int(a, "port", 1, 65535, &port))
+      return;
+  }
+  CNF_Config *cfg = a->p->cfg;
+  if (cfg->n_metrics >= CNF_MAX_METRICS)
+    return (void)cnf_fail(a, "more than %d metrics endpoints", CNF_MAX_METRICS);
+  addr.port = (uint16_t)port;
+  cfg->metrics[cfg->n_metrics++] = addr;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Files and keys                                                                         */
 
@@ -1087,6 +1118,7 @@ static const struct {
     [CNF_D_ENABLE] = {d_switch, 1},
     [CNF_D_DISABLE] = {d_switch, 0},
     [CNF_D_INCLUDEFILE] = {cnf_include, 0},
+    [CNF_D_METRICS] = {d_metrics, 0},
 };
 
 bool

@@ -64,6 +64,7 @@ typedef enum {
   CNF_D_ENABLE,
   CNF_D_DISABLE,
   CNF_D_INCLUDEFILE,
+  CNF_D_METRICS,
   CNF_D_COUNT
 } CNF_DirId;
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "control.h"
 #include "clock.h"
 #include "ctlserve.h"
 #include "config.h"
@@ -22,6 +23,7 @@
 #include "keys.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "netio.h"
 #include "notify.h"
 #include "pool.h"
@@ -58,6 +60,11 @@ typedef struct {
   POL_Pool *pool;  /* the serving threads and their sockets */
   CSV_Server *ctl; /* the control path (mode 6) */
   CLI_Client *cli; /* upstream associations and the clock discipline */
+  MTR_Server *mtr; /* the metrics endpoint (NULL: none configured) */
+  NetAddr mtr_addrs[CNF_MAX_METRICS]; /* where it listens (a change needs a restart) */
+  size_t n_mtr_addrs;
+  EXP_Snapshot snap; /* what it serves, refreshed every tick */
+  double start_time;
   SBX_User user;   /* -u, looked up before any chroot */
   bool pid_written;
   const char *files[2]; /* what the cleaner removes at exit */
@@ -355,6 +362,112 @@ on_config(void *arg, int fd, uint32_t events)
   CSV_HandleConfig(d->ctl);
 }
 
+/* ---- the metrics endpoint (docs/monitoring.md) ---- */
+
+static void
+snapshot_peers(Daemon *d, EXP_Snapshot *s)
+{
+  static CTL_Peer peers[EXP_MAX_PEERS]; /* the main thread's only */
+  CTL_Ctx cc;
+  memset(&cc, 0, sizeof(cc));
+  s->n_peers = 0;
+  s->have_client = d->cli != NULL;
+  if (!d->cli)
+    return;
+  CLI_FillControl(d->cli, &cc, peers, EXP_MAX_PEERS);
+  s->offset = cc.offset;
+  s->frequency_ppm = cc.frequency_ppm;
+  s->jitter = cc.sys_peer ? cc.sys_jitter : cc.clk_jitter;
+  for (size_t i = 0; i < cc.n_peers; i++) {
+    const CTL_Peer *p = &peers[i];
+    if (p->srcadr.family == ADR_NONE)
+      continue;
+    EXP_Peer *e = &s->peers[s->n_peers++];
+    *e = (EXP_Peer){.addr = p->srcadr, .reach = p->reach, .stratum = p->stratum,
+                    .poll = p->hpoll, .have_sample = p->delay > 0, .offset = p->offset,
+                    .delay = p->delay, .jitter = p->jitter, .kod_rate = p->kod_rate,
+                    .kod_deny = p->kod_deny, .kod_rstr = p->kod_rstr,
+                    .kod_other = p->kod_other};
+  }
+}
+
+/* Once a tick: the counters (summed in a short exclusive section, as for SIGUSR1), the
+ * system variables and the restrict list in force, for the endpoint's thread. Tables are
+ * swapped only by this thread, so the list read here outside the section stays valid. */
+static void
+metrics_tick(Daemon *d)
+{
+  EXP_Snapshot *s = &d->snap;
+  WRK_Counters sum;
+  MON_Stats ms;
+  SHD_Stats ss;
+  POL_Exclusive(d->pool, -1);
+  POL_SumCounters(d->pool, &sum);
+  MON_GetStats(RUN_Monitor(d->run), &ms);
+  SHD_GetStats(RUN_Shed(d->run), &ss);
+  SRV_System sys = *RUN_Context(d->run)->sys;
+  POL_Release(d->pool);
+  s->version = NTPG_VERSION;
+  s->start_time = d->start_time;
+  s->received = sum.received;
+  s->received_bytes = sum.received_bytes;
+  s->sent = sum.sent;
+  s->sent_bytes = sum.sent_bytes;
+  s->send_errors = sum.send_errors;
+  s->recv_errors = sum.recv_errors;
+  s->oversize = sum.oversize;
+  s->kernel_drops = POL_KernelDrops(d->pool);
+  memcpy(s->reasons, sum.reasons, sizeof(s->reasons));
+  s->mon_entries = ms.entries;
+  s->mon_capacity = ms.capacity;
+  s->mon_evictions = ms.evictions;
+  s->mon_not_tracked = ms.not_tracked;
+  s->shed_now = ss.shed_now;
+  s->shed_total = ss.shed;
+  s->stratum = sys.stratum;
+  s->leap = sys.leap;
+  s->root_delay = sys.root_delay;
+  s->root_dispersion = sys.root_disp;
+  snapshot_peers(d, s);
+  MTR_Publish(d->mtr, s);
+  if (!MTR_SetRestrict(d->mtr, RUN_Context(d->run)->rst))
+    LOG_Warnx("metrics: out of memory copying the restrict list; the old one stays");
+}
+
+static bool
+open_metrics(Daemon *d)
+{
+  const CNF_Config *cfg = RUN_Config(d->run);
+  char err[256], name[ADR_STRLEN];
+  if (cfg->n_metrics == 0)
+    return true;
+  d->mtr = MTR_Create(cfg->metrics, cfg->n_metrics, err, sizeof(err));
+  if (!d->mtr) {
+    LOG_Warnx("%s", err);
+    return false;
+  }
+  memcpy(d->mtr_addrs, cfg->metrics, cfg->n_metrics * sizeof(cfg->metrics[0]));
+  d->n_mtr_addrs = cfg->n_metrics;
+  for (size_t i = 0; i < cfg->n_metrics; i++)
+    LOG_Info("metrics on http://%s/metrics",
+             ADR_FormatPort(&cfg->metrics[i], name, sizeof(name)));
+  return true;
+}
+
+/* The endpoints are bound once, before privileges are dropped: a reload that changes them
+ * says so and keeps the old ones. */
+static void
+metrics_reloaded(const Daemon *d)
+{
+  const CNF_Config *cfg = RUN_Config(d->run);
+  bool same = cfg->n_metrics == d->n_mtr_addrs;
+  for (size_t i = 0; same && i < cfg->n_metrics; i++)
+    same = ADR_Equal(&cfg->metrics[i], &d->mtr_addrs[i]) &&
+           cfg->metrics[i].port == d->mtr_addrs[i].port;
+  if (!same)
+    LOG_Warnx("metrics listen lines changed: they take effect at the next restart");
+}
+
 static void
 reload(Daemon *d)
 {
@@ -394,6 +507,7 @@ reload(Daemon *d)
     if (d->cli)
       CLI_SetKeys(d->cli, client_keys(d));
     LOG_Info("configuration reloaded (associations change only on restart)");
+    metrics_reloaded(d);
   }
   RUN_FreeErrors(&errs);
 }
@@ -487,6 +601,8 @@ on_tick(void *arg)
     POL_Release(d->pool);
   }
   arm_leap(d);
+  if (d->mtr)
+    metrics_tick(d);
 }
 
 static int
@@ -634,8 +750,9 @@ start(Daemon *d)
   d->loop = EVL_Create(err, sizeof(err));
   if (!d->loop)
     LOG_Fatalx("%s", err);
-  if (!open_sockets(d))
+  if (!open_sockets(d) || !open_metrics(d))
     return 1;
+  d->start_time = (double)now.real.tv_sec + now.real.tv_nsec * 1e-9;
   d->ctl = CSV_Create(d->run, d->pool, d->clk, o->config_path);
   if (!d->ctl)
     LOG_Fatalx("out of memory");
@@ -680,6 +797,11 @@ serve(Daemon *d)
       LOG_Fatalx("%s", err);
     CSV_SetClient(d->ctl, d->cli);
   }
+  if (d->mtr) {
+    metrics_tick(d);
+    if (!MTR_Start(d->mtr, err, sizeof(err)))
+      LOG_Fatalx("%s", err);
+  }
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
   LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s", CLK_Name(d->clk),
            CLK_PrecisionLog2(d->clk));
@@ -695,6 +817,7 @@ shutdown_daemon(Daemon *d)
 {
   if (d->pid_written && d->cleaner.pid == 0)
     DMN_RemovePidFile(d->files[0]); /* else the cleaner does it, below */
+  MTR_Destroy(d->mtr);
   POL_Destroy(d->pool);             /* threads first: the control path reads the client */
   CLI_Destroy(d->cli);
   CSV_Destroy(d->ctl);
