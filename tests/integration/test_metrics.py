@@ -10,6 +10,7 @@ request 400, an oversized head 431; a `metrics` line with an error is FILE:LINE 
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -159,6 +160,22 @@ def check_endpoint(c, addr, port, src_noquery, src_ignore):
     return body
 
 
+def check_dashboard(c, prom):
+    """Every query of contrib/grafana/ntpgate.json runs in Prometheus, and every metric it
+    names is scraped."""
+    path = os.path.join(ntpg.SRC, "contrib", "grafana", "ntpgate.json")
+    with open(path) as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    bad = [e for e in exprs if prom.query(e.replace("$__rate_interval", "1m")
+                                          .replace("$instance", ".*")) is None]
+    c.check("dashboard: every query of %d runs" % len(exprs), exprs and not bad, why=str(bad))
+    names = sorted({w for e in exprs for w in re.findall(r"ntpgate_[a-z_]+", e)})
+    missing = [n for n in names if not prom.query("count(%s)" % n)]
+    c.check("dashboard: the %d metrics it uses are scraped" % len(names), not missing,
+            why=str(missing))
+
+
 def main(c, tmp):
     if not os.access(PROMETHEUS, os.X_OK):
         c.check("prometheus installed (scripts/deps.sh test)", False)
@@ -216,6 +233,8 @@ def main(c, tmp):
     v = prom.value_where('ntpgate_peer_delay_seconds{peer="%s"}' % server,
                          lambda v: 0 < v < 0.1)
     c.check("prometheus: the association's delay is measured", v is not None, "%s s" % v)
+
+    check_dashboard(c, prom)
 
     before = sample(get_metrics(server, mport)[1], "ntpgate_responses_sent_total") or 0
     d.send_signal(signal.SIGHUP)
