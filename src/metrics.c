@@ -228,20 +228,23 @@ writer_busy(const MTR_Server *m)
 static void
 readable(MTR_Server *m, Conn *c)
 {
+  bool eof = false;
   if (c->got < sizeof(c->req)) {
     ssize_t n = recv(c->fd, c->req + c->got, sizeof(c->req) - c->got, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-      return;
-    if (n <= 0) {
-      close_conn(c);
-      return;
-    }
-    c->got += (size_t)n;
+    if (n > 0)
+      c->got += (size_t)n;
+    else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+      eof = true; /* a request already complete is still answered */
   }
   HTP_Request rq;
   HTP_Status st = HTP_Parse(c->req, c->got, &rq);
-  if (st == HTP_INCOMPLETE || writer_busy(m))
+  if (st == HTP_INCOMPLETE) {
+    if (eof)
+      close_conn(c);
     return;
+  }
+  if (writer_busy(m))
+    return; /* looked at again on the next turn */
   answer(m, c, st, &rq);
   flush(c);
 }
