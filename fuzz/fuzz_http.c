@@ -1,6 +1,7 @@
 /* libFuzzer target: the metrics endpoint's HTTP request parser (http.h), whole. No crash, no
  * read past the input; HTP_OK only with a head length within the input, and the answer
  * head for every outcome fits its buffer. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
