@@ -391,11 +391,10 @@ snapshot_peers(Daemon *d, EXP_Snapshot *s)
   }
 }
 
-/* Once a tick: the counters (summed in a short exclusive section, as for SIGUSR1), the
- * system variables and the restrict list in force, for the endpoint's thread. Tables are
- * swapped only by this thread, so the list read here outside the section stays valid. */
+/* When the endpoint asks (a scrape, metrics.h): the counters (summed in a short exclusive
+ * section, as for SIGUSR1), the monitor, shed, system and association state. */
 static void
-metrics_tick(Daemon *d)
+metrics_snapshot(Daemon *d)
 {
   EXP_Snapshot *s = &d->snap;
   WRK_Counters sum;
@@ -430,6 +429,23 @@ metrics_tick(Daemon *d)
   s->root_dispersion = sys.root_disp;
   snapshot_peers(d, s);
   MTR_Publish(d->mtr, s);
+}
+
+static void
+on_metrics_want(void *arg, int fd, uint32_t events)
+{
+  Daemon *d = arg;
+  (void)fd;
+  (void)events;
+  MTR_TakeWant(d->mtr);
+  metrics_snapshot(d);
+}
+
+/* Once a tick: the restrict list in force, which the endpoint checks every client against
+ * (no section: tables are swapped only by this thread, so the list stays valid here). */
+static void
+metrics_tick(Daemon *d)
+{
   if (!MTR_SetRestrict(d->mtr, RUN_Context(d->run)->rst))
     LOG_Warnx("metrics: out of memory copying the restrict list; the old one stays");
 }
@@ -799,6 +815,8 @@ serve(Daemon *d)
   }
   if (d->mtr) {
     metrics_tick(d);
+    if (!EVL_AddFd(d->loop, MTR_WantFd(d->mtr), on_metrics_want, d))
+      LOG_Fatalx("cannot watch the metrics endpoint's requests");
     if (!MTR_Start(d->mtr, err, sizeof(err)))
       LOG_Fatalx("%s", err);
   }

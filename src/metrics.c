@@ -32,10 +32,14 @@ struct MTR_Server {
   int listen_fd[MAX_LISTEN];
   size_t n_listen;
   int stop_fd; /* eventfd: MTR_Destroy wakes the thread */
+  int want_fd; /* eventfd: the thread asks the owner for a fresh snapshot */
   pthread_t thread;
   bool started;
-  pthread_mutex_t lock; /* guards snap and rst, between the main thread and ours */
+  pthread_mutex_t lock; /* guards snap, gen, published_ms and rst, owner and thread */
+  pthread_cond_t published; /* signalled by MTR_Publish */
   EXP_Snapshot snap;
+  uint64_t gen;         /* snapshots published */
+  int64_t published_ms; /* when the last one was (monotonic) */
   RST_List *rst;
   /* the thread's own */
   Conn conns[MTR_MAX_CONNS];
@@ -85,12 +89,18 @@ MTR_Create(const NetAddr *addrs, size_t n, char *err, size_t errlen)
     return NULL;
   }
   pthread_mutex_init(&m->lock, NULL);
-  m->stop_fd = -1;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&m->published, &ca);
+  pthread_condattr_destroy(&ca);
+  m->stop_fd = m->want_fd = -1;
   for (size_t i = 0; i < MTR_MAX_CONNS; i++)
     m->conns[i].fd = -1;
   m->send_buf = malloc(HEAD_CAP + BODY_CAP);
   m->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (!m->send_buf || m->stop_fd < 0) {
+  m->want_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (!m->send_buf || m->stop_fd < 0 || m->want_fd < 0) {
     snprintf(err, errlen, "metrics: out of memory or descriptors");
     MTR_Destroy(m);
     return NULL;
@@ -160,6 +170,35 @@ accept_all(MTR_Server *m, int lfd)
   }
 }
 
+/* Ask the owner for a fresh snapshot unless ours is young; wait for it, bounded. */
+static void
+refresh(MTR_Server *m)
+{
+  int64_t now = now_ms();
+  pthread_mutex_lock(&m->lock);
+  uint64_t gen = m->gen;
+  bool young = m->gen > 0 && now - m->published_ms < MTR_FRESH_MS;
+  pthread_mutex_unlock(&m->lock);
+  if (young)
+    return;
+  uint64_t one = 1;
+  if (write(m->want_fd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+    return; /* the counter is full: a request is pending anyway */
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += MTR_WAIT_MS / 1000;
+  until.tv_nsec += (long)(MTR_WAIT_MS % 1000) * 1000000;
+  if (until.tv_nsec >= 1000000000) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000;
+  }
+  pthread_mutex_lock(&m->lock);
+  while (m->gen == gen)
+    if (pthread_cond_timedwait(&m->published, &m->lock, &until) != 0)
+      break;
+  pthread_mutex_unlock(&m->lock);
+}
+
 /* Build the answer to a finished request in send_buf (the body at HEAD_CAP, the head just
  * before it) and point the connection at it. */
 static void
@@ -170,6 +209,7 @@ answer(MTR_Server *m, Conn *c, HTP_Status st, const HTP_Request *rq)
   char *body = m->send_buf + HEAD_CAP, head[HEAD_CAP];
   int code = HTP_Code(st);
   if (st == HTP_OK) {
+    refresh(m);
     pthread_mutex_lock(&m->lock);
     m->work = m->snap;
     pthread_mutex_unlock(&m->lock);
@@ -330,10 +370,27 @@ MTR_Destroy(MTR_Server *m)
     close(m->listen_fd[i]);
   if (m->stop_fd >= 0)
     close(m->stop_fd);
+  if (m->want_fd >= 0)
+    close(m->want_fd);
+  pthread_cond_destroy(&m->published);
   RST_Destroy(m->rst);
   free(m->send_buf);
   pthread_mutex_destroy(&m->lock);
   free(m);
+}
+
+int
+MTR_WantFd(const MTR_Server *m)
+{
+  return m->want_fd;
+}
+
+void
+MTR_TakeWant(MTR_Server *m)
+{
+  uint64_t v;
+  while (read(m->want_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+    ;
 }
 
 void
@@ -341,6 +398,9 @@ MTR_Publish(MTR_Server *m, const EXP_Snapshot *s)
 {
   pthread_mutex_lock(&m->lock);
   m->snap = *s;
+  m->gen++;
+  m->published_ms = now_ms();
+  pthread_cond_broadcast(&m->published);
   pthread_mutex_unlock(&m->lock);
 }
 
