@@ -240,9 +240,22 @@ def main(c, tmp):
     check_dashboard(c, prom)
 
     before = sample(get_metrics(server, mport)[1], "ntpgate_responses_sent_total") or 0
+    # a reload that moves the endpoint: taken, but the endpoint stays until a restart
+    d.write_config(extra=[x.replace("port %d" % mport, "port %d" % ntpg.v6_port(3))
+                          for x in d.extra])
     d.send_signal(signal.SIGHUP)
     c.check("reload taken", ntpg.wait_until(lambda: "configuration reloaded" in d.log_text(),
                                             10))
+    c.check("a changed metrics line is said to need a restart",
+            "take effect at the next restart" in d.log_text())
+    c.check("the endpoint stays where it was",
+            get_metrics(server, mport)[0].startswith("HTTP/1.1 200"))
+    # a reload with a bad metrics line changes nothing and says where
+    d.write_config(extra=d.extra + ["metrics listen nowhere"])
+    d.send_signal(signal.SIGHUP)
+    c.check("a bad metrics line: the reload is refused with FILE:LINE",
+            ntpg.wait_until(lambda: "reload failed" in d.log_text(), 10) and
+            "%s:" % d.conf in d.log_text() and "bad address 'nowhere'" in d.log_text())
     ntpg.run_ntpdig(server)
     after = prom.value_where('ntpgate_responses_sent_total{instance="%s:%d"}' % (server, mport),
                              lambda v: v > before)
