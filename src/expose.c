@@ -43,7 +43,7 @@ sample_f(Buf *b, const char *name, const char *labels, double v)
   else if (isinf(v))
     put(b, "%s%s %sInf\n", name, labels, v > 0 ? "+" : "-");
   else
-    put(b, "%s%s %.9g\n", name, labels, v);
+    put(b, "%s%s %.15g\n", name, labels, v);
 }
 
 static void
@@ -174,6 +174,9 @@ system_vars(Buf *b, const EXP_Snapshot *s)
   one_f(b, "ntpgate_system_root_dispersion_seconds", "The root dispersion we serve.",
         s->root_dispersion);
   double nan = NAN;
+  one_f(b, "ntpgate_leap_list_expiry_timestamp_seconds",
+        "When the leap-second list (leapfile) expires, POSIX seconds (NaN: no list).",
+        s->leap_expiry > 0 ? s->leap_expiry : nan);
   one_f(b, "ntpgate_system_offset_seconds", "The clock offset last measured (NaN: no client).",
         s->have_client ? s->offset : nan);
   one_f(b, "ntpgate_system_frequency_ppm", "The frequency correction (NaN: no client).",

@@ -38,6 +38,7 @@ typedef struct {
   /* what we serve (sysvars) and the discipline */
   int stratum, leap;
   double root_delay, root_dispersion; /* s */
+  double leap_expiry;                 /* POSIX s the leap-second list expires; 0: no list */
   bool have_client;                   /* offset, frequency and jitter are from a client */
   double offset, frequency_ppm, jitter;
   EXP_Peer peers[EXP_MAX_PEERS];

@@ -427,6 +427,9 @@ metrics_snapshot(Daemon *d)
   s->leap = sys.leap;
   s->root_delay = sys.root_delay;
   s->root_dispersion = sys.root_disp;
+  CTL_Ctx cc;
+  RUN_ControlContext(d->run, &cc);
+  s->leap_expiry = (double)cc.leap_expire;
   snapshot_peers(d, s);
   MTR_Publish(d->mtr, s);
 }

@@ -25,6 +25,19 @@ import ntpg  # noqa: E402
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 STRATUM = 5
+LEAPFILE = "/usr/share/zoneinfo/leap-seconds.list"  # tzdata
+
+
+def leap_list_expiry():
+    """The `#@` line of LEAPFILE as POSIX seconds (NTP seconds in the file), or None."""
+    try:
+        with open(LEAPFILE) as f:
+            for line in f:
+                if line.startswith("#@"):
+                    return int(line.split()[1]) - ntpg.NTP_UNIX_EPOCH
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def http_raw(addr, port, data, src=None, timeout=3.0):
@@ -186,7 +199,8 @@ def main(c, tmp):
     mport, cport, pport = ntpg.v6_port(0), ntpg.v6_port(1), ntpg.v6_port(2)
     d = ntpg.Daemon(tmp, [server], stratum=STRATUM, name="server", extra=[
         "restrict %s kod limited" % limited, "restrict %s noquery" % noquery,
-        "restrict %s ignore" % ignore, "metrics listen %s port %d" % (server, mport)])
+        "restrict %s ignore" % ignore, "metrics listen %s port %d" % (server, mport)] +
+        (["leapfile %s" % LEAPFILE] if leap_list_expiry() else []))
     cl = ntpg.Daemon(tmp, [client], stratum=None, name="client", extra=[
         "server %s iburst minpoll 3 maxpoll 3" % server,
         "metrics listen %s port %d" % (client, cport)])
@@ -201,6 +215,14 @@ def main(c, tmp):
     c.check("stratum %d in the exposition" % STRATUM,
             sample(body, "ntpgate_system_stratum") == STRATUM, why=str(
                 sample(body, "ntpgate_system_stratum")))
+
+    want = leap_list_expiry()
+    got = sample(body, "ntpgate_leap_list_expiry_timestamp_seconds")
+    if want:
+        c.check("leap-second list expiry as in %s" % LEAPFILE, got == want, "%s" % got,
+                why="want %s" % want)
+    else:
+        c.skip("leap-second list expiry", "no %s with a #@ line here" % LEAPFILE)
 
     dig = ntpg.run_ntpdig(server)
     c.check("ntpdig served", "error" not in dig, "stratum %s" % dig.get("stratum"),

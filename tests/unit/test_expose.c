@@ -135,6 +135,10 @@ test_exp_no_client_gives_nan(void)
   fill();
   EXP_Format(&snap, out, sizeof(out));
   TEST_CHECK(strstr(out, "\nntpgate_system_offset_seconds NaN\n") != NULL);
+  TEST_CHECK(strstr(out, "\nntpgate_leap_list_expiry_timestamp_seconds NaN\n") != NULL);
+  snap.leap_expiry = 1798761600;
+  EXP_Format(&snap, out, sizeof(out));
+  TEST_NEAR(value(out, "ntpgate_leap_list_expiry_timestamp_seconds"), 1798761600, 0.5);
   snap.have_client = true;
   snap.offset = -0.25;
   snap.frequency_ppm = 12.5;
