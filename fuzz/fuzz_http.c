@@ -24,8 +24,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (st != HTP_OK && rq.length != 0)
     abort();
   char head[256];
-  if (st != HTP_INCOMPLETE && HTP_ResponseHead(HTP_Code(st), "text/plain", size, head,
-                                               sizeof(head)) == 0)
+  if (st != HTP_INCOMPLETE &&
+      HTP_ResponseHead(HTP_Code(st), "text/plain", size, head, sizeof(head)) == 0)
     abort();
   free(buf);
   return 0;

@@ -231,8 +231,8 @@ typedef struct {
 #define CNF_MAX_THREADS 64
 #define CNF_MAX_LEAPSMEAR 86400 /* leapsmearinterval: a day at most, as ntpd */
 #define CNF_MAX_KEYID 65535
-#define CNF_MAX_METRICS 8          /* `metrics listen` lines */
-#define CNF_METRICS_PORT 9975      /* their default TCP port */
+#define CNF_MAX_METRICS 8     /* `metrics listen` lines */
+#define CNF_METRICS_PORT 9975 /* their default TCP port */
 
 typedef struct {
   CNF_Assoc *assocs; /* in configuration order */

@@ -94,12 +94,13 @@ traffic(Buf *b, const EXP_Snapshot *s)
         s->start_time);
   one_u(b, "ntpgate_requests_received_total", "counter",
         "Datagrams the serving threads received.", s->received);
-  one_u(b, "ntpgate_received_bytes_total", "counter",
-        "Octets the serving threads received.", s->received_bytes);
+  one_u(b, "ntpgate_received_bytes_total", "counter", "Octets the serving threads received.",
+        s->received_bytes);
   one_u(b, "ntpgate_responses_sent_total", "counter",
         "Replies the kernel accepted (time replies, KoDs, crypto-NAKs, control answers).",
         s->sent);
-  one_u(b, "ntpgate_sent_bytes_total", "counter", "Octets of the replies sent.", s->sent_bytes);
+  one_u(b, "ntpgate_sent_bytes_total", "counter", "Octets of the replies sent.",
+        s->sent_bytes);
   one_u(b, "ntpgate_send_errors_total", "counter", "Replies the kernel refused.",
         s->send_errors);
   one_u(b, "ntpgate_receive_errors_total", "counter", "Failed receive calls.", s->recv_errors);
@@ -129,8 +130,9 @@ static void
 answers(Buf *b, const EXP_Snapshot *s)
 {
   static const char kod[] = "ntpgate_kod_sent_total";
-  family(b, kod, "counter", "Kiss-o'-Death replies sent, by kiss code (NTSN: NTS is not "
-                            "implemented, always 0).");
+  family(b, kod, "counter",
+         "Kiss-o'-Death replies sent, by kiss code (NTSN: NTS is not "
+         "implemented, always 0).");
   sample_u(b, kod, "{code=\"RATE\"}", s->reasons[SRV_R_KOD_RATE]);
   sample_u(b, kod, "{code=\"DENY\"}", s->reasons[SRV_R_KOD_DENY]);
   sample_u(b, kod, "{code=\"RSTR\"}", s->reasons[SRV_R_KOD_RSTR]);
@@ -238,7 +240,9 @@ peers(Buf *b, const EXP_Snapshot *s)
     const struct {
       const char *code;
       uint64_t v;
-    } codes[] = {{"RATE", p->kod_rate}, {"DENY", p->kod_deny}, {"RSTR", p->kod_rstr},
+    } codes[] = {{"RATE", p->kod_rate},
+                 {"DENY", p->kod_deny},
+                 {"RSTR", p->kod_rstr},
                  {"other", p->kod_other}};
     ADR_Format(&p->addr, addr, sizeof(addr));
     for (size_t c = 0; c < sizeof(codes) / sizeof(codes[0]); c++) {

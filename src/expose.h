@@ -17,11 +17,11 @@
 
 /* One upstream association. */
 typedef struct {
-  NetAddr addr;                       /* the server's address (port not shown) */
-  uint8_t reach, stratum;             /* reachability register; stratum as received */
-  int8_t poll;                        /* log2 s */
-  bool have_sample;                   /* offset, delay and jitter are meaningful */
-  double offset, delay, jitter;       /* s */
+  NetAddr addr;                 /* the server's address (port not shown) */
+  uint8_t reach, stratum;       /* reachability register; stratum as received */
+  int8_t poll;                  /* log2 s */
+  bool have_sample;             /* offset, delay and jitter are meaningful */
+  double offset, delay, jitter; /* s */
   uint64_t kod_rate, kod_deny, kod_rstr, kod_other; /* KoDs received by kiss code */
 } EXP_Peer;
 

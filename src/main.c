@@ -60,11 +60,6 @@ typedef struct {
   POL_Pool *pool;  /* the serving threads and their sockets */
   CSV_Server *ctl; /* the control path (mode 6) */
   CLI_Client *cli; /* upstream associations and the clock discipline */
-  MTR_Server *mtr; /* the metrics endpoint (NULL: none configured) */
-  NetAddr mtr_addrs[CNF_MAX_METRICS]; /* where it listens (a change needs a restart) */
-  size_t n_mtr_addrs;
-  EXP_Snapshot snap; /* what it serves, refreshed every tick */
-  double start_time;
   SBX_User user;   /* -u, looked up before any chroot */
   bool pid_written;
   const char *files[2]; /* what the cleaner removes at exit */
@@ -72,6 +67,13 @@ typedef struct {
   uint64_t shed_logged; /* shed sources last logged */
   int sigfd;
   int exit_code;
+  /* the metrics endpoint (NULL: none configured), where it listens (a change needs a
+   * restart), the snapshot it is given, when we started */
+  MTR_Server *mtr;
+  NetAddr mtr_addrs[CNF_MAX_METRICS];
+  size_t n_mtr_addrs;
+  EXP_Snapshot snap;
+  double start_time;
 } Daemon;
 
 static void
@@ -383,10 +385,17 @@ snapshot_peers(Daemon *d, EXP_Snapshot *s)
     if (p->srcadr.family == ADR_NONE)
       continue;
     EXP_Peer *e = &s->peers[s->n_peers++];
-    *e = (EXP_Peer){.addr = p->srcadr, .reach = p->reach, .stratum = p->stratum,
-                    .poll = p->hpoll, .have_sample = p->delay > 0, .offset = p->offset,
-                    .delay = p->delay, .jitter = p->jitter, .kod_rate = p->kod_rate,
-                    .kod_deny = p->kod_deny, .kod_rstr = p->kod_rstr,
+    *e = (EXP_Peer){.addr = p->srcadr,
+                    .reach = p->reach,
+                    .stratum = p->stratum,
+                    .poll = p->hpoll,
+                    .have_sample = p->delay > 0,
+                    .offset = p->offset,
+                    .delay = p->delay,
+                    .jitter = p->jitter,
+                    .kod_rate = p->kod_rate,
+                    .kod_deny = p->kod_deny,
+                    .kod_rstr = p->kod_rstr,
                     .kod_other = p->kod_other};
   }
 }
@@ -838,10 +847,10 @@ shutdown_daemon(Daemon *d)
 {
   if (d->pid_written && d->cleaner.pid == 0)
     DMN_RemovePidFile(d->files[0]); /* else the cleaner does it, below */
-  MTR_Destroy(d->mtr);
   POL_Destroy(d->pool);             /* threads first: the control path reads the client */
   CLI_Destroy(d->cli);
   CSV_Destroy(d->ctl);
+  MTR_Destroy(d->mtr);
   if (d->sigfd > 0)
     close(d->sigfd);
   EVL_Destroy(d->loop);

@@ -35,7 +35,7 @@ struct MTR_Server {
   int want_fd; /* eventfd: the thread asks the owner for a fresh snapshot */
   pthread_t thread;
   bool started;
-  pthread_mutex_t lock; /* guards snap, gen, published_ms and rst, owner and thread */
+  pthread_mutex_t lock;     /* guards snap, gen, published_ms and rst, owner and thread */
   pthread_cond_t published; /* signalled by MTR_Publish */
   EXP_Snapshot snap;
   uint64_t gen;         /* snapshots published */

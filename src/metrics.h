@@ -4,9 +4,10 @@
  * list in force (MTR_Publish, MTR_SetRestrict). A snapshot is taken on demand: when a
  * request comes and the last snapshot is older than MTR_FRESH_MS, the endpoint's thread makes
  * MTR_WantFd readable and waits (at most MTR_WAIT_MS) for the owner's next MTR_Publish, then
- * renders what it has; nobody scraping costs the serving threads nothing. Connections are non-blocking, bounded in number, size
- * (HTP_MAX_REQUEST) and time (MTR_TIMEOUT_MS), and closed after one answer. A client whose
- * address the restrict list gives `ignore` or `noquery` is closed without a byte. */
+ * renders what it has; nobody scraping costs the serving threads nothing. Connections are
+ * non-blocking, bounded in number, size (HTP_MAX_REQUEST) and time (MTR_TIMEOUT_MS), and
+ * closed after one answer. A client whose address the restrict list gives `ignore` or
+ * `noquery` is closed without a byte. */
 #ifndef NTPG_METRICS_H
 #define NTPG_METRICS_H
 

@@ -79,7 +79,8 @@ test_exp_every_drop_reason_is_a_label(void)
     if (strncmp(name, "dropped_", 8) != 0)
       continue;
     drops++;
-    snprintf(series, sizeof(series), "ntpgate_requests_dropped_total{reason=\"%s\"}", name + 8);
+    snprintf(series, sizeof(series), "ntpgate_requests_dropped_total{reason=\"%s\"}",
+             name + 8);
     TEST_CHECK(value(out, series) >= 0);
   }
   TEST_CHECK(drops >= 20);
@@ -90,16 +91,28 @@ test_exp_every_drop_reason_is_a_label(void)
 static void
 test_exp_every_family_has_help_and_type(void)
 {
-  static const char *const names[] = {
-      "ntpgate_build_info", "ntpgate_requests_received_total", "ntpgate_responses_sent_total",
-      "ntpgate_requests_dropped_total", "ntpgate_kod_sent_total", "ntpgate_monitor_entries",
-      "ntpgate_monitor_capacity", "ntpgate_monitor_evictions_total", "ntpgate_shed_sources",
-      "ntpgate_system_stratum", "ntpgate_system_leap", "ntpgate_system_offset_seconds",
-      "ntpgate_system_frequency_ppm", "ntpgate_system_jitter_seconds",
-      "ntpgate_system_root_delay_seconds", "ntpgate_system_root_dispersion_seconds",
-      "ntpgate_peer_offset_seconds", "ntpgate_peer_delay_seconds",
-      "ntpgate_peer_jitter_seconds", "ntpgate_peer_poll_seconds", "ntpgate_peer_reach",
-      "ntpgate_peer_kod_received_total"};
+  static const char *const names[] = {"ntpgate_build_info",
+                                      "ntpgate_requests_received_total",
+                                      "ntpgate_responses_sent_total",
+                                      "ntpgate_requests_dropped_total",
+                                      "ntpgate_kod_sent_total",
+                                      "ntpgate_monitor_entries",
+                                      "ntpgate_monitor_capacity",
+                                      "ntpgate_monitor_evictions_total",
+                                      "ntpgate_shed_sources",
+                                      "ntpgate_system_stratum",
+                                      "ntpgate_system_leap",
+                                      "ntpgate_system_offset_seconds",
+                                      "ntpgate_system_frequency_ppm",
+                                      "ntpgate_system_jitter_seconds",
+                                      "ntpgate_system_root_delay_seconds",
+                                      "ntpgate_system_root_dispersion_seconds",
+                                      "ntpgate_peer_offset_seconds",
+                                      "ntpgate_peer_delay_seconds",
+                                      "ntpgate_peer_jitter_seconds",
+                                      "ntpgate_peer_poll_seconds",
+                                      "ntpgate_peer_reach",
+                                      "ntpgate_peer_kod_received_total"};
   fill();
   out[0] = '\n'; /* so that every line, the first too, follows a newline */
   EXP_Format(&snap, out + 1, sizeof(out) - 1);
@@ -154,9 +167,14 @@ test_exp_peers_by_address(void)
   snap.n_peers = 2;
   ADR_Parse("192.0.2.1", &snap.peers[0].addr);
   ADR_Parse("2001:db8::1", &snap.peers[1].addr);
-  snap.peers[0] = (EXP_Peer){.addr = snap.peers[0].addr, .reach = 255, .poll = 6,
-                             .have_sample = true, .offset = 0.001, .delay = 0.02,
-                             .kod_rate = 2, .kod_rstr = 1};
+  snap.peers[0] = (EXP_Peer){.addr = snap.peers[0].addr,
+                             .reach = 255,
+                             .poll = 6,
+                             .have_sample = true,
+                             .offset = 0.001,
+                             .delay = 0.02,
+                             .kod_rate = 2,
+                             .kod_rstr = 1};
   snap.peers[1].reach = 1;
   EXP_Format(&snap, out, sizeof(out));
   TEST_EQ_INT(value(out, "ntpgate_peer_reach{peer=\"192.0.2.1\"}"), 255);
@@ -181,7 +199,8 @@ test_exp_too_small_gives_zero(void)
   TEST_EQ_INT(EXP_Format(&snap, out, 0), 0);
 }
 
-TEST_MAIN(TEST_CASE(test_exp_counters_in_their_series), TEST_CASE(test_exp_every_drop_reason_is_a_label),
-          TEST_CASE(test_exp_every_family_has_help_and_type), TEST_CASE(test_exp_label_values_escaped),
-          TEST_CASE(test_exp_no_client_gives_nan), TEST_CASE(test_exp_peers_by_address),
-          TEST_CASE(test_exp_too_small_gives_zero))
+TEST_MAIN(TEST_CASE(test_exp_counters_in_their_series),
+          TEST_CASE(test_exp_every_drop_reason_is_a_label),
+          TEST_CASE(test_exp_every_family_has_help_and_type),
+          TEST_CASE(test_exp_label_values_escaped), TEST_CASE(test_exp_no_client_gives_nan),
+          TEST_CASE(test_exp_peers_by_address), TEST_CASE(test_exp_too_small_gives_zero))

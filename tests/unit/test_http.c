@@ -138,8 +138,11 @@ test_htp_random_input_never_overreads(void)
   }
 }
 
-TEST_MAIN(TEST_CASE(test_htp_get_metrics_ok_with_length), TEST_CASE(test_htp_head_and_query_string_ok),
-          TEST_CASE(test_htp_bare_lf_lines_accepted), TEST_CASE(test_htp_every_prefix_is_incomplete),
-          TEST_CASE(test_htp_too_large_without_end), TEST_CASE(test_htp_outcomes_of_bad_requests),
+TEST_MAIN(TEST_CASE(test_htp_get_metrics_ok_with_length),
+          TEST_CASE(test_htp_head_and_query_string_ok),
+          TEST_CASE(test_htp_bare_lf_lines_accepted),
+          TEST_CASE(test_htp_every_prefix_is_incomplete),
+          TEST_CASE(test_htp_too_large_without_end),
+          TEST_CASE(test_htp_outcomes_of_bad_requests),
           TEST_CASE(test_htp_nul_in_request_line_is_bad), TEST_CASE(test_htp_codes),
           TEST_CASE(test_htp_response_head), TEST_CASE(test_htp_random_input_never_overreads))
