@@ -24,7 +24,8 @@ endif
 TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
 
 .PHONY: all deps deps-build run check test test-plain test-asan test-tsan test-fuzz \
-        test-fuzzreplay fuzz fuzz-long fuzz-build clean install deb test-package bench-timequality
+        test-fuzzreplay fuzz fuzz-long fuzz-build clean install deb test-package bench-timequality \
+        bench-metrics
 
 all: $(BUILD)/ntpgated
 
@@ -98,6 +99,10 @@ test-package:
 # part of make check): docs/client.md has the table of a run.
 bench-timequality: $(BUILD)/ntpgated
 	bench/timequality.sh
+
+# Serving CPU per answer with and without a Prometheus scraping every second (not in check).
+bench-metrics: all
+	bench/metrics.sh -b $(BUILD)
 
 check: deps
 	$(MAKE) test-plain

@@ -37,6 +37,7 @@ typedef struct {
   uint16_t associd; /* for ntpq: 1.. in creation order, never reused */
   uint64_t sent;
   uint64_t outcomes[ASC_OUTCOME_COUNT];
+  uint64_t kods[4];  /* KoDs received: RATE, DENY, RSTR, any other code (metrics) */
   uint8_t select;    /* CTW_SEL_* from the last selection */
   NTT_Now last_rx;   /* when the last accepted reply arrived (mono_ns 0: none yet) */
   NTT_Stamp reftime; /* the server's reference time in that reply */
@@ -528,6 +529,18 @@ update(CLI_Client *c, NTT_Now *now)
 /* ---- packets ---- */
 
 static void
+count_kod(Peer *p, uint32_t kiss)
+{
+  char code[5];
+  PKT_RefidToCode(kiss, code);
+  static const char *const known[] = {"RATE", "DENY", "RSTR"};
+  size_t i = 0;
+  while (i < 3 && strcmp(code, known[i]) != 0)
+    i++;
+  p->kods[i]++;
+}
+
+static void
 log_kod(CLI_Client *c, const Peer *p, ASC_Outcome o, const ASC_Result *res, int64_t mono_ns)
 {
   if (!res->log || !LOG_Allow(&c->kod_log, mono_ns, 10, 60))
@@ -577,8 +590,10 @@ on_reply(void *arg, int fd, uint32_t events)
       p->last_rx = rx;
       p->reftime = res.reftime;
     }
-    if (o == ASC_KOD_DENY || o == ASC_KOD_RATE || o == ASC_KOD_IGNORED)
+    if (o == ASC_KOD_DENY || o == ASC_KOD_RATE || o == ASC_KOD_IGNORED) {
+      count_kod(p, res.kiss);
       log_kod(c, p, o, &res, now.mono_ns);
+    }
     /* The selection runs on every accepted sample, not only on a new filter output: a
      * sample that is not the filter's best still lowers the dispersion that decides
      * whether a source is fit. DSC_Update feeds the loop only a newer system-peer sample. */
@@ -806,6 +821,10 @@ fill_peer(const CLI_Client *c, const Peer *p, const NTT_Now *now, CTL_Peer *o)
   o->sent = p->sent;
   o->received = p->outcomes[ASC_SAMPLE] + p->outcomes[ASC_KOD_DENY] +
                 p->outcomes[ASC_KOD_RATE] + p->outcomes[ASC_KOD_IGNORED];
+  o->kod_rate = p->kods[0];
+  o->kod_deny = p->kods[1];
+  o->kod_rstr = p->kods[2];
+  o->kod_other = p->kods[3];
   o->badauth = p->outcomes[ASC_DROP_AUTH];
   o->bogusorg = p->outcomes[ASC_DROP_BOGUS_ORIGIN] + p->outcomes[ASC_DROP_ZERO_ORIGIN];
   o->oldpkt = p->outcomes[ASC_DROP_DUPLICATE] + p->outcomes[ASC_DROP_NOT_PENDING];

@@ -61,6 +61,7 @@ static const CNF_Directive directives[] = {
     WORKS("enable", CNF_D_ENABLE, BOTH),
     WORKS("disable", CNF_D_DISABLE, BOTH),
     WORKS("includefile", CNF_D_INCLUDEFILE, BOTH),
+    WORKS("metrics", CNF_D_METRICS, EXT),
     WORKS("statistics", CNF_D_STATISTICS, BOTH),
     WORKS("statsdir", CNF_D_STATSDIR, BOTH),
     WORKS("filegen", CNF_D_FILEGEN, BOTH),
@@ -931,6 +932,36 @@ d_threads(Args *a, int unused)
     a->p->cfg->threads = (int)v;
 }
 
+/* metrics listen ADDRESS [port N]: one OpenMetrics endpoint (docs/monitoring.md). */
+static void
+d_metrics(Args *a, int unused)
+{
+  (void)unused;
+  NetAddr addr;
+  int prefix;
+  long long port = CNF_METRICS_PORT;
+  char *t = cnf_need_tok(a, "listen");
+  if (!t)
+    return;
+  if (strcmp(t, "listen") != 0)
+    return (void)cnf_fail(a, "'%.64s' is not listen", t);
+  if (!(t = cnf_need_tok(a, "address")) || !cnf_parse_addr_prefix(a, t, &addr, &prefix))
+    return;
+  if (prefix >= 0)
+    return (void)cnf_fail(a, "'%.64s' is a network, not an address", t);
+  if ((t = cnf_next_tok(a)) != NULL) {
+    if (strcmp(t, "port") != 0)
+      return (void)cnf_fail(a, "'%.64s' is not port", t);
+    if (!cnf_arg_int(a, "port", 1, 65535, &port))
+      return;
+  }
+  CNF_Config *cfg = a->p->cfg;
+  if (cfg->n_metrics >= CNF_MAX_METRICS)
+    return (void)cnf_fail(a, "more than %d metrics endpoints", CNF_MAX_METRICS);
+  addr.port = (uint16_t)port;
+  cfg->metrics[cfg->n_metrics++] = addr;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Files and keys                                                                         */
 
@@ -1240,6 +1271,7 @@ static const struct {
     [CNF_D_STATSDIR] = {d_path, (int)offsetof(CNF_Config, statsdir)},
     [CNF_D_STATISTICS] = {d_statistics, 0},
     [CNF_D_FILEGEN] = {d_filegen, 0},
+    [CNF_D_METRICS] = {d_metrics, 0},
 };
 
 bool

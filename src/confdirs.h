@@ -68,6 +68,7 @@ typedef enum {
   CNF_D_STATSDIR,
   CNF_D_STATISTICS,
   CNF_D_FILEGEN,
+  CNF_D_METRICS,
   CNF_D_COUNT
 } CNF_DirId;
 

@@ -251,6 +251,8 @@ typedef struct {
 #define CNF_MAX_THREADS 64
 #define CNF_MAX_LEAPSMEAR 86400 /* leapsmearinterval: a day at most, as ntpd */
 #define CNF_MAX_KEYID 65535
+#define CNF_MAX_METRICS 8     /* `metrics listen` lines */
+#define CNF_METRICS_PORT 9975 /* their default TCP port */
 
 typedef struct {
   CNF_Assoc *assocs; /* in configuration order */
@@ -286,6 +288,10 @@ typedef struct {
   CNF_Tos tos;
   CNF_Tinker tinker;
   CNF_Switches sw;
+
+  /* `metrics listen ADDRESS [port N]` (extension): the OpenMetrics endpoints, with ports */
+  NetAddr metrics[CNF_MAX_METRICS];
+  size_t n_metrics;
 } CNF_Config;
 
 /* A config holding the defaults; NULL if memory is short. */

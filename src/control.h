@@ -131,6 +131,8 @@ typedef struct CTL_Peer {
   uint32_t timer;     /* s until the next poll */
   uint32_t timerec;   /* s since the last packet from it */
   uint32_t timereach; /* s since the reachability last changed */
+  /* KoDs received by kiss code (for the metrics endpoint, not mode 6) */
+  uint64_t kod_rate, kod_deny, kod_rstr, kod_other;
 } CTL_Peer;
 
 /* Counters ntpq's sysstats, iostats and authinfo ask for, by variable name. Whatever the

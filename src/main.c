@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "control.h"
 #include "clock.h"
 #include "ctlserve.h"
 #include "config.h"
@@ -22,6 +23,7 @@
 #include "keys.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "netio.h"
 #include "notify.h"
 #include "pool.h"
@@ -70,6 +72,13 @@ typedef struct {
   int64_t sys_next_ns;  /* when the next hourly record is due */
   int sigfd;
   int exit_code;
+  /* the metrics endpoint (NULL: none configured), where it listens (a change needs a
+   * restart), the snapshot it is given, when we started */
+  MTR_Server *mtr;
+  NetAddr mtr_addrs[CNF_MAX_METRICS];
+  size_t n_mtr_addrs;
+  EXP_Snapshot snap;
+  double start_time;
 } Daemon;
 
 static void
@@ -362,6 +371,138 @@ on_config(void *arg, int fd, uint32_t events)
   CSV_HandleConfig(d->ctl);
 }
 
+/* ---- the metrics endpoint (docs/monitoring.md) ---- */
+
+static void
+snapshot_peers(Daemon *d, EXP_Snapshot *s)
+{
+  static CTL_Peer peers[EXP_MAX_PEERS]; /* the main thread's only */
+  CTL_Ctx cc;
+  memset(&cc, 0, sizeof(cc));
+  s->n_peers = 0;
+  s->have_client = d->cli != NULL;
+  if (!d->cli)
+    return;
+  CLI_FillControl(d->cli, &cc, peers, EXP_MAX_PEERS);
+  s->offset = cc.offset;
+  s->frequency_ppm = cc.frequency_ppm;
+  s->jitter = cc.sys_peer ? cc.sys_jitter : cc.clk_jitter;
+  for (size_t i = 0; i < cc.n_peers; i++) {
+    const CTL_Peer *p = &peers[i];
+    if (p->srcadr.family == ADR_NONE)
+      continue;
+    EXP_Peer *e = &s->peers[s->n_peers++];
+    *e = (EXP_Peer){.addr = p->srcadr,
+                    .reach = p->reach,
+                    .stratum = p->stratum,
+                    .poll = p->hpoll,
+                    .have_sample = p->delay > 0,
+                    .offset = p->offset,
+                    .delay = p->delay,
+                    .jitter = p->jitter,
+                    .kod_rate = p->kod_rate,
+                    .kod_deny = p->kod_deny,
+                    .kod_rstr = p->kod_rstr,
+                    .kod_other = p->kod_other};
+  }
+}
+
+/* When the endpoint asks (a scrape, metrics.h): the counters (summed in a short exclusive
+ * section, as for SIGUSR1), the monitor, shed, system and association state. */
+static void
+metrics_snapshot(Daemon *d)
+{
+  EXP_Snapshot *s = &d->snap;
+  WRK_Counters sum;
+  MON_Stats ms;
+  SHD_Stats ss;
+  POL_Exclusive(d->pool, -1);
+  POL_SumCounters(d->pool, &sum);
+  MON_GetStats(RUN_Monitor(d->run), &ms);
+  SHD_GetStats(RUN_Shed(d->run), &ss);
+  SRV_System sys = *RUN_Context(d->run)->sys;
+  POL_Release(d->pool);
+  s->version = NTPG_VERSION;
+  s->start_time = d->start_time;
+  s->received = sum.received;
+  s->received_bytes = sum.received_bytes;
+  s->sent = sum.sent;
+  s->sent_bytes = sum.sent_bytes;
+  s->send_errors = sum.send_errors;
+  s->recv_errors = sum.recv_errors;
+  s->oversize = sum.oversize;
+  s->kernel_drops = POL_KernelDrops(d->pool);
+  memcpy(s->reasons, sum.reasons, sizeof(s->reasons));
+  s->mon_entries = ms.entries;
+  s->mon_capacity = ms.capacity;
+  s->mon_evictions = ms.evictions;
+  s->mon_not_tracked = ms.not_tracked;
+  s->shed_now = ss.shed_now;
+  s->shed_total = ss.shed;
+  s->stratum = sys.stratum;
+  s->leap = sys.leap;
+  s->root_delay = sys.root_delay;
+  s->root_dispersion = sys.root_disp;
+  CTL_Ctx cc;
+  RUN_ControlContext(d->run, &cc);
+  s->leap_expiry = (double)cc.leap_expire;
+  snapshot_peers(d, s);
+  MTR_Publish(d->mtr, s);
+}
+
+static void
+on_metrics_want(void *arg, int fd, uint32_t events)
+{
+  Daemon *d = arg;
+  (void)fd;
+  (void)events;
+  MTR_TakeWant(d->mtr);
+  metrics_snapshot(d);
+}
+
+/* Once a tick: the restrict list in force, which the endpoint checks every client against
+ * (no section: tables are swapped only by this thread, so the list stays valid here). */
+static void
+metrics_tick(Daemon *d)
+{
+  if (!MTR_SetRestrict(d->mtr, RUN_Context(d->run)->rst))
+    LOG_Warnx("metrics: out of memory copying the restrict list; the old one stays");
+}
+
+static bool
+open_metrics(Daemon *d)
+{
+  const CNF_Config *cfg = RUN_Config(d->run);
+  char err[256], name[ADR_STRLEN];
+  if (cfg->n_metrics == 0)
+    return true;
+  d->mtr = MTR_Create(cfg->metrics, cfg->n_metrics, err, sizeof(err));
+  if (!d->mtr) {
+    LOG_Warnx("%s", err);
+    return false;
+  }
+  memcpy(d->mtr_addrs, cfg->metrics, cfg->n_metrics * sizeof(cfg->metrics[0]));
+  d->n_mtr_addrs = cfg->n_metrics;
+  for (size_t i = 0; i < cfg->n_metrics; i++)
+    LOG_Info("metrics on http://%s/metrics",
+             ADR_FormatPort(&cfg->metrics[i], name, sizeof(name)));
+  return true;
+}
+
+/* The endpoints are bound once, before privileges are dropped: a reload that changes them
+ * says so and keeps the old ones. */
+static void
+metrics_reloaded(const Daemon *d)
+{
+  const CNF_Config *cfg = RUN_Config(d->run);
+  bool same = cfg->n_metrics == d->n_mtr_addrs;
+  for (size_t i = 0; same && i < cfg->n_metrics; i++)
+    same = ADR_Equal(&cfg->metrics[i], &d->mtr_addrs[i]) &&
+           cfg->metrics[i].port == d->mtr_addrs[i].port;
+  if (!same)
+    LOG_Warnx("metrics listen lines changed: they take effect at the next restart");
+}
+
 /* The client's selection and discipline take tos (but orphan mode) and tinker at start. */
 static bool
 same_discipline(const CNF_Config *a, const CNF_Config *b)
@@ -424,6 +565,7 @@ reload(Daemon *d)
     if (d->cli && !same_discipline(&old, RUN_Config(d->run)))
       LOG_Warnx("SIGHUP: tinker or tos selection options changed: the client's selection "
                 "and clock discipline keep the values they started with until a restart");
+    metrics_reloaded(d);
   }
   RUN_FreeErrors(&errs);
 }
@@ -551,6 +693,8 @@ on_tick(void *arg)
     POL_Release(d->pool);
   }
   arm_leap(d);
+  if (d->mtr)
+    metrics_tick(d);
 }
 
 static int
@@ -698,8 +842,9 @@ start(Daemon *d)
   d->loop = EVL_Create(err, sizeof(err));
   if (!d->loop)
     LOG_Fatalx("%s", err);
-  if (!open_sockets(d))
+  if (!open_sockets(d) || !open_metrics(d))
     return 1;
+  d->start_time = (double)now.real.tv_sec + now.real.tv_nsec * 1e-9;
   d->ctl = CSV_Create(d->run, d->pool, d->clk, o->config_path);
   if (!d->ctl)
     LOG_Fatalx("out of memory");
@@ -753,6 +898,13 @@ serve(Daemon *d)
     CSV_SetClient(d->ctl, d->cli);
     CLI_SetStats(d->cli, d->stats);
   }
+  if (d->mtr) {
+    metrics_tick(d);
+    if (!EVL_AddFd(d->loop, MTR_WantFd(d->mtr), on_metrics_want, d))
+      LOG_Fatalx("cannot watch the metrics endpoint's requests");
+    if (!MTR_Start(d->mtr, err, sizeof(err)))
+      LOG_Fatalx("%s", err);
+  }
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
   LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s", CLK_Name(d->clk),
            CLK_PrecisionLog2(d->clk));
@@ -777,6 +929,7 @@ shutdown_daemon(Daemon *d)
   CLI_Destroy(d->cli);
   STL_Destroy(d->stats); /* after the client, which queues records; writes what is queued */
   CSV_Destroy(d->ctl);
+  MTR_Destroy(d->mtr);
   if (d->sigfd > 0)
     close(d->sigfd);
   EVL_Destroy(d->loop);

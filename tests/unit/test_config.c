@@ -786,6 +786,30 @@ test_tinker(void)
 /* ---- network, files, keys, switches, compatibility ---- */
 
 static void
+test_metrics_listen(void)
+{
+  CNF_Config *c;
+  TEST_CHECK(clean_parse("metrics listen 127.0.0.1\nmetrics listen ::1 port 8080\n", &c));
+  TEST_EQ_INT(c->n_metrics, 2);
+  TEST_EQ_STR(addr_str(&c->metrics[0]), "127.0.0.1");
+  TEST_EQ_INT(c->metrics[0].port, CNF_METRICS_PORT);
+  TEST_EQ_INT(c->metrics[1].family, ADR_INET6);
+  TEST_EQ_INT(c->metrics[1].port, 8080);
+  CNF_Destroy(c);
+  TEST_CHECK(strstr(only_error("metrics talk 127.0.0.1\n"), "is not listen") != NULL);
+  TEST_CHECK(strstr(only_error("metrics listen\n"), "missing") != NULL);
+  TEST_CHECK(strstr(only_error("metrics listen host.example\n"), "bad address") != NULL);
+  TEST_CHECK(strstr(only_error("metrics listen 10.0.0.0/8\n"), "a network") != NULL);
+  TEST_CHECK(strstr(only_error("metrics listen 127.0.0.1 port 0\n"), "out of range") != NULL);
+  TEST_CHECK(strstr(only_error("metrics listen 127.0.0.1 prot 1\n"), "is not port") != NULL);
+  TEST_CHECK(strstr(only_error("metrics listen 127.0.0.1 port 1 x\n"), "unexpected") != NULL);
+  char text[1024] = "";
+  for (int i = 0; i <= CNF_MAX_METRICS; i++)
+    strcat(text, "metrics listen 127.0.0.1\n");
+  TEST_CHECK(strstr(only_error(text), "more than") != NULL);
+}
+
+static void
 test_interface_port_threads(void)
 {
   CNF_Config *c;
@@ -1853,4 +1877,4 @@ TEST_MAIN(TEST_CASE(test_defaults), TEST_CASE(test_comments_blanks_quotes_crlf),
           TEST_CASE(test_runtime_text_access_control_only), TEST_CASE(test_field_directives),
           TEST_CASE(test_table_matches_monitor_and_shed),
           TEST_CASE(test_table_ranges_enforced_at_the_line), TEST_CASE(test_docs_match_table),
-          TEST_CASE(test_run_errors_are_records))
+          TEST_CASE(test_run_errors_are_records), TEST_CASE(test_metrics_listen))
