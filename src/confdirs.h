@@ -64,6 +64,7 @@ typedef enum {
   CNF_D_ENABLE,
   CNF_D_DISABLE,
   CNF_D_INCLUDEFILE,
+  CNF_D_NTS,
   CNF_D_COUNT
 } CNF_DirId;
 

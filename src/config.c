@@ -782,6 +782,7 @@ CNF_Create(void)
   CNF_ApplyDefaults(CNF_OG_TOS, &c->tos);
   c->port = CNF_NTP_PORT;
   c->sw = (CNF_Switches){.auth = true, .kernel = true, .monitor = true, .ntp = true};
+  c->nts = (CNF_Nts){.aead = CNF_NTS_AEAD_AES_SIV_CMAC_256, .port = CNF_NTS_KE_PORT};
   return c;
 }
 
@@ -805,6 +806,12 @@ CNF_Destroy(CNF_Config *cfg)
   free(cfg->logfile);
   free(cfg->pidfile);
   free(cfg->keysfile);
+  free(cfg->nts.cert);
+  free(cfg->nts.key);
+  free(cfg->nts.ca);
+  free(cfg->nts.cookie);
+  free(cfg->nts.ciphersuites);
+  free(cfg->nts.ecdhcurves);
   free(cnf_store_of(cfg));
 }
 
