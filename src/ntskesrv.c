@@ -314,6 +314,13 @@ step(NKS_Server *s, Conn *c)
   if (c->state == ST_HANDSHAKE) {
     r = SSL_accept(c->ssl);
     if (r == 1) {
+      const unsigned char *proto = NULL;
+      unsigned len = 0;
+      SSL_get0_alpn_selected(c->ssl, &proto, &len);
+      if (len == 0) { /* the client sent no ALPN at all: not an NTS-KE client (section 4) */
+        count(&s->tls_failed, 1);
+        return false;
+      }
       c->state = ST_READ;
     } else {
       e = SSL_get_error(c->ssl, r);

@@ -5,6 +5,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 bool
 NTL_SelectAlpn(const unsigned char *in, unsigned inlen, const unsigned char **out,
@@ -60,8 +61,13 @@ load_identity(SSL_CTX *c, const CNF_Nts *n, char *why, size_t whylen)
   }
   if (SSL_CTX_use_certificate_chain_file(c, n->cert) != 1)
     return fail(why, whylen, "cannot load the certificate chain", n->cert);
-  if (SSL_CTX_use_PrivateKey_file(c, n->key, SSL_FILETYPE_PEM) != 1)
-    return fail(why, whylen, "cannot load the private key", n->key);
+  if (SSL_CTX_use_PrivateKey_file(c, n->key, SSL_FILETYPE_PEM) != 1) {
+    bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+    return fail(why, whylen,
+                mismatch ? "the private key does not match the certificate"
+                         : "cannot load the private key",
+                n->key);
+  }
   if (SSL_CTX_check_private_key(c) != 1)
     return fail(why, whylen, "the private key does not match the certificate", n->key);
   return true;
