@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 #include "confparse.h"
@@ -65,6 +66,7 @@ static const CNF_Directive directives[] = {
     WORKS("statistics", CNF_D_STATISTICS, BOTH),
     WORKS("statsdir", CNF_D_STATSDIR, BOTH),
     WORKS("filegen", CNF_D_FILEGEN, BOTH),
+    WORKS("nts", CNF_D_NTS, NTPSEC),
     NOEFFECT("broadcastdelay", NTPD, "broadcast mode is not supported"),
     NOEFFECT("logconfig", BOTH, "message classes cannot be selected; everything is logged"),
     NOEFFECT("nonvolatile", NTPD, "the frequency is written to the driftfile as it changes"),
@@ -87,7 +89,6 @@ static const CNF_Directive directives[] = {
     REFUSED("manycastclient", BOTH, "manycast is not supported"),
     REFUSED("manycastserver", NTPD, "manycast is not supported"),
     REFUSED("crypto", NTPD, "Autokey is not supported; use symmetric keys ('keys', 'key N')"),
-    REFUSED("nts", NTPSEC, "NTS is not supported; use symmetric keys ('keys', 'key N')"),
     REFUSED("refclock", NTPSEC,
             "reference clocks other than the LOCAL driver ('server 127.127.1.u') are not "
             "supported"),
@@ -157,7 +158,12 @@ static const CNF_Option assoc_opts[] = {
     {"autokey", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
      "Autokey is not supported; use symmetric keys ('key N')"},
     {"nts", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
-     "NTS is not supported; use symmetric keys ('key N')"},
+     "ntpgated serves NTS ('nts enable') but is not yet an NTS client; use symmetric keys "
+     "('key N')"},
+    {"ca", CNF_OK_INT, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
+     "it names the CA of an NTS server, and ntpgated is not yet an NTS client"},
+    {"noval", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
+     "it skips an NTS server's certificate check, and ntpgated is not yet an NTS client"},
     {"mode", CNF_OK_INT, 0, 255, 0, 0, 0, ND | REFUSE, 0, 0, 0,
      "reference clock modes and packet modes other than client are not supported"},
     {"bias", CNF_OK_DBL, -1, 1, 0, 0, 0, ND | REFUSE, 0, 0, 0,
@@ -1235,6 +1241,108 @@ d_filegen(Args *a, int unused)
   *slot = g;
 }
 
+/* nts (NTPsec's syntax: keywords with their values, several on one line or one a line)   */
+
+/* "TLS1.3" as NTPsec writes it (also "TLSv1.3"); TLS 1.2 is refused: RFC 8915 section 3. */
+static bool
+nts_tls_version(Args *a, const char *what)
+{
+  const char *t = cnf_need_tok(a, "TLS version");
+  if (!t)
+    return false;
+  if (strcasecmp(t, "TLS1.3") == 0 || strcasecmp(t, "TLSv1.3") == 0)
+    return true;
+  if (strcasecmp(t, "TLS1.2") == 0 || strcasecmp(t, "TLSv1.2") == 0 ||
+      strcasecmp(t, "TLS1.1") == 0 || strcasecmp(t, "TLSv1.1") == 0 ||
+      strcasecmp(t, "TLS1.0") == 0 || strcasecmp(t, "TLSv1.0") == 0 ||
+      strcasecmp(t, "TLS1") == 0 || strcasecmp(t, "TLSv1") == 0)
+    return cnf_fail(a, "%s %.16s: NTS-KE runs over TLS 1.3 only (RFC 8915 section 3)", what,
+                    t);
+  return cnf_fail(a, "%s: unknown TLS version '%.32s' (TLS1.3)", what, t);
+}
+
+static bool
+nts_aead(Args *a, CNF_Nts *n)
+{
+  const char *t = cnf_need_tok(a, "AEAD algorithm");
+  if (!t)
+    return false;
+  if (strcasecmp(t, "AES_SIV_CMAC_256") == 0 || strcasecmp(t, "AEAD_AES_SIV_CMAC_256") == 0) {
+    n->aead = CNF_NTS_AEAD_AES_SIV_CMAC_256;
+    return true;
+  }
+  return cnf_fail(a, "aead '%.32s' is not supported (only AES_SIV_CMAC_256)", t);
+}
+
+/* A string value into *slot (replacing an earlier one). */
+static bool
+nts_string(Args *a, const char *what, char **slot)
+{
+  const char *t = cnf_need_tok(a, what);
+  if (!t)
+    return false;
+  if (*t == '\0')
+    return cnf_fail(a, "empty %s", what);
+  char *copy = cnf_dup_str(t);
+  if (!copy)
+    return cnf_fail_oom(a);
+  free(*slot);
+  *slot = copy;
+  return true;
+}
+
+static bool
+nts_keyword(Args *a, const char *t, CNF_Nts *n)
+{
+  static const struct {
+    const char *name, *what;
+    size_t offset;
+  } strs[] = {
+      {"cert", "certificate file", offsetof(CNF_Nts, cert)},
+      {"key", "private key file", offsetof(CNF_Nts, key)},
+      {"ca", "CA file or directory", offsetof(CNF_Nts, ca)},
+      {"cookie", "cookie key file", offsetof(CNF_Nts, cookie)},
+      {"tlsciphersuites", "ciphersuite list", offsetof(CNF_Nts, ciphersuites)},
+      {"tlsecdhcurves", "curve list", offsetof(CNF_Nts, ecdhcurves)},
+  };
+  for (size_t i = 0; i < N_ELEMS(strs); i++)
+    if (strcmp(t, strs[i].name) == 0)
+      return nts_string(a, strs[i].what, cnf_field(n, strs[i].offset));
+  long long v;
+  if (strcmp(t, "enable") == 0 || strcmp(t, "disable") == 0)
+    n->enable = t[0] == 'e';
+  else if (strcmp(t, "mintls") == 0 || strcmp(t, "maxtls") == 0)
+    return nts_tls_version(a, t);
+  else if (strcmp(t, "aead") == 0)
+    return nts_aead(a, n);
+  else if (strcmp(t, "port") == 0) {
+    if (!cnf_arg_int(a, "NTS-KE port", 1, 65535, &v))
+      return false;
+    n->port = (uint16_t)v;
+  } else if (strcmp(t, "tlsciphers") == 0) {
+    if (!cnf_next_tok(a))
+      return cnf_fail(a, "missing value for tlsciphers");
+    cnf_warn(a, "tlsciphers has no effect: it lists TLS 1.2 ciphers, and NTS-KE uses TLS 1.3");
+  } else
+    return cnf_fail(a, "unknown keyword '%.64s'", t);
+  return true;
+}
+
+/* A line with an error fails the whole parse, so a partly applied line is never used. */
+static void
+d_nts(Args *a, int unused)
+{
+  (void)unused;
+  CNF_Nts *n = &a->p->cfg->nts;
+  const char *t;
+  if (cnf_at_end(a))
+    return (void)cnf_fail(a, "missing keyword");
+  n->line = a->p->line;
+  while ((t = cnf_next_tok(a)))
+    if (!nts_keyword(a, t, n))
+      return;
+}
+
 typedef void (*DirectiveFn)(Args *a, int arg);
 
 /* The handler of each supported directive of confdirs.c's table, by its id. */
@@ -1272,6 +1380,7 @@ static const struct {
     [CNF_D_STATISTICS] = {d_statistics, 0},
     [CNF_D_FILEGEN] = {d_filegen, 0},
     [CNF_D_METRICS] = {d_metrics, 0},
+    [CNF_D_NTS] = {d_nts, 0},
 };
 
 bool

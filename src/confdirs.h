@@ -69,6 +69,7 @@ typedef enum {
   CNF_D_STATISTICS,
   CNF_D_FILEGEN,
   CNF_D_METRICS,
+  CNF_D_NTS,
   CNF_D_COUNT
 } CNF_DirId;
 

@@ -785,6 +785,7 @@ CNF_Create(void)
   c->sw = (CNF_Switches){.auth = true, .kernel = true, .monitor = true, .ntp = true};
   for (int i = 0; i < STF_KIND_COUNT; i++)
     c->filegen[i] = (CNF_FileGen){.type = STF_TYPE_DAY, .link = true};
+  c->nts = (CNF_Nts){.aead = CNF_NTS_AEAD_AES_SIV_CMAC_256, .port = CNF_NTS_KE_PORT};
   return c;
 }
 
@@ -811,6 +812,12 @@ CNF_Destroy(CNF_Config *cfg)
   free(cfg->statsdir);
   for (int i = 0; i < STF_KIND_COUNT; i++)
     free(cfg->filegen[i].file);
+  free(cfg->nts.cert);
+  free(cfg->nts.key);
+  free(cfg->nts.ca);
+  free(cfg->nts.cookie);
+  free(cfg->nts.ciphersuites);
+  free(cfg->nts.ecdhcurves);
   free(cnf_store_of(cfg));
 }
 

@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "netio.h"
 #include "notify.h"
+#include "ntskesrv.h"
 #include "pool.h"
 #include "rng.h"
 #include "runtime.h"
@@ -61,6 +62,7 @@ typedef struct {
   POL_Pool *pool;  /* the serving threads and their sockets */
   CSV_Server *ctl; /* the control path (mode 6) */
   CLI_Client *cli; /* upstream associations and the clock discipline */
+  NKS_Server *nts;  /* the NTS-KE server (NULL without `nts enable`) */
   SBX_User user;   /* -u, looked up before any chroot */
   bool pid_written;
   const char *files[2]; /* what the cleaner removes at exit */
@@ -221,6 +223,28 @@ parse_options(int argc, char **argv, Options *o)
   return -1; /* go on */
 }
 
+/* The NTS-KE outcomes as `stats: nts_NAME VALUE` lines (docs/nts.md). */
+static void
+log_nts_counters(const NKS_Server *s)
+{
+  NKS_Counters c;
+  NKS_GetCounters(s, &c);
+  const struct {
+    const char *name;
+    uint64_t v;
+  } rows[] = {
+      {"accepted", c.accepted},         {"handshakes", c.handshakes},
+      {"tls_failed", c.tls_failed},     {"bad_request", c.bad_request},
+      {"unknown_critical", c.unknown_critical}, {"no_aead", c.no_aead},
+      {"timeouts", c.timeouts},         {"refused_full", c.refused_full},
+      {"refused_addr", c.refused_addr}, {"closed_early", c.closed_early},
+      {"internal_error", c.internal_error}, {"cookies_issued", c.cookies_issued},
+      {"key_rotations", c.key_rotations},
+  };
+  for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+    LOG_Info("stats: nts_ke_%s %llu", rows[i].name, (unsigned long long)rows[i].v);
+}
+
 static void
 dump_counters(const Daemon *d)
 {
@@ -245,6 +269,8 @@ dump_counters(const Daemon *d)
     CLI_LogCounters(d->cli);
   if (d->stats)
     STL_LogCounters(d->stats);
+  if (d->nts)
+    log_nts_counters(d->nts);
   const struct {
     const char *name;
     uint64_t value;
@@ -845,6 +871,12 @@ start(Daemon *d)
   if (!open_sockets(d) || !open_metrics(d))
     return 1;
   d->start_time = (double)now.real.tv_sec + now.real.tv_nsec * 1e-9;
+  if (RUN_Config(d->run)->nts.enable) {
+    d->nts = NKS_Create(&RUN_Config(d->run)->nts, err, sizeof(err));
+    if (!d->nts)
+      LOG_Fatalx("%s", err);
+    LOG_Info("NTS-KE on TCP port %u", RUN_Config(d->run)->nts.port);
+  }
   d->ctl = CSV_Create(d->run, d->pool, d->clk, o->config_path);
   if (!d->ctl)
     LOG_Fatalx("out of memory");
@@ -905,6 +937,8 @@ serve(Daemon *d)
     if (!MTR_Start(d->mtr, err, sizeof(err)))
       LOG_Fatalx("%s", err);
   }
+  if (d->nts && !NKS_Run(d->nts, err, sizeof(err)))
+    LOG_Fatalx("%s", err);
   EVL_AddTimer(d->loop, 1.0, on_tick, d);
   LOG_Info("ntpgated " NTPG_VERSION " running, clock %s, precision 2^%d s", CLK_Name(d->clk),
            CLK_PrecisionLog2(d->clk));
@@ -925,6 +959,7 @@ shutdown_daemon(Daemon *d)
 {
   if (d->pid_written && d->cleaner.pid == 0)
     DMN_RemovePidFile(d->files[0]); /* else the cleaner does it, below */
+  NKS_Stop(d->nts);
   POL_Destroy(d->pool);             /* threads first: the control path reads the client */
   CLI_Destroy(d->cli);
   STL_Destroy(d->stats); /* after the client, which queues records; writes what is queued */

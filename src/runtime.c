@@ -16,6 +16,7 @@
 #include "iface.h"
 #include "keys.h"
 #include "leapsec.h"
+#include "ntstls.h"
 #include "packet.h"
 #include "rng.h"
 
@@ -223,6 +224,21 @@ load_leaps(const char *path, RUN_Errors *errs, LSC_List **out)
   return true;
 }
 
+/* The `nts` lines: the certificate and key load and match, OpenSSL takes the lists. */
+static bool
+check_nts(const CNF_Nts *n, const char *path, RUN_Errors *errs)
+{
+  char why[512], text[600];
+  NTL_Ctx *c = NTL_CreateServer(n, why, sizeof(why));
+  if (c) {
+    NTL_Destroy(c);
+    return true;
+  }
+  snprintf(text, sizeof(text), "nts: %s", why);
+  add_record(errs, RUN_SEV_ERROR, path, n->line, text);
+  return false;
+}
+
 /* Everything a configuration builds; false (all reasons in errs) if any part fails. */
 static bool
 build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *t)
@@ -254,6 +270,8 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
       KEY_SetTrusted(t->keys, cfg->trusted_keys, cfg->n_trusted_keys);
   }
   if (cfg->leapfile && !load_leaps(cfg->leapfile, errs, &t->leaps))
+    sink.failed = true;
+  if (cfg->nts.enable && !check_nts(&cfg->nts, path, errs))
     sink.failed = true;
   if (sink.failed || !t->rst) {
     free_tables(t);

@@ -248,8 +248,8 @@ test_server_poll_rules(void)
   CNF_ClearErrors(&e);
   CNF_Destroy(pc);
   TEST_EQ_STR(only_error("server time.cloudflare.com nts"),
-              "t.conf:1: server: option 'nts' is not supported: NTS is not supported; use "
-              "symmetric keys ('key N')");
+              "t.conf:1: server: option 'nts' is not supported: ntpgated serves NTS ('nts "
+              "enable') but is not yet an NTS client; use symmetric keys ('key N')");
   TEST_EQ_STR(only_error("server a.example autokey"),
               "t.conf:1: server: option 'autokey' is not supported: Autokey is not supported; "
               "use symmetric keys ('key N')");

@@ -1,0 +1,167 @@
+/* Unit tests for the `nts` directive (confdirs.c) and the NTS-KE ALPN choice (ntstls.c). */
+#include "config.h"
+
+#include "harness.h"
+#include "ntstls.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+static CNF_Config *
+parse(const char *text, CNF_Errors *e, bool *ok)
+{
+  CNF_Config *cfg = CNF_Create();
+  CNF_InitErrors(e);
+  *ok = CNF_ParseText(cfg, "t.conf", text, e);
+  return cfg;
+}
+
+/* The first error of text, formatted ("" if it parsed). */
+static const char *
+first_error(const char *text)
+{
+  static char buf[512];
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *cfg = parse(text, &e, &ok);
+  buf[0] = '\0';
+  if (e.errors.count > 0)
+    CNF_FormatMessage(&e.errors.items[0], buf, sizeof(buf));
+  CNF_ClearErrors(&e);
+  CNF_Destroy(cfg);
+  return buf;
+}
+
+static void
+test_nts_defaults(void)
+{
+  CNF_Config *cfg = CNF_Create();
+  TEST_CHECK(!cfg->nts.enable);
+  TEST_EQ_INT(cfg->nts.port, 4460);
+  TEST_EQ_INT(cfg->nts.aead, 15);
+  TEST_CHECK(cfg->nts.cert == NULL && cfg->nts.key == NULL && cfg->nts.cookie == NULL);
+  CNF_Destroy(cfg);
+}
+
+static void
+test_nts_keywords_one_a_line_and_several_on_one(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *cfg = parse("nts enable\n"
+                          "nts cert /a/chain.pem key /a/key.pem\n"
+                          "nts cookie /var/lib/ntpgate/cookies\n"
+                          "nts ca /etc/ssl/certs mintls TLS1.3 maxtls TLSv1.3\n"
+                          "nts tlsciphersuites TLS_AES_256_GCM_SHA384\n"
+                          "nts tlsecdhcurves X25519:P-256 aead AES_SIV_CMAC_256 port 14460\n",
+                          &e, &ok);
+  TEST_CHECK(ok);
+  TEST_CHECK(cfg->nts.enable);
+  TEST_EQ_STR(cfg->nts.cert, "/a/chain.pem");
+  TEST_EQ_STR(cfg->nts.key, "/a/key.pem");
+  TEST_EQ_STR(cfg->nts.cookie, "/var/lib/ntpgate/cookies");
+  TEST_EQ_STR(cfg->nts.ca, "/etc/ssl/certs");
+  TEST_EQ_STR(cfg->nts.ciphersuites, "TLS_AES_256_GCM_SHA384");
+  TEST_EQ_STR(cfg->nts.ecdhcurves, "X25519:P-256");
+  TEST_EQ_INT(cfg->nts.aead, CNF_NTS_AEAD_AES_SIV_CMAC_256);
+  TEST_EQ_INT(cfg->nts.port, 14460);
+  TEST_EQ_INT(cfg->nts.line, 6);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(cfg);
+}
+
+static void
+test_nts_last_value_wins_and_disable(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *cfg = parse("nts enable cert a key b\nnts cert c\nnts disable\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_CHECK(!cfg->nts.enable);
+  TEST_EQ_STR(cfg->nts.cert, "c");
+  TEST_EQ_STR(cfg->nts.key, "b");
+  CNF_ClearErrors(&e);
+  CNF_Destroy(cfg);
+}
+
+static void
+test_nts_errors_name_file_and_line(void)
+{
+  TEST_EQ_STR(first_error("\nnts mintls TLS1.2\n"),
+              "t.conf:2: nts: mintls TLS1.2: NTS-KE runs over TLS 1.3 only (RFC 8915 section 3)");
+  TEST_EQ_STR(first_error("nts maxtls SSL3\n"),
+              "t.conf:1: nts: maxtls: unknown TLS version 'SSL3' (TLS1.3)");
+  TEST_EQ_STR(first_error("nts aead AES_SIV_CMAC_512\n"),
+              "t.conf:1: nts: aead 'AES_SIV_CMAC_512' is not supported (only AES_SIV_CMAC_256)");
+  TEST_EQ_STR(first_error("nts port 0\n"), "t.conf:1: nts: NTS-KE port 0 is out of range 1..65535");
+  TEST_EQ_STR(first_error("nts port 65536\n"),
+              "t.conf:1: nts: NTS-KE port 65536 is out of range 1..65535");
+  TEST_EQ_STR(first_error("nts enable bogus\n"), "t.conf:1: nts: unknown keyword 'bogus'");
+  TEST_EQ_STR(first_error("nts\n"), "t.conf:1: nts: missing keyword");
+  TEST_CHECK(strstr(first_error("nts cert\n"), "t.conf:1: nts:") != NULL);
+  TEST_CHECK(strstr(first_error("nts key\n"), "private key file") != NULL);
+}
+
+static void
+test_nts_client_options_refused_with_reason(void)
+{
+  TEST_CHECK(strstr(first_error("server 192.0.2.1 nts\n"), "not yet an NTS client") != NULL);
+  TEST_CHECK(strstr(first_error("pool pool.example nts\n"), "not yet an NTS client") != NULL);
+  TEST_CHECK(strstr(first_error("server 192.0.2.1 ca /x\n"), "t.conf:1: server: option 'ca'") !=
+             NULL);
+  TEST_CHECK(strstr(first_error("server 192.0.2.1 noval\n"), "option 'noval'") != NULL);
+}
+
+static void
+test_nts_tlsciphers_warns(void)
+{
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *cfg = parse("nts tlsciphers HIGH\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.warnings.count, 1);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(cfg);
+}
+
+static void
+test_alpn_picks_ntske_only(void)
+{
+  const unsigned char *out = NULL;
+  unsigned char outlen = 0;
+  static const unsigned char both[] = "\x02h2\x07ntske/1";
+  TEST_CHECK(NTL_SelectAlpn(both, sizeof(both) - 1, &out, &outlen));
+  TEST_EQ_INT(outlen, 7);
+  TEST_CHECK(out == both + 4 && memcmp(out, "ntske/1", 7) == 0);
+  static const unsigned char h2[] = "\x02h2\x08http/1.1";
+  TEST_CHECK(!NTL_SelectAlpn(h2, sizeof(h2) - 1, &out, &outlen));
+  static const unsigned char near[] = "\x07ntske/2\x08ntske/10";
+  TEST_CHECK(!NTL_SelectAlpn(near, sizeof(near) - 1, &out, &outlen));
+  /* a length running past the end, and a zero length, end the list */
+  static const unsigned char over[] = "\x09ntske/1";
+  TEST_CHECK(!NTL_SelectAlpn(over, sizeof(over) - 1, &out, &outlen));
+  static const unsigned char zero[] = "\x00\x07ntske/1";
+  TEST_CHECK(!NTL_SelectAlpn(zero, sizeof(zero) - 1, &out, &outlen));
+  TEST_CHECK(!NTL_SelectAlpn(NULL, 0, &out, &outlen));
+}
+
+static void
+test_server_context_needs_cert_and_key(void)
+{
+  CNF_Nts n = {.enable = true, .aead = 15, .port = 4460};
+  char why[256] = "";
+  TEST_CHECK(NTL_CreateServer(&n, why, sizeof(why)) == NULL);
+  TEST_CHECK(strstr(why, "nts cert FILE") != NULL);
+  n.cert = (char *)"/nonexistent/chain.pem";
+  n.key = (char *)"/nonexistent/key.pem";
+  TEST_CHECK(NTL_CreateServer(&n, why, sizeof(why)) == NULL);
+  TEST_CHECK(strstr(why, "cannot load the certificate chain /nonexistent/chain.pem") != NULL);
+}
+
+TEST_MAIN(TEST_CASE(test_nts_defaults), TEST_CASE(test_nts_keywords_one_a_line_and_several_on_one),
+          TEST_CASE(test_nts_last_value_wins_and_disable),
+          TEST_CASE(test_nts_errors_name_file_and_line),
+          TEST_CASE(test_nts_client_options_refused_with_reason),
+          TEST_CASE(test_nts_tlsciphers_warns), TEST_CASE(test_alpn_picks_ntske_only),
+          TEST_CASE(test_server_context_needs_cert_and_key))
