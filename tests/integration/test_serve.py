@@ -57,7 +57,17 @@ def check_raw_reply(c, d, addr, port, vn, src):
             rep["ref"] != 0 and rep["ref"] <= rep["xmt"] + (1 << 32),
             "ref %x xmt %x" % (rep["ref"], rep["xmt"]))
     c.check(label + ": root dispersion below 1 s", rep["rootdisp"] < 1.0, rep["rootdisp"])
-    c.check(label + ": offset within 1 ms", abs(r["offset"]) < LIMIT, "%+.6f" % r["offset"])
+    # The offset of one exchange can be off by a scheduling delay on a loaded machine: the
+    # best of up to three more exchanges, as for the real clients above.
+    offsets = [r["offset"]]
+    for _ in range(3):
+        if abs(offsets[-1]) < LIMIT:
+            break
+        again = ntpg.query(addr, port, src=src, packet=ntpg.client_request(vn=vn), timeout=2.0)
+        if again is not None:
+            offsets.append(again["offset"])
+    c.check(label + ": offset within 1 ms (best of %d)" % len(offsets),
+            min(abs(o) for o in offsets) < LIMIT, ", ".join("%+.6f" % o for o in offsets))
 
 
 def check_tshark(c, tmp, d, addr, port, src, name):
