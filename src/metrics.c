@@ -407,19 +407,9 @@ MTR_Publish(MTR_Server *m, const EXP_Snapshot *s)
 bool
 MTR_SetRestrict(MTR_Server *m, const RST_List *rst)
 {
-  RST_List *copy = NULL;
-  if (rst) {
-    size_t n = RST_Count(rst);
-    RST_Entry *e = calloc(n ? n : 1, sizeof(*e));
-    if (!e)
-      return false;
-    for (size_t i = 0; i < n; i++)
-      e[i] = *RST_Get(rst, i);
-    copy = RST_Create(e, n, NULL, 0);
-    free(e);
-    if (!copy)
-      return false;
-  }
+  RST_List *copy = rst ? RST_Copy(rst) : NULL;
+  if (rst && !copy)
+    return false;
   pthread_mutex_lock(&m->lock);
   RST_List *old = m->rst;
   m->rst = copy;

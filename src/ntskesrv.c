@@ -580,19 +580,9 @@ NKS_Keys(NKS_Server *s)
 bool
 NKS_SetRestrict(NKS_Server *s, const RST_List *rst)
 {
-  RST_List *copy = NULL;
-  if (rst) {
-    size_t n = RST_Count(rst);
-    RST_Entry *e = calloc(n ? n : 1, sizeof(*e));
-    if (!e)
-      return false;
-    for (size_t i = 0; i < n; i++)
-      e[i] = *RST_Get(rst, i);
-    copy = RST_Create(e, n, NULL, 0);
-    free(e);
-    if (!copy)
-      return false;
-  }
+  RST_List *copy = rst ? RST_Copy(rst) : NULL;
+  if (rst && !copy)
+    return false;
   pthread_mutex_lock(&s->rst_lock);
   RST_List *old = s->rst;
   s->rst = copy;

@@ -473,6 +473,12 @@ RST_Create(const RST_Entry *e, size_t n, char *err, size_t errlen)
   return l;
 }
 
+RST_List *
+RST_Copy(const RST_List *l)
+{
+  return RST_Create(l->entries, l->count, NULL, 0);
+}
+
 void
 RST_Destroy(RST_List *l)
 {

@@ -69,6 +69,9 @@ typedef struct RST_List RST_List;
  * are copied; e is not referenced afterwards. */
 RST_List *RST_Create(const RST_Entry *e, size_t n, char *err, size_t errlen);
 void RST_Destroy(RST_List *l);
+/* A list with the same entries as l (for an owner on another thread that keeps its own
+ * copy); NULL when memory runs out. */
+RST_List *RST_Copy(const RST_List *l);
 
 /* Restriction flags for a packet from src (src->port is its source port). Semantics of
  * ntp_acc(5): among the entries whose (src & mask) == (addr & mask), and which are not

@@ -241,6 +241,27 @@ test_rst_ipv4_mapped_entry_becomes_ipv4(void)
   RST_Destroy(l);
 }
 
+/* A copy has the same entries in the same order and matches the same way, on its own. */
+static void
+test_rst_copy_matches_like_the_original(void)
+{
+  RST_Entry e[] = {ent("192.0.2.0/24", RST_NOQUERY, 0), ent("192.0.2.9/32", RST_IGNORE, 0),
+                   ent("2001:db8::/32", RST_LIMITED | RST_KOD, 0),
+                   ent("::ffff:198.51.100.0/120", RST_NOSERVE, 0)};
+  RST_List *l = make(e, 4);
+  RST_List *c = RST_Copy(l);
+  TEST_CHECK(c != NULL && c != l);
+  TEST_EQ_INT(RST_Count(c), RST_Count(l));
+  for (size_t i = 0; i < RST_Count(l); i++)
+    TEST_CHECK(memcmp(RST_Get(c, i), RST_Get(l, i), sizeof(RST_Entry)) == 0);
+  RST_Destroy(l);
+  const char *srcs[] = {"192.0.2.1", "192.0.2.9", "198.51.100.4", "2001:db8::7", "203.0.113.1"};
+  const uint32_t want[] = {RST_NOQUERY, RST_IGNORE, RST_NOSERVE, RST_LIMITED | RST_KOD, 0};
+  for (size_t i = 0; i < 5; i++)
+    TEST_EQ_INT(match(c, srcs[i], 1000), want[i]);
+  RST_Destroy(c);
+}
+
 static void
 test_rst_repeated_entry_ors_flags(void)
 {
@@ -598,6 +619,7 @@ TEST_MAIN(TEST_CASE(test_rst_default_entries_present_with_no_flags),
           TEST_CASE(test_rst_interface_self_block_entry), TEST_CASE(test_rst_ipv6_prefixes),
           TEST_CASE(test_rst_ipv4_mapped_source_matches_ipv4_list),
           TEST_CASE(test_rst_ipv4_mapped_entry_becomes_ipv4),
+          TEST_CASE(test_rst_copy_matches_like_the_original),
           TEST_CASE(test_rst_repeated_entry_ors_flags),
           TEST_CASE(test_rst_same_prefix_other_mflags_not_merged),
           TEST_CASE(test_rst_multicast_source_is_ignored),
