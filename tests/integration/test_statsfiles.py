@@ -117,9 +117,11 @@ def check_files(c, statsdir, t_start, t_end):
         parsed[name] = ms
     loop, peer, proto, sysl = (parsed[n] for n in SETS[:2] + ("protostats", "sysstats"))
     # as ntpd, a line per clock update: only when the clock filter yields a newer sample
-    # than the last one used (the lowest-delay of the last 8), so fewer than the samples
-    c.check("loopstats: at least 3 clock updates in %.0f s at poll 2^2 s" % RUN_FOR,
-            len(loop) >= 3, "%d" % len(loop))
+    # than the last one used (the lowest-delay of the last 8), so fewer than the samples; a
+    # low-delay sample may stay chosen for 8 polls (32 s), so 2 is what a minute guarantees
+    # (3 failed once under ASan on a loaded machine: 18 samples, 2 updates)
+    c.check("loopstats: at least 2 clock updates in %.0f s at poll 2^2 s" % RUN_FOR,
+            len(loop) >= 2, "%d" % len(loop))
     c.check("loopstats: offset within 50 ms, frequency within 500 ppm, time constant 2",
             loop and all(abs(float(m.group("offset"))) < 0.05 and
                          abs(float(m.group("freq"))) <= 500 and m.group("poll") == "2"
