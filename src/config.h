@@ -70,6 +70,8 @@ enum {
   CNF_AO_PREFER = 1u << 2,   /* preferred source */
   CNF_AO_NOSELECT = 1u << 3, /* poll and show, never select */
   CNF_AO_TRUE = 1u << 4,     /* always a truechimer */
+  CNF_AO_NTS = 1u << 5,      /* NTS (RFC 8915): NTS-KE, then only authenticated replies */
+  CNF_AO_NOVAL = 1u << 6,    /* NTS: do not validate the NTS-KE server's certificate */
 };
 
 /* The defaults of confdirs.c's option table (the client's own poll limits use them too). */
@@ -84,7 +86,11 @@ typedef struct {
   bool numeric;     /* host is a numeric address, parsed into addr */
   NetAddr addr;     /* valid when numeric; addr.port == port */
   int family;       /* forced family for name resolution: ADR_INET4, ADR_INET6, or ADR_NONE */
-  uint16_t port;    /* UDP port of the server (our extension `port N`), default 123 */
+  uint16_t port;    /* UDP port of the server (our extension `port N`), default 123; with
+                       nts: 123 (NTS-KE may name another) */
+  uint16_t ke_port; /* nts: the NTS-KE TCP port (`port N` on an nts line); 0: `nts port` */
+  char *ca;         /* nts: `ca FILE` (a CA file or directory); NULL: `nts ca`, else the
+                       system's store */
   int minpoll;      /* log2 s, 0..17, default 6 */
   int maxpoll;      /* log2 s, minpoll..17, default 10 */
   uint32_t key;     /* symmetric key id 1..65535; 0 = no authentication */
