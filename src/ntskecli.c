@@ -241,10 +241,12 @@ run(Conn *c, NTL_Ctx *ctx, const char *host, const NetAddr *ke, SSL **sslp)
   if (!ssl || SSL_set_fd(ssl, c->fd) != 1)
     return failure(c, NKC_TLS, "cannot set up TLS");
   NetAddr lit;
+  char sni[256]; /* a writable copy: OpenSSL's macro casts away const */
+  snprintf(sni, sizeof(sni), "%s", host);
   if (ADR_Parse(host, &lit)) { /* an address: checked against the IP SANs, no SNI */
     if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) != 1)
       return failure(c, NKC_TLS, "cannot check the certificate for %.100s", host);
-  } else if (SSL_set_tlsext_host_name(ssl, host) != 1 || SSL_set1_host(ssl, host) != 1) {
+  } else if (SSL_set_tlsext_host_name(ssl, sni) != 1 || SSL_set1_host(ssl, host) != 1) {
     return failure(c, NKC_TLS, "cannot check the certificate for %.100s", host);
   }
   st = handshake(c, ssl);

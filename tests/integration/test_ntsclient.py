@@ -2,7 +2,7 @@
 certificates made here by the openssl CLI: `-t` checks the `ca` FILE of an NTS source and the
 option rules (FILE:LINE); a client trusting another CA gets nothing (its handshakes fail
 verification, it sends no NTP at all: the server counts no datagram); ntpgated syncs to
-chronyd 4.3 running as an NTS server and to ntpgated's NTS server (ntpq: the association is
+chronyd 4.3 running as an NTS server (`server`) and to ntpgated's NTS server (`pool`; ntpq: the association is
 the system peer, reachable and authenticated; the client_nts_* counters, read with ntpq `rv 0
 NAME`, show the handshake, the cookies and the authenticated replies, and nothing dropped);
 after the server restarts with new cookie keys, its NTSN KoD makes the client re-run NTS-KE
@@ -77,10 +77,9 @@ def synced_to(d, upstream):
     return line[0].strip() if line and line[0].lstrip().startswith("*") else None
 
 
-def client(tmp, name, k, upstream, kport, ca, extra=()):
+def client(tmp, name, k, upstream, kport, ca, kind="server"):
     return ntpg.Daemon(tmp, [A(k)], stratum=None, name=name, probe_src=PROBE,
-                       extra=["server %s nts ca %s port %d %s" % (upstream, ca, kport, POLL)]
-                       + list(extra))
+                       extra=["%s %s nts ca %s port %d %s" % (kind, upstream, ca, kport, POLL)])
 
 
 def check_config(c, tmp, p, kport):
@@ -135,15 +134,15 @@ def check_wrong_ca(c, tmp, p, s1, kport):
     w.stop()
 
 
-def check_synced(c, d, upstream, label):
+def check_synced(c, d, upstream, label, status="f"):
     line = ntpg.wait_until(lambda: synced_to(d, upstream), 30)
     c.check("%s: ntpq -p shows `*%s` (system peer)" % (label, upstream), line is not None,
             str(line), why=run_ntpq(d.listen[0], ["peers"])[1][-400:])
     rc, out, err = run_ntpq(d.listen[0], ["associations"])
     row = [ln for ln in out.splitlines() if re.match(r"\s*\d+\s+\d+\s+[0-9a-f]{4}", ln)]
-    c.check("%s: ntpq associations: reachable, authenticated (auth ok, status 0xf...)" % label,
-            len(row) == 1 and " ok " in row[0] and "yes" in row[0] and
-            row[0].split()[2].startswith("f"), out)
+    c.check("%s: ntpq associations: reachable, authenticated (auth ok, status 0x%s...)"
+            % (label, status), len(row) == 1 and " ok " in row[0] and "yes" in row[0] and
+            row[0].split()[2].startswith(status), out)
     v = nts_vars(d)
     c.check("%s: client_nts_*: 1 handshake, 8+ cookies, authenticated replies, no drops" % label,
             v.get("client_nts_ke_ok") == 1 and v.get("client_nts_cookies", 0) >= 8 and
@@ -189,10 +188,11 @@ def main(c, tmp):
         "ntsport %d" % kp3, "ntsdumpdir %s" % tmp])
     c.check("chronyd (NTS server, -x) starts", ch.start())
     c1 = client(tmp, "c1", 2, A(3), kp3, p("ca.pem"))
-    c2 = client(tmp, "c2", 4, A(1), kp1, p("ca.pem"))
+    c2 = client(tmp, "c2", 4, A(1), kp1, p("ca.pem"), kind="pool")
     c.check("the two clients start", c1.start() and c2.start())
     check_synced(c, c1, A(3), "to chronyd")
-    check_synced(c, c2, A(1), "to ntpgated")
+    # a pool member: not configured, so 0x7 (authenable, authentic, reachable)
+    check_synced(c, c2, A(1), "pool ... nts, to ntpgated", status="7")
     s_before = s1.stats() or {}
     c.check("ntpgated's server answered NTS (served_nts), no NTSN, nothing malformed",
             s_before.get("served_nts", 0) >= 4 and not s_before.get("kod_ntsn_cookie") and
