@@ -462,7 +462,7 @@ collect_ke(CLI_Client *c, Peer *p, const NTT_Now *now)
     LOG_Info("NTS-KE with %s (%s): %zu cookies, NTP server %s", p->host, ke, j->res.n_cookies,
              ADR_FormatPort(&p->addr, ntp, sizeof(ntp)));
     if (!p->a && !activate(c, p, now))
-      NTA_Init(p->nts); /* start over after a while */
+      NTA_KeFailed(p->nts, now->mono_ns); /* no socket: try again after the back-off */
   } else {
     /* (NTA_KeDone counted a handshake without a usable cookie as failed) */
     double b =
