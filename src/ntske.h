@@ -94,8 +94,7 @@ void NKE_ExporterContext(uint16_t aead, bool s2c, uint8_t out[5]);
 
 /* ---- the client's side ---- */
 
-#define NKE_MAX_RESPONSE 16384 /* a longer response is refused (8 cookies need about 1 KiB)   \
-                                */
+#define NKE_MAX_RESPONSE 16384 /* longer is refused (8 cookies need about 1 KiB) */
 #define NKE_MAX_COOKIE 256     /* a longer cookie is refused: it must fit an NTP request */
 #define NKE_MAX_SERVER 255     /* Server Negotiation: a host name or address literal */
 

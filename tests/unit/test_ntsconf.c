@@ -6,7 +6,9 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static CNF_Config *
 parse(const char *text, CNF_Errors *e, bool *ok)
@@ -195,9 +197,34 @@ test_server_context_needs_cert_and_key(void)
   TEST_CHECK(strstr(why, "cannot load the certificate chain /nonexistent/chain.pem") != NULL);
 }
 
+/* The client's context: a CA that cannot be read or holds no certificate is refused with
+ * the reason; the system's store and noval (which reads no CA) are taken. */
+static void
+test_client_context_checks_the_ca(void)
+{
+  char why[512] = "";
+  TEST_CHECK(NTL_CreateClient("/nonexistent/ca.pem", false, why, sizeof(why)) == NULL);
+  TEST_CHECK(strstr(why, "cannot read the CA /nonexistent/ca.pem") != NULL);
+  char path[] = "/tmp/ntpg-ntsconf-XXXXXX";
+  int fd = mkstemp(path);
+  TEST_CHECK(fd >= 0);
+  TEST_CHECK(write(fd, "not a certificate\n", 18) == 18);
+  close(fd);
+  TEST_CHECK(NTL_CreateClient(path, false, why, sizeof(why)) == NULL);
+  TEST_CHECK(strstr(why, "cannot load the CA file") != NULL);
+  NTL_Ctx *c = NTL_CreateClient(path, true, why, sizeof(why));
+  TEST_CHECK(c != NULL);
+  NTL_Destroy(c);
+  unlink(path);
+  c = NTL_CreateClient(NULL, false, why, sizeof(why));
+  TEST_CHECK(c != NULL);
+  NTL_Destroy(c);
+}
+
 TEST_MAIN(TEST_CASE(test_nts_defaults),
           TEST_CASE(test_nts_keywords_one_a_line_and_several_on_one),
           TEST_CASE(test_nts_last_value_wins_and_disable),
           TEST_CASE(test_nts_errors_name_file_and_line), TEST_CASE(test_nts_client_options),
           TEST_CASE(test_nts_tlsciphers_warns), TEST_CASE(test_alpn_picks_ntske_only),
-          TEST_CASE(test_server_context_needs_cert_and_key))
+          TEST_CASE(test_server_context_needs_cert_and_key),
+          TEST_CASE(test_client_context_checks_the_ca))
