@@ -1,7 +1,8 @@
 """ntpgated as an NTS client (RFC 8915; `server HOST nts`, docs/nts.md), with a CA and server
 certificates made here by the openssl CLI: `-t` checks the `ca` FILE of an NTS source and the
 option rules (FILE:LINE); a client trusting another CA gets nothing (its handshakes fail
-verification, it sends no NTP at all: the server counts no datagram); ntpgated syncs to
+verification, it sends no NTP at all: the server counts no datagram), nor does one whose
+NTS-KE port is closed or never answers TLS (connect and timeout failures); ntpgated syncs to
 chronyd 4.3 running as an NTS server (`server`) and to ntpgated's NTS server (`pool`; ntpq: the association is
 the system peer, reachable and authenticated; the client_nts_* counters, read with ntpq `rv 0
 NAME`, show the handshake, the cookies and the authenticated replies, and nothing dropped);
@@ -10,6 +11,7 @@ and go on with authenticated time."""
 
 import os
 import re
+import socket
 import sys
 import time
 
@@ -172,10 +174,44 @@ def check_ntsn(c, tmp, p, s1, cl, kport):
             str({k: v for k, v in s.items() if "nts" in k}))
 
 
+def start_unreachable(tmp, p, kp_refused, kp_silent):
+    """Two clients whose NTS-KE cannot succeed: nothing listens on one port; on the other a
+    socket that accepts TCP (the kernel's backlog) and never answers TLS."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind((A(1), kp_silent))
+    silent.listen(8)
+    refused = client(tmp, "refused", 6, A(1), kp_refused, p("ca.pem"))
+    stalled = client(tmp, "stalled", 7, A(1), kp_silent, p("ca.pem"))
+    return silent, refused, stalled
+
+
+def check_unreachable(c, silent, refused, stalled):
+    c.section("NTS-KE refused and NTS-KE that never answers")
+    v = nts_vars(refused)
+    cs = refused.stats() or {}
+    c.check("nothing listening: client_nts_ke_fail_connect, no handshake, no NTP sent",
+            v.get("client_nts_ke_fail_connect", 0) >= 1 and v.get("client_nts_ke_ok") == 0 and
+            cs.get("client_requests") == 0, "%s requests %s" % (v, cs.get("client_requests")))
+    c.check("log: connect: Connection refused", "Connection refused" in refused.log_text())
+    v = ntpg.wait_until(lambda: (lambda x: x if x.get("client_nts_ke_fail_timeout", 0) >= 1
+                                 else None)(nts_vars(stalled)), 15) or nts_vars(stalled)
+    cs = stalled.stats() or {}
+    c.check("TLS never answered: client_nts_ke_fail_timeout after 10 s, no NTP sent",
+            v.get("client_nts_ke_fail_timeout", 0) >= 1 and v.get("client_nts_ke_ok") == 0 and
+            cs.get("client_requests") == 0, "%s requests %s" % (v, cs.get("client_requests")))
+    for d in (refused, stalled):
+        rc, took = d.stop()
+        c.check("%s exits cleanly and at once (%.1f s)" % (d.name, took), rc == 0 and took < 5,
+                str(rc))
+    silent.close()
+
+
 def main(c, tmp):
     kp1, kp3 = ntpg.v6_port(1), ntpg.v6_port(2)
     p = make_pki(tmp, [A(1), A(3)])
     check_config(c, tmp, p, kp1)
+    silent, refused, stalled = start_unreachable(tmp, p, ntpg.v6_port(0), ntpg.v6_port(3))
+    c.check("the clients without a reachable NTS-KE start", refused.start() and stalled.start())
     s1 = ntpg.Daemon(tmp, [A(1)], stratum=3, name="s1", probe_src=PROBE, extra=[
         "nts enable cert %s key %s" % (p("srv.pem"), p("srv.key")),
         "nts cookie %s port %d" % (p("cookies"), kp1)])
@@ -201,6 +237,7 @@ def main(c, tmp):
     c.check("ntpgated's server served no plain time to the NTS client (served 0)",
             s_before.get("served", 0) <= 1, "served %s" % s_before.get("served"))
     check_ntsn(c, tmp, p, s1, c2, kp1)
+    check_unreachable(c, silent, refused, stalled)
     for d in (c1, c2, s1):
         rc, took = d.stop()
         c.check("%s exits cleanly" % d.name, rc == 0, str(rc))
