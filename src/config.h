@@ -254,14 +254,14 @@ typedef struct {
   bool link;     /* `link` (default) / `nolink`: PREFIX/FILE links to the current file */
 } CNF_FileGen;
 
-/* Network Time Security, server side (RFC 8915; NTPsec's `nts` directive, docs/nts.md). */
+/* Network Time Security (RFC 8915; NTPsec's `nts` directive, docs/nts.md). */
 #define CNF_NTS_KE_PORT 4460
 #define CNF_NTS_AEAD_AES_SIV_CMAC_256 15 /* the IANA AEAD id (RFC 5297, RFC 8915 5.1) */
 typedef struct {
   bool enable;        /* `nts enable` (false: no NTS-KE listener, NTS requests are plain) */
   int line;           /* the line of the last `nts` directive, for messages about the files */
   char *cert, *key;   /* PEM certificate chain and its private key */
-  char *ca;           /* CA file or directory (client side; recorded only) */
+  char *ca;           /* CA file or directory of NTS sources without their own `ca` */
   char *cookie;       /* the cookie master keys file (NULL: keys held in memory only) */
   char *ciphersuites; /* OpenSSL TLS 1.3 ciphersuite list (NULL: OpenSSL's default) */
   char *ecdhcurves;   /* OpenSSL groups list (NULL: OpenSSL's default) */
