@@ -86,6 +86,7 @@ ASC_ParamsFromConfig(const CNF_Assoc *ca, const CNF_Tos *tos, const NetAddr *add
   out->minpoll = ca->minpoll;
   out->maxpoll = ca->maxpoll;
   out->key = ca->key;
+  out->nts = (ca->options & CNF_AO_NTS) != 0;
   out->version = ca->version;
   out->options = ca->options;
   out->precision_log2 = precision_log2;
@@ -258,14 +259,15 @@ ASC_SetTransmitTime(ASC_Assoc *a, const struct timespec *t1)
 /* Checks that need no state change: source, framing, mode, origin, duplicate, MAC. */
 static ASC_Outcome
 check_authentic(const ASC_Assoc *a, const uint8_t *buf, size_t len, const NetAddr *from,
-                const KEY_Table *keys, PKT_Header *h)
+                const KEY_Table *keys, bool nts_ok, PKT_Header *h)
 {
-  PKT_Trailer tr;
+  PKT_Trailer tr = {0};
   if (!from || !ADR_Equal(from, &a->p.addr) || from->port != a->p.addr.port)
     return ASC_DROP_SOURCE;
   if (len < PKT_HEADER_LEN || !PKT_DecodeHeader(buf, len, h))
     return ASC_DROP_SHORT;
-  if (PKT_ParseTrailer(buf, len, &tr) != PKT_TRAILER_OK)
+  /* NTS: the fields were parsed and checked by NTA_Open (ntsassoc.h) */
+  if (!a->p.nts && PKT_ParseTrailer(buf, len, &tr) != PKT_TRAILER_OK)
     return ASC_DROP_FORMAT;
   if (h->mode != PKT_MODE_SERVER || h->version < 1 || h->version > PKT_VERSION)
     return ASC_DROP_MODE;
@@ -277,6 +279,8 @@ check_authentic(const ASC_Assoc *a, const uint8_t *buf, size_t len, const NetAdd
     return ASC_DROP_BOGUS_ORIGIN;
   if (a->last_xmt != 0 && h->tx_ts == a->last_xmt)
     return ASC_DROP_DUPLICATE;
+  if (a->p.nts)
+    return nts_ok ? ASC_SAMPLE : ASC_DROP_AUTH;
   if (a->p.key && (tr.crypto_nak || !tr.has_mac || tr.key_id != a->p.key ||
                    KEY_Verify(keys, buf, len, &tr, from) != KEY_OK))
     return ASC_DROP_AUTH;
@@ -407,14 +411,14 @@ accept_sample(ASC_Assoc *a, const PKT_Header *h, ASC_Result *res)
                     effective_poll(a), a->p.precision_log2);
 }
 
-ASC_Outcome
-ASC_ProcessReply(ASC_Assoc *a, const uint8_t *buf, size_t len, const NetAddr *from,
-                 const NTT_Now *rx, const KEY_Table *keys, ASC_Result *res)
+static ASC_Outcome
+process_reply(ASC_Assoc *a, const uint8_t *buf, size_t len, const NetAddr *from,
+              const NTT_Now *rx, const KEY_Table *keys, bool nts_ok, ASC_Result *res)
 {
   PKT_Header h;
   memset(res, 0, sizeof(*res));
   res->filter = DSC_FILTER_OLD;
-  ASC_Outcome o = check_authentic(a, buf, len, from, keys, &h);
+  ASC_Outcome o = check_authentic(a, buf, len, from, keys, nts_ok, &h);
   if (o != ASC_SAMPLE)
     return o;
   /* An authentic answer to our request: from here on it may change state. */
@@ -429,6 +433,20 @@ ASC_ProcessReply(ASC_Assoc *a, const uint8_t *buf, size_t len, const NetAddr *fr
     return ASC_DROP_DISTANCE;
   accept_sample(a, &h, res);
   return ASC_SAMPLE;
+}
+
+ASC_Outcome
+ASC_ProcessReply(ASC_Assoc *a, const uint8_t *buf, size_t len, const NetAddr *from,
+                 const NTT_Now *rx, const KEY_Table *keys, ASC_Result *res)
+{
+  return process_reply(a, buf, len, from, rx, keys, false, res);
+}
+
+ASC_Outcome
+ASC_ProcessNtsReply(ASC_Assoc *a, const uint8_t *buf, size_t len, const NetAddr *from,
+                    const NTT_Now *rx, bool authentic, ASC_Result *res)
+{
+  return process_reply(a, buf, len, from, rx, NULL, a->p.nts && authentic, res);
 }
 
 /* ---- coupling with the discipline ---- */

@@ -14,7 +14,8 @@
  * Requests are data-minimized: every field zero except version, mode, poll, precision 0x20
  * and a transmit timestamp of 64 random bits (the cookie); the real send time stays here.
  * Only a reply from the server's address and port whose origin equals the outstanding cookie
- * (and whose MAC verifies when the association has a key) has any effect at all, and it
+ * (and whose MAC verifies when the association has a key, or whose NTS authenticator the
+ * edge verified for an NTS association) has any effect at all, and it
  * consumes the cookie. Everything else is dropped with no side effect: no timer, no reach,
  * no poll change (CVE-2015-7704, CVE-2015-8138, CVE-2020-11868). */
 #ifndef NTPG_ASSOC_H
@@ -41,6 +42,7 @@ typedef struct {
   NetAddr addr;         /* the server: address and port (resolved by the caller) */
   int minpoll, maxpoll; /* log2 s */
   uint32_t key;         /* 0: unauthenticated; else replies must carry a MAC with this key */
+  bool nts;             /* NTS (ntsassoc.h): only replies the edge authenticated count */
   int version;          /* 1..4: version we send */
   unsigned options;     /* CNF_AO_* */
   int precision_log2;   /* our clock's precision */
@@ -157,6 +159,13 @@ void ASC_SetTransmitTime(ASC_Assoc *a, const struct timespec *t1);
  * res is always filled (zeroed for drops). */
 ASC_Outcome ASC_ProcessReply(ASC_Assoc *a, const uint8_t *buf, size_t len, const NetAddr *from,
                              const NTT_Now *rx, const KEY_Table *keys, ASC_Result *res);
+/* The same for an NTS association (ASC_Params.nts): authentic says whether NTA_Open
+ * authenticated the datagram (NTA_RX_AUTH). Anything else is ASC_DROP_AUTH at the point
+ * where a MAC would be checked, so an unauthenticated KoD has no effect; an authenticated
+ * DENY/RSTR or RATE is obeyed as from any server. The NTS fields stand where a MAC would. */
+ASC_Outcome ASC_ProcessNtsReply(ASC_Assoc *a, const uint8_t *buf, size_t len,
+                                const NetAddr *from, const NTT_Now *rx, bool authentic,
+                                ASC_Result *res);
 const char *ASC_OutcomeName(ASC_Outcome o);
 
 /* The system poll (DSC_GetPoll) after each discipline update; reschedules the next poll. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,12 @@
 #include "discipline.h"
 #include "log.h"
 #include "netio.h"
+#include "ntsassoc.h"
+#include "ntskecli.h"
+#include "ntstls.h"
 #include "packet.h"
+#include "rng.h"
+#include "siv.h"
 #include "statslog.h"
 
 #define CLI_MAX_PEERS 64
@@ -43,11 +49,30 @@ typedef struct {
   NTT_Stamp reftime; /* the server's reference time in that reply */
   uint8_t nevents;   /* protostats: events reported (to 15) and the last one's code */
   uint8_t last_event;
+  /* NTS sources (`nts` on the line); nts is NULL for the others */
+  NTA_State *nts;     /* keys, cookies, when to re-key (ntsassoc.h) */
+  NTL_Ctx *tls;       /* the NTS-KE client context: a server line's own, a pool line's */
+  bool own_tls;       /* tls is this peer's to free (server lines) */
+  NetAddr ke_addr;    /* where NTS-KE goes: the resolved address and the TCP port */
+  struct KeJob *ke;   /* the handshake under way (NULL: none) */
+  LOG_Limiter ke_log; /* handshake failures, logged at most a few a minute */
 } Peer;
+
+/* One NTS-KE handshake on a helper thread; done is set under the client's lock. */
+typedef struct KeJob {
+  CLI_Client *c;
+  NTL_Ctx *tls;
+  char *host;
+  NetAddr ke;
+  NKC_Status st;
+  NKC_Result res;
+  bool done;
+} KeJob;
 
 typedef struct {
   CNF_Assoc conf;
   char *host;
+  NTL_Ctx *tls; /* nts: the members' NTS-KE context */
   bool resolving;
   NetAddr addrs[CLI_MAX_POOL_ADDRS];
   size_t naddrs;
@@ -100,6 +125,13 @@ struct CLI_Client {
   uint8_t sys_nevents, sys_last_event;
   bool peers_dirty; /* the set of active servers changed since on_peers was last called */
   void *arg;
+  /* NTS */
+  SIV_Ctx *siv;                        /* the loop thread's AES-SIV context */
+  int abort_fd;                        /* an eventfd: written to end handshakes at once */
+  uint16_t ke_port;                    /* `nts port`: NTS-KE's default TCP port */
+  uint64_t nts_ke[NKC_STATUS_COUNT];   /* handshakes by outcome */
+  uint64_t nts_rx[NTA_RX_COUNT];       /* NTS replies by NTA_Open's verdict */
+  uint64_t nts_cookies, nts_no_cookie; /* cookies received; polls without a cookie */
 };
 
 static const ASC_Random secure_random = {ASC_SecureFill, NULL};
@@ -187,6 +219,63 @@ start_job(CLI_Client *c, const char *host, int family, int peer, int pool)
   return true;
 }
 
+/* ---- NTS-KE (ntskecli.h), on helper threads ---- */
+
+static void *
+ke_thread(void *arg)
+{
+  KeJob *j = arg;
+  j->st = NKC_Handshake(j->tls, j->host, &j->ke, j->c->abort_fd, &j->res);
+  CLI_Client *c = j->c;
+  pthread_mutex_lock(&c->lock);
+  j->done = true; /* the loop thread collects it (collect_ke) */
+  uint64_t one = 1;
+  ssize_t rc = write(c->evfd, &one, sizeof(one));
+  (void)rc;
+  c->jobs--;
+  pthread_cond_broadcast(&c->jobs_done);
+  pthread_mutex_unlock(&c->lock);
+  return NULL;
+}
+
+static void
+free_ke(KeJob *j)
+{
+  if (!j)
+    return;
+  free(j->host);
+  OPENSSL_cleanse(&j->res, sizeof(j->res));
+  free(j);
+}
+
+/* Start a handshake for p (lock held). */
+static bool
+start_ke(CLI_Client *c, Peer *p)
+{
+  KeJob *j = calloc(1, sizeof(*j));
+  if (!j || !(j->host = strdup(p->host))) {
+    free(j);
+    return false;
+  }
+  j->c = c;
+  j->tls = p->tls;
+  j->ke = p->ke_addr;
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  bool ok = pthread_create(&t, &attr, ke_thread, j) == 0;
+  pthread_attr_destroy(&attr);
+  if (!ok) {
+    free_ke(j);
+    return false;
+  }
+  c->jobs++;
+  p->ke = j;
+  NTA_KeStarted(p->nts);
+  return true;
+}
+
 /* ---- associations ---- */
 
 static void on_reply(void *arg, int fd, uint32_t events);
@@ -217,8 +306,9 @@ activate(CLI_Client *c, Peer *p, const NTT_Now *now)
   return true;
 }
 
+/* Close the association and its socket (lock held); the peer keeps its place. */
 static void
-deactivate(CLI_Client *c, Peer *p)
+close_assoc(CLI_Client *c, Peer *p)
 {
   if (p->sock.fd >= 0) {
     EVL_RemoveFd(c->loop, p->sock.fd);
@@ -228,7 +318,23 @@ deactivate(CLI_Client *c, Peer *p)
     c->peers_dirty = true;
   ASC_Destroy(p->a);
   p->a = NULL;
+}
+
+static void
+deactivate(CLI_Client *c, Peer *p)
+{
+  close_assoc(c, p);
   p->resolved = false;
+  if (p->nts && !p->ke) /* a handshake under way is collected, then ignored */
+    NTA_Init(p->nts);
+}
+
+/* A pool member, or a server in service: NTS sources count from their resolution on, as
+ * their association only exists once NTS-KE has given it keys. */
+static bool
+in_service(const Peer *p)
+{
+  return p->a || (p->nts && p->resolved);
 }
 
 /* Tell the owner which servers we poll, if that changed (without the lock). */
@@ -251,9 +357,12 @@ report_peers(CLI_Client *c)
 static bool
 address_in_use(const CLI_Client *c, const NetAddr *a)
 {
-  for (size_t i = 0; i < c->npeers; i++)
-    if (c->peers[i].a && ADR_Equal(&c->peers[i].addr, a))
+  for (size_t i = 0; i < c->npeers; i++) {
+    const Peer *p = &c->peers[i];
+    if ((p->a && ADR_Equal(&p->addr, a)) ||
+        (p->nts && p->resolved && ADR_Equal(&p->ke_addr, a)))
       return true;
+  }
   return false;
 }
 
@@ -269,8 +378,18 @@ new_peer(CLI_Client *c, const CNF_Assoc *conf, int pool)
     return NULL;
   p->conf = *conf;
   p->conf.host = p->host;
+  p->conf.ca = NULL; /* read at CLI_Create only */
   p->pool = pool;
   p->sock.fd = -1;
+  if (conf->options & CNF_AO_NTS) {
+    p->nts = malloc(sizeof(*p->nts));
+    if (!p->nts) {
+      free(p->host);
+      return NULL;
+    }
+    NTA_Init(p->nts);
+    p->tls = pool >= 0 ? c->pools[pool].tls : NULL;
+  }
   c->npeers++;
   return p;
 }
@@ -285,13 +404,14 @@ manage_pools(CLI_Client *c, const NTT_Now *now)
     PoolLine *pl = &c->pools[k];
     int members = 0;
     for (size_t i = 0; i < c->npeers; i++)
-      members += c->peers[i].pool == (int)k && c->peers[i].a;
+      members += c->peers[i].pool == (int)k && in_service(&c->peers[i]);
     for (size_t i = 0; i < pl->naddrs && members < want; i++) {
       if (address_in_use(c, &pl->addrs[i]))
         continue;
       Peer *p = NULL;
       for (size_t j = 0; j < c->npeers && !p; j++) /* reuse a retired member's slot */
-        if (c->peers[j].pool == (int)k && !c->peers[j].a && !c->peers[j].resolving)
+        if (c->peers[j].pool == (int)k && !in_service(&c->peers[j]) &&
+            !c->peers[j].resolving && !c->peers[j].ke)
           p = &c->peers[j];
       if (!p)
         p = new_peer(c, &pl->conf, (int)k);
@@ -299,8 +419,13 @@ manage_pools(CLI_Client *c, const NTT_Now *now)
         break;
       p->addr = pl->addrs[i];
       p->resolved = true;
-      if (activate(c, p, now))
+      if (p->nts) { /* NTS-KE first (manage_nts) */
+        p->ke_addr = p->addr;
+        p->ke_addr.port = p->conf.ke_port ? p->conf.ke_port : c->ke_port;
         members++;
+      } else if (activate(c, p, now)) {
+        members++;
+      }
     }
     if (members < want && !pl->resolving && now->mono_ns >= pl->retry_ns) {
       pl->naddrs = 0;
@@ -310,16 +435,76 @@ manage_pools(CLI_Client *c, const NTT_Now *now)
   }
 }
 
+/* A finished handshake (lock held): keys and cookies in, the association set up or moved
+ * to the NTP server NTS-KE named; or the failure counted, logged and backed off. */
+static void
+collect_ke(CLI_Client *c, Peer *p, const NTT_Now *now)
+{
+  KeJob *j = p->ke;
+  char ke[ADR_STRLEN], ntp[ADR_STRLEN];
+  p->ke = NULL;
+  c->nts_ke[j->st]++;
+  ADR_FormatPort(&j->ke, ke, sizeof(ke));
+  if (!p->resolved) { /* retired meanwhile */
+    free_ke(j);
+    NTA_Init(p->nts);
+    return;
+  }
+  const uint8_t *cookies[NKE_COOKIES];
+  for (size_t i = 0; i < j->res.n_cookies; i++)
+    cookies[i] = j->res.cookies[i];
+  if (j->st == NKC_OK && NTA_KeDone(p->nts, j->res.c2s, j->res.s2c, cookies, j->res.cookie_len,
+                                    j->res.n_cookies, now->mono_ns)) {
+    c->nts_cookies += j->res.n_cookies;
+    if (p->a && !(ADR_Equal(&p->addr, &j->res.ntp) && p->addr.port == j->res.ntp.port))
+      close_assoc(c, p); /* NTS-KE names another NTP server now */
+    p->addr = j->res.ntp;
+    LOG_Info("NTS-KE with %s (%s): %zu cookies, NTP server %s", p->host, ke, j->res.n_cookies,
+             ADR_FormatPort(&p->addr, ntp, sizeof(ntp)));
+    if (!p->a && !activate(c, p, now))
+      NTA_KeFailed(p->nts, now->mono_ns); /* no socket: try again after the back-off */
+  } else {
+    /* (NTA_KeDone counted a handshake without a usable cookie as failed) */
+    double b =
+        j->st == NKC_OK ? NTA_Backoff(p->nts->failures) : NTA_KeFailed(p->nts, now->mono_ns);
+    if (LOG_Allow(&p->ke_log, now->mono_ns, 3, 60))
+      LOG_Warnx("NTS-KE with %s (%s) failed (%s): %s; next attempt in %.0f s", p->host, ke,
+                NKC_StatusName(j->st), j->st == NKC_OK ? "no usable cookie" : j->res.why, b);
+  }
+  free_ke(j);
+}
+
+/* Start the handshakes that are due, collect those that are done (lock held). */
+static void
+manage_nts(CLI_Client *c, const NTT_Now *now)
+{
+  for (size_t i = 0; i < c->npeers; i++) {
+    Peer *p = &c->peers[i];
+    if (!p->nts)
+      continue;
+    if (p->ke && p->ke->done)
+      collect_ke(c, p, now);
+    if (!p->ke && p->resolved && NTA_KeDue(p->nts, now->mono_ns) && !c->closing &&
+        !start_ke(c, p))
+      NTA_KeFailed(p->nts, now->mono_ns);
+  }
+}
+
 /* Activate peers whose names came back (lock held). */
 static void
 collect_resolved(CLI_Client *c, const NTT_Now *now)
 {
   for (size_t i = 0; i < c->npeers; i++) {
     Peer *p = &c->peers[i];
-    if (p->pool < 0 && p->resolved && !p->a)
+    if (p->pool < 0 && p->resolved && !p->a && !p->nts)
       activate(c, p, now);
+    if (p->pool < 0 && p->resolved && p->nts && p->ke_addr.family == ADR_NONE) {
+      p->ke_addr = p->addr;
+      p->ke_addr.port = p->conf.ke_port ? p->conf.ke_port : c->ke_port;
+    }
   }
   manage_pools(c, now);
+  manage_nts(c, now);
 }
 
 static void
@@ -348,7 +533,7 @@ peer_status(const Peer *p)
   ASC_GetStatus(p->a, &st);
   unsigned hi = p->select & 7u;
   hi |= p->pool < 0 ? CTW_PST_CONFIG : 0;
-  hi |= ASC_GetParams(p->a)->key ? CTW_PST_AUTHENABLE | CTW_PST_AUTHENTIC : 0;
+  hi |= ASC_GetParams(p->a)->key || p->nts ? CTW_PST_AUTHENABLE | CTW_PST_AUTHENTIC : 0;
   hi |= st.reach ? CTW_PST_REACH : 0;
   return (uint16_t)(hi << 8 | (unsigned)(p->nevents << 4) | (p->last_event & 15u));
 }
@@ -583,7 +768,20 @@ on_reply(void *arg, int fd, uint32_t events)
     NetAddr from = d->src;
     ADR_Unmap(&from);
     ASC_Result res;
-    ASC_Outcome o = ASC_ProcessReply(p->a, d->data, d->len, &from, &rx, c->keys, &res);
+    ASC_Outcome o;
+    if (p->nts) {
+      unsigned fresh = 0;
+      NTA_RxStatus ns = NTA_Open(p->nts, d->data, d->len, c->siv, now.mono_ns, &fresh);
+      c->nts_rx[ns]++;
+      c->nts_cookies += fresh;
+      if (ns == NTA_RX_NAK && LOG_Allow(&c->kod_log, now.mono_ns, 10, 60))
+        LOG_Info("NTS NAK (NTSN) from association %u: NTS-KE again unless the next poll is "
+                 "answered",
+                 p->associd);
+      o = ASC_ProcessNtsReply(p->a, d->data, d->len, &from, &rx, ns == NTA_RX_AUTH, &res);
+    } else {
+      o = ASC_ProcessReply(p->a, d->data, d->len, &from, &rx, c->keys, &res);
+    }
     p->outcomes[o]++;
     c->outcomes[o]++;
     if (o == ASC_SAMPLE) {
@@ -625,6 +823,16 @@ send_request(CLI_Client *c, Peer *p)
   CLK_ReadNow(c->clk, &now);
   if (ASC_BuildRequest(p->a, &now, c->keys, &secure_random, buf, &len) != ASC_TX_SEND)
     return;
+  if (p->nts) { /* the NTS fields, or nothing at all: never plain NTP */
+    uint8_t rnd[NTA_RANDOM];
+    NTA_TxStatus ts = RNG_Secure(rnd, sizeof(rnd))
+                          ? NTA_Seal(p->nts, buf, sizeof(buf), rnd, c->siv, now.mono_ns, &len)
+                          : NTA_TX_FAIL;
+    if (ts == NTA_TX_NO_COOKIE)
+      c->nts_no_cookie++;
+    if (ts != NTA_TX_OK)
+      return;
+  }
   if (send(p->sock.fd, buf, len, 0) == (ssize_t)len) {
     p->sent++;
     c->requests++;
@@ -647,6 +855,7 @@ on_timer(void *arg)
     if (p->a && now.mono_ns >= ASC_NextPollTime(p->a))
       send_request(c, p);
   }
+  manage_nts(c, &now);
   bool second = now.mono_ns - c->tick_ns >= 1000000000;
   if (second) {
     c->tick_ns = now.mono_ns;
@@ -698,6 +907,8 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
   c->arg = arg;
   c->next_associd = 1;
   c->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  c->abort_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  c->ke_port = cfg->nts.port ? cfg->nts.port : CNF_NTS_KE_PORT;
   c->batch = malloc(sizeof(*c->batch));
   NTT_Now now;
   CLK_ReadNow(clk, &now);
@@ -711,7 +922,11 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
   dp.loop.precision_log2 = c->precision;
   c->dsc_select = dp.select;
   c->dsc = DSC_Create(&dp, clk, have, ppm * 1e-6, &now);
-  if (c->evfd < 0 || !c->batch || !c->dsc || !EVL_AddFd(loop, c->evfd, on_resolved, c) ||
+  bool any_nts = false;
+  for (size_t i = 0; i < cfg->n_assocs; i++)
+    any_nts = any_nts || (cfg->assocs[i].options & CNF_AO_NTS);
+  if (c->evfd < 0 || c->abort_fd < 0 || !c->batch || !c->dsc ||
+      (any_nts && !(c->siv = SIV_Create())) || !EVL_AddFd(loop, c->evfd, on_resolved, c) ||
       EVL_AddTimer(loop, CLI_TIMER_S, on_timer, c) < 0) {
     snprintf(err, errlen, "cannot set up the client: %s", strerror(errno));
     CLI_Destroy(c);
@@ -720,18 +935,38 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
   pthread_mutex_lock(&c->lock);
   for (size_t i = 0; i < cfg->n_assocs; i++) {
     const CNF_Assoc *ca = &cfg->assocs[i];
+    NTL_Ctx *tls = NULL;
+    if (ca->options & CNF_AO_NTS) {
+      char why[400];
+      tls = NTL_CreateClient(ca->ca ? ca->ca : cfg->nts.ca, (ca->options & CNF_AO_NOVAL) != 0,
+                             why, sizeof(why));
+      if (!tls) {
+        pthread_mutex_unlock(&c->lock);
+        snprintf(err, errlen, "line %d: NTS source %s: %s", ca->line, ca->host, why);
+        CLI_Destroy(c);
+        return NULL;
+      }
+    }
     if (ca->type == CNF_POOL) {
-      if (c->npools == CLI_MAX_PEERS)
+      if (c->npools == CLI_MAX_PEERS) {
+        NTL_Destroy(tls);
         continue;
+      }
       PoolLine *pl = &c->pools[c->npools++];
       pl->host = strdup(ca->host);
       pl->conf = *ca;
       pl->conf.host = pl->host;
+      pl->conf.ca = NULL;
+      pl->tls = tls;
       continue;
     }
     Peer *p = new_peer(c, ca, -1);
-    if (!p)
+    if (!p) {
+      NTL_Destroy(tls);
       break;
+    }
+    p->tls = tls;
+    p->own_tls = true;
     if (ca->numeric) {
       p->addr = ca->addr;
       p->addr.port = ca->port;
@@ -753,15 +988,34 @@ CLI_Destroy(CLI_Client *c)
     return;
   pthread_mutex_lock(&c->lock);
   c->closing = true;
-  while (c->jobs > 0) /* resolver threads write into us: wait for them */
+  if (c->abort_fd >= 0) { /* handshakes under way end at once */
+    uint64_t one = 1;
+    ssize_t rc = write(c->abort_fd, &one, sizeof(one));
+    (void)rc;
+  }
+  while (c->jobs > 0) /* resolver and NTS-KE threads write into us: wait for them */
     pthread_cond_wait(&c->jobs_done, &c->lock);
   pthread_mutex_unlock(&c->lock);
   for (size_t i = 0; i < c->npeers; i++) {
-    deactivate(c, &c->peers[i]);
-    free(c->peers[i].host);
+    Peer *p = &c->peers[i];
+    free_ke(p->ke);
+    p->ke = NULL;
+    deactivate(c, p);
+    free(p->host);
+    if (p->nts) {
+      NTA_Clear(p->nts);
+      free(p->nts);
+    }
+    if (p->own_tls)
+      NTL_Destroy(p->tls);
   }
-  for (size_t i = 0; i < c->npools; i++)
+  for (size_t i = 0; i < c->npools; i++) {
     free(c->pools[i].host);
+    NTL_Destroy(c->pools[i].tls);
+  }
+  if (c->abort_fd >= 0)
+    close(c->abort_fd);
+  SIV_Destroy(c->siv);
   if (c->evfd >= 0) {
     EVL_RemoveFd(c->loop, c->evfd);
     close(c->evfd);
@@ -806,7 +1060,8 @@ fill_peer(const CLI_Client *c, const Peer *p, const NTT_Now *now, CTL_Peer *o)
   memset(o, 0, sizeof(*o));
   o->associd = p->associd;
   o->configured = p->pool < 0;
-  o->authentic = ap->key != 0;
+  o->authentic = ap->key != 0 || ap->nts;
+  o->nts = ap->nts;
   o->select = c->have_sel ? p->select : CTW_SEL_REJECT;
   o->srcadr = p->addr;
   o->hostname = p->host;
@@ -886,14 +1141,53 @@ CLI_SetStats(CLI_Client *c, STL_Writer *w)
   pthread_mutex_unlock(&c->lock);
 }
 
+/* The NTS counters (lock held): names and values, at most CLI_NTS_COUNTERS. */
+static size_t
+nts_counters(const CLI_Client *c, CTL_Counter *out)
+{
+  static const char *const ke[NKC_STATUS_COUNT] = {"client_nts_ke_ok",
+                                                   "client_nts_ke_fail_connect",
+                                                   "client_nts_ke_fail_tls",
+                                                   "client_nts_ke_fail_verify",
+                                                   "client_nts_ke_fail_protocol",
+                                                   "client_nts_ke_fail_timeout"};
+  size_t n = 0;
+  for (int i = 0; i < NKC_STATUS_COUNT; i++)
+    out[n++] = (CTL_Counter){ke[i], c->nts_ke[i]};
+  out[n++] = (CTL_Counter){"client_nts_cookies", c->nts_cookies};
+  out[n++] = (CTL_Counter){"client_nts_auth", c->nts_rx[NTA_RX_AUTH]};
+  out[n++] = (CTL_Counter){"client_nts_ntsn", c->nts_rx[NTA_RX_NAK]};
+  out[n++] = (CTL_Counter){"client_nts_dropped_unauth",
+                           c->nts_rx[NTA_RX_UNAUTH] + c->nts_rx[NTA_RX_NOT_PENDING]};
+  out[n++] = (CTL_Counter){"client_nts_kod_ignored", c->nts_rx[NTA_RX_UNAUTH_KOD]};
+  out[n++] = (CTL_Counter){"client_nts_no_cookie", c->nts_no_cookie};
+  return n;
+}
+
+size_t
+CLI_NtsCounters(CLI_Client *c, CTL_Counter *out, size_t max)
+{
+  CTL_Counter all[CLI_NTS_COUNTERS];
+  pthread_mutex_lock(&c->lock);
+  size_t n = nts_counters(c, all);
+  pthread_mutex_unlock(&c->lock);
+  n = n < max ? n : max;
+  memcpy(out, all, n * sizeof(*out));
+  return n;
+}
+
 void
 CLI_LogCounters(CLI_Client *c)
 {
+  CTL_Counter nts[CLI_NTS_COUNTERS];
   pthread_mutex_lock(&c->lock);
   LOG_Info("stats: client_requests %llu", (unsigned long long)c->requests);
   LOG_Info("stats: client_send_errors %llu", (unsigned long long)c->send_errors);
   for (int i = 0; i < ASC_OUTCOME_COUNT; i++)
     LOG_Info("stats: client_%s %llu", ASC_OutcomeName((ASC_Outcome)i),
              (unsigned long long)c->outcomes[i]);
+  size_t n = nts_counters(c, nts);
+  for (size_t i = 0; i < n; i++)
+    LOG_Info("stats: %s %llu", nts[i].name, (unsigned long long)nts[i].value);
   pthread_mutex_unlock(&c->lock);
 }

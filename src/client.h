@@ -52,5 +52,10 @@ typedef struct STL_Writer STL_Writer;
 void CLI_SetStats(CLI_Client *c, STL_Writer *w);
 /* Log the client counters as `stats: client_NAME VALUE`. */
 void CLI_LogCounters(CLI_Client *c);
+/* The NTS client counters (client_nts_*, docs/nts.md) as readable system variables: at most
+ * max of them into out (names are static), how many. */
+#define CLI_NTS_COUNTERS 12
+typedef struct CTL_Counter CTL_Counter;
+size_t CLI_NtsCounters(CLI_Client *c, CTL_Counter *out, size_t max);
 
 #endif

@@ -157,13 +157,10 @@ static const CNF_Option assoc_opts[] = {
      "it applies to broadcast and manycast, which are not supported"},
     {"autokey", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
      "Autokey is not supported; use symmetric keys ('key N')"},
-    {"nts", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
-     "ntpgated serves NTS ('nts enable') but is not yet an NTS client; use symmetric keys "
-     "('key N')"},
-    {"ca", CNF_OK_INT, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
-     "it names the CA of an NTS server, and ntpgated is not yet an NTS client"},
-    {"noval", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND | REFUSE, 0, 0, 0,
-     "it skips an NTS server's certificate check, and ntpgated is not yet an NTS client"},
+    {"nts", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND, offsetof(CNF_Assoc, options), 0, CNF_AO_NTS, ""},
+    {"ca", CNF_OK_STR, 0, 0, 0, 0, 0, ND, offsetof(CNF_Assoc, ca), 0, 0, "file"},
+    {"noval", CNF_OK_FLAG, 0, 0, 0, 0, 0, ND, offsetof(CNF_Assoc, options), 0, CNF_AO_NOVAL,
+     ""},
     {"mode", CNF_OK_INT, 0, 255, 0, 0, 0, ND | REFUSE, 0, 0, 0,
      "reference clock modes and packet modes other than client are not supported"},
     {"bias", CNF_OK_DBL, -1, 1, 0, 0, 0, ND | REFUSE, 0, 0, 0,
@@ -316,6 +313,7 @@ CNF_ApplyDefaults(CNF_OptGroup g, void *target)
             (CNF_MruSize){o->bits != 0, (uint32_t)o->def};
         break;
       case CNF_OK_FLAG:
+      case CNF_OK_STR:
         break;
     }
   }
@@ -397,15 +395,17 @@ append_assoc(Args *a, const CNF_Assoc *s)
   CNF_Config *cfg = a->p->cfg;
   CNF_Assoc *arr =
       cnf_grow(cfg->assocs, &cnf_store_of(cfg)->cap_assocs, cfg->n_assocs + 1, sizeof(*arr));
-  char *host = cnf_dup_str(s->host);
-  if (!arr || !host) {
+  char *host = cnf_dup_str(s->host), *ca = s->ca ? cnf_dup_str(s->ca) : NULL;
+  if (!arr || !host || (s->ca && !ca)) {
     if (arr)
       cfg->assocs = arr;
     free(host);
+    free(ca);
     return cnf_fail_oom(a);
   }
   cfg->assocs = arr;
   arr[cfg->n_assocs] = *s;
+  arr[cfg->n_assocs].ca = ca;
   arr[cfg->n_assocs++].host = host;
   return true;
 }
@@ -429,6 +429,34 @@ assoc_target(Args *a, CNF_Assoc *s, char *t)
   return true;
 }
 
+/* Row 9 of the CNF_OG_ASSOC table is port. */
+enum { SEEN_PORT = 1u << 9 };
+
+/* nts, ca, noval (NTPsec's meaning); with nts, `port N` is the NTS-KE port. */
+static bool
+nts_options(Args *a, CNF_Assoc *s, uint32_t seen)
+{
+  bool nts = (s->options & CNF_AO_NTS) != 0;
+  if (!nts && (s->ca || (s->options & CNF_AO_NOVAL)))
+    return cnf_fail(a, "'ca' and 'noval' apply to NTS sources only: add 'nts'");
+  if (!nts)
+    return true;
+  if (s->type == CNF_PEER)
+    return cnf_fail(a,
+                    "NTS is for 'server' and 'pool' lines (RFC 8915 has no symmetric mode)");
+  if (s->key)
+    return cnf_fail(a, "'nts' and 'key' exclude each other: NTS authenticates the source");
+  if (s->version != 4)
+    return cnf_fail(a, "NTS needs NTP version 4, not %d", s->version);
+  if (s->ca && (s->options & CNF_AO_NOVAL))
+    cnf_warn(a, "'noval' skips the certificate check, so 'ca %.64s' is not used", s->ca);
+  if (seen & SEEN_PORT) {
+    s->ke_port = s->port;
+    s->port = CNF_NTP_PORT;
+  }
+  return true;
+}
+
 static void
 d_assoc(Args *a, int type)
 {
@@ -447,7 +475,8 @@ d_assoc(Args *a, int type)
     return add_local_clock(a, &s.addr);
   }
   uint32_t seen = 0;
-  if (!cnf_parse_options(a, CNF_OG_ASSOC, &s, &seen) || !resolve_polls(a, &s, seen))
+  if (!cnf_parse_options(a, CNF_OG_ASSOC, &s, &seen) || !resolve_polls(a, &s, seen) ||
+      !nts_options(a, &s, seen))
     return;
   s.addr.port = s.port;
   append_assoc(a, &s);

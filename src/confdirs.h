@@ -106,6 +106,7 @@ typedef enum {
   CNF_OK_DBL,      /* double */
   CNF_OK_MRU,      /* CNF_MruSize; `bits` 1 = the value is KiB */
   CNF_OK_PAIR,     /* "P/Q": two ints; P in lo..hi at offset, Q in lo..hi2 at offset2 */
+  CNF_OK_STR,      /* a word: a char * borrowed from the line (the directive copies it) */
 } CNF_OptKind;
 
 enum {

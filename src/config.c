@@ -384,6 +384,13 @@ opt_value(Args *a, const CNF_Option *o, void *target)
       return true;
     case CNF_OK_PAIR:
       return opt_pair(a, o, target);
+    case CNF_OK_STR: {
+      char *t = cnf_next_tok(a);
+      if (!t)
+        return cnf_fail(a, "missing value for %s", o->name);
+      *(char **)cnf_field(target, o->offset) = t;
+      return true;
+    }
     default:
       break;
   }
@@ -795,8 +802,10 @@ CNF_Destroy(CNF_Config *cfg)
 {
   if (!cfg)
     return;
-  for (size_t i = 0; i < cfg->n_assocs; i++)
+  for (size_t i = 0; i < cfg->n_assocs; i++) {
     free(cfg->assocs[i].host);
+    free(cfg->assocs[i].ca);
+  }
   for (size_t i = 0; i < cfg->n_restricts; i++)
     free(cfg->restricts[i].host);
   for (size_t i = 0; i < cfg->n_interfaces; i++)

@@ -70,6 +70,8 @@ enum {
   CNF_AO_PREFER = 1u << 2,   /* preferred source */
   CNF_AO_NOSELECT = 1u << 3, /* poll and show, never select */
   CNF_AO_TRUE = 1u << 4,     /* always a truechimer */
+  CNF_AO_NTS = 1u << 5,      /* NTS (RFC 8915): NTS-KE, then only authenticated replies */
+  CNF_AO_NOVAL = 1u << 6,    /* NTS: do not validate the NTS-KE server's certificate */
 };
 
 /* The defaults of confdirs.c's option table (the client's own poll limits use them too). */
@@ -84,7 +86,11 @@ typedef struct {
   bool numeric;     /* host is a numeric address, parsed into addr */
   NetAddr addr;     /* valid when numeric; addr.port == port */
   int family;       /* forced family for name resolution: ADR_INET4, ADR_INET6, or ADR_NONE */
-  uint16_t port;    /* UDP port of the server (our extension `port N`), default 123 */
+  uint16_t port;    /* UDP port of the server (our extension `port N`), default 123; with
+                       nts: 123 (NTS-KE may name another) */
+  uint16_t ke_port; /* nts: the NTS-KE TCP port (`port N` on an nts line); 0: `nts port` */
+  char *ca;         /* nts: `ca FILE` (a CA file or directory); NULL: `nts ca`, else the
+                       system's store */
   int minpoll;      /* log2 s, 0..17, default 6 */
   int maxpoll;      /* log2 s, minpoll..17, default 10 */
   uint32_t key;     /* symmetric key id 1..65535; 0 = no authentication */
@@ -248,14 +254,14 @@ typedef struct {
   bool link;     /* `link` (default) / `nolink`: PREFIX/FILE links to the current file */
 } CNF_FileGen;
 
-/* Network Time Security, server side (RFC 8915; NTPsec's `nts` directive, docs/nts.md). */
+/* Network Time Security (RFC 8915; NTPsec's `nts` directive, docs/nts.md). */
 #define CNF_NTS_KE_PORT 4460
 #define CNF_NTS_AEAD_AES_SIV_CMAC_256 15 /* the IANA AEAD id (RFC 5297, RFC 8915 5.1) */
 typedef struct {
   bool enable;        /* `nts enable` (false: no NTS-KE listener, NTS requests are plain) */
   int line;           /* the line of the last `nts` directive, for messages about the files */
   char *cert, *key;   /* PEM certificate chain and its private key */
-  char *ca;           /* CA file or directory (client side; recorded only) */
+  char *ca;           /* CA file or directory of NTS sources without their own `ca` */
   char *cookie;       /* the cookie master keys file (NULL: keys held in memory only) */
   char *ciphersuites; /* OpenSSL TLS 1.3 ciphersuite list (NULL: OpenSSL's default) */
   char *ecdhcurves;   /* OpenSSL groups list (NULL: OpenSSL's default) */

@@ -610,7 +610,7 @@ put_peer_counters(CTW_Writer *w, const PeerVar *v, const CTL_Peer *p)
     case PV_CONFIG:
       return CTW_PutUint(w, v->name, p->configured);
     case PV_AUTHENABLE:
-      return CTW_PutUint(w, v->name, p->keyid != 0);
+      return CTW_PutUint(w, v->name, p->keyid != 0 || p->nts);
     case PV_AUTHENTIC:
       return CTW_PutUint(w, v->name, p->authentic);
     case PV_RECEIVED:
@@ -730,7 +730,7 @@ peer_status(const CTL_Peer *p)
   unsigned f = p->select & 7u;
   if (p->configured)
     f |= CTW_PST_CONFIG;
-  if (p->keyid != 0)
+  if (p->keyid != 0 || p->nts)
     f |= CTW_PST_AUTHENABLE;
   if (p->authentic)
     f |= CTW_PST_AUTHENTIC;

@@ -105,6 +105,7 @@ typedef struct CTL_Peer {
   uint16_t associd;      /* 1..65535, unique */
   bool configured;       /* from the configuration (status "conf yes") */
   bool authentic;        /* last packet authenticated */
+  bool nts;              /* NTS source: authentication enabled without a key id */
   bool broadcast;        /* a broadcast/multicast association */
   uint8_t select;        /* CTW_SEL_*: the tally code of ntpq -p */
   uint8_t num_events;    /* 0..15 */
@@ -165,7 +166,7 @@ typedef struct {
 
 /* An extra readable system variable (e.g. a per-reason counter from SRV_ReasonName). A
  * counter with the name of a built-in variable replaces it. Never in the default list. */
-typedef struct {
+typedef struct CTL_Counter {
   const char *name;
   uint64_t value;
 } CTL_Counter;

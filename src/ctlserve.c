@@ -45,7 +45,7 @@ struct CSV_Server {
   uint8_t leap; /* as of the last exclusive section (atomic) */
   pthread_mutex_t log_lock;
   char names[CTL_R_COUNT][CSV_NAME_LEN]; /* "ctl_<reason>", for CTL_Counter */
-  CTL_Counter counters[SRV_R_COUNT + CTL_R_COUNT + 8];
+  CTL_Counter counters[SRV_R_COUNT + CTL_R_COUNT + 8 + CLI_NTS_COUNTERS];
   LOG_Limiter log_limit;
   CLI_Client *cli;
   CTL_Peer peers[CSV_MAX_PEERS];
@@ -210,6 +210,8 @@ fill_counters(CSV_Server *s, const WRK_Counters *c)
   for (int i = 0; i < CTL_R_COUNT; i++)
     s->counters[n++] = (CTL_Counter){s->names[i], reason_count(s, i)};
   s->counters[n++] = (CTL_Counter){"blocked_larger", c->blocked_larger};
+  if (s->cli) /* the NTS client's (client_nts_*) */
+    n += CLI_NtsCounters(s->cli, s->counters + n, CLI_NTS_COUNTERS);
   return n;
 }
 

@@ -23,7 +23,8 @@ typedef struct CSV_Server CSV_Server;
 CSV_Server *CSV_Create(RUN_State *run, POL_Pool *pool, const CLK_Clock *clk,
                        const char *config_path);
 void CSV_Destroy(CSV_Server *s);
-/* The client whose associations and discipline ntpq sees (NULL: none). */
+/* The client whose associations and discipline ntpq sees (NULL: none). Once the serving
+ * threads run, call it inside an exclusive section (POL_Exclusive): they read it. */
 void CSV_SetClient(CSV_Server *s, CLI_Client *cli);
 /* A POL_ControlFn: arg is the CSV_Server. A :config request that passes the checks is not
  * applied here: it is queued for CSV_HandleConfig. */

@@ -946,7 +946,10 @@ serve(Daemon *d)
                         d, err, sizeof(err));
     if (!d->cli)
       LOG_Fatalx("%s", err);
+    /* the serving threads answer ntpq already: hand them the client inside a section */
+    POL_Exclusive(d->pool, -1);
     CSV_SetClient(d->ctl, d->cli);
+    POL_Release(d->pool);
     CLI_SetStats(d->cli, d->stats);
   }
   if (d->mtr) {

@@ -146,9 +146,8 @@ static bool
 put_grant(const NKE_Grant *g, uint8_t *out, size_t cap, size_t *pos)
 {
   uint8_t port[2];
-  if (g->server &&
-      !put_record(out, cap, pos, NKE_CRITICAL | NKE_REC_SERVER, (const uint8_t *)g->server,
-                  strlen(g->server)))
+  if (g->server && !put_record(out, cap, pos, NKE_CRITICAL | NKE_REC_SERVER,
+                               (const uint8_t *)g->server, strlen(g->server)))
     return false;
   put16(port, g->port);
   if (g->port && !put_record(out, cap, pos, NKE_CRITICAL | NKE_REC_PORT, port, 2))
@@ -202,4 +201,154 @@ NKE_ExporterContext(uint16_t aead, bool s2c, uint8_t out[5])
   put16(out, NKE_PROTO_NTPV4);
   put16(out + 2, aead);
   out[4] = s2c ? 1 : 0;
+}
+
+/* ---- the client's side ---- */
+
+size_t
+NKE_BuildClientRequest(uint8_t *out, size_t cap)
+{
+  uint8_t proto[2], aead[2];
+  size_t pos = 0;
+  put16(proto, NKE_PROTO_NTPV4);
+  put16(aead, NKE_AEAD_AES_SIV_CMAC_256);
+  if (!put_record(out, cap, &pos, NKE_CRITICAL | NKE_REC_NEXT_PROTO, proto, 2) ||
+      !put_record(out, cap, &pos, NKE_CRITICAL | NKE_REC_AEAD, aead, 2) ||
+      !put_record(out, cap, &pos, NKE_CRITICAL | NKE_REC_END, NULL, 0))
+    return 0;
+  return pos;
+}
+
+typedef struct {
+  bool next_seen, next_ok, aead_seen, aead_ok;
+} RespSeen;
+
+static NKE_RespStatus
+resp_bad(NKE_Response *out, const char *why)
+{
+  out->why = why;
+  return NKE_RESP_BAD;
+}
+
+/* The one id a server's list may hold: the one we offered (ok), none (refused), or another
+ * (bad). */
+static NKE_RespStatus
+resp_choice(const uint8_t *body, size_t blen, uint16_t want, bool *seen, bool *ok,
+            NKE_Response *out, const char *what)
+{
+  if (*seen)
+    return resp_bad(out, what);
+  *seen = true;
+  if (blen == 0)
+    return NKE_RESP_OK; /* refused: decided at End of Message */
+  if (blen != 2 || get16(body) != want)
+    return resp_bad(out, what);
+  *ok = true;
+  return NKE_RESP_OK;
+}
+
+static bool
+server_name_ok(const uint8_t *body, size_t blen)
+{
+  if (blen == 0 || blen > NKE_MAX_SERVER)
+    return false;
+  for (size_t i = 0; i < blen; i++)
+    if (body[i] <= 0x20 || body[i] >= 0x7f)
+      return false;
+  return true;
+}
+
+static NKE_RespStatus
+resp_record(uint16_t type, bool crit, const uint8_t *buf, size_t pos, size_t blen, RespSeen *s,
+            NKE_Response *out)
+{
+  const uint8_t *body = buf + pos + 4;
+  switch (type) {
+    case NKE_REC_NEXT_PROTO:
+      return resp_choice(body, blen, NKE_PROTO_NTPV4, &s->next_seen, &s->next_ok, out,
+                         "next protocol record repeated or not one we offered");
+    case NKE_REC_AEAD:
+      return resp_choice(body, blen, NKE_AEAD_AES_SIV_CMAC_256, &s->aead_seen, &s->aead_ok,
+                         out, "AEAD record repeated or not one we offered");
+    case NKE_REC_ERROR:
+    case NKE_REC_WARNING:
+      if (blen != 2)
+        return resp_bad(out, "error or warning record not 2 octets");
+      out->code = get16(body);
+      out->why = type == NKE_REC_ERROR ? "error record" : "warning record";
+      return type == NKE_REC_ERROR ? NKE_RESP_ERROR : NKE_RESP_WARNING;
+    case NKE_REC_COOKIE:
+      if (blen == 0 || blen > NKE_MAX_COOKIE)
+        return resp_bad(out, "cookie empty or longer than 256 octets");
+      if (out->n_cookies < NKE_COOKIES) {
+        out->cookie_off[out->n_cookies] = (uint16_t)(pos + 4);
+        out->cookie_len[out->n_cookies++] = (uint16_t)blen;
+      }
+      return NKE_RESP_OK;
+    case NKE_REC_SERVER:
+      if (out->has_server || !server_name_ok(body, blen))
+        return resp_bad(out, "server record repeated, empty or not a host name");
+      memcpy(out->server, body, blen);
+      out->server[blen] = '\0';
+      out->has_server = true;
+      return NKE_RESP_OK;
+    case NKE_REC_PORT:
+      if (out->has_port || blen != 2 || get16(body) == 0)
+        return resp_bad(out, "port record repeated, not 2 octets or zero");
+      out->port = get16(body);
+      out->has_port = true;
+      return NKE_RESP_OK;
+    default:
+      return crit ? resp_bad(out, "unknown critical record") : NKE_RESP_OK;
+  }
+}
+
+static NKE_RespStatus
+resp_end(size_t blen, size_t pos, size_t len, const RespSeen *s, NKE_Response *out)
+{
+  if (blen != 0)
+    return resp_bad(out, "end of message with a body");
+  if (pos + 4 != len)
+    return resp_bad(out, "data after end of message");
+  if (!s->next_seen)
+    return resp_bad(out, "no next protocol record");
+  if (s->next_ok && !s->aead_seen)
+    return resp_bad(out, "NTPv4 without an AEAD record");
+  out->length = len;
+  if (!s->next_ok || !s->aead_ok) {
+    out->why = "NTPv4 or AES-SIV-CMAC-256 refused";
+    return NKE_RESP_NOT_NEGOTIATED;
+  }
+  if (out->n_cookies == 0) {
+    out->why = "no cookie";
+    return NKE_RESP_NO_COOKIE;
+  }
+  return NKE_RESP_OK;
+}
+
+NKE_RespStatus
+NKE_ParseResponse(const uint8_t *buf, size_t len, NKE_Response *out)
+{
+  RespSeen s = {false, false, false, false};
+  size_t pos = 0;
+  memset(out, 0, sizeof(*out));
+  if (len > NKE_MAX_RESPONSE)
+    return resp_bad(out, "response too long");
+  while (len - pos >= 4) {
+    uint16_t raw = get16(buf + pos), type = raw & 0x7fff;
+    size_t blen = get16(buf + pos + 2);
+    if (pos + 4 + blen > NKE_MAX_RESPONSE)
+      return resp_bad(out, "response too long");
+    if (len - pos - 4 < blen)
+      break;
+    if (type == NKE_REC_END)
+      return resp_end(blen, pos, len, &s, out);
+    NKE_RespStatus st = resp_record(type, (raw & NKE_CRITICAL) != 0, buf, pos, blen, &s, out);
+    if (st != NKE_RESP_OK)
+      return st;
+    pos += 4 + blen;
+  }
+  memset(out, 0, sizeof(*out));
+  out->why = "incomplete";
+  return NKE_RESP_INCOMPLETE;
 }

@@ -1,7 +1,9 @@
 #include "ntstls.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -35,7 +37,7 @@ alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsign
   (void)arg;
   /* a client without ntske/1 is refused with the no_application_protocol alert */
   return NTL_SelectAlpn(in, inlen, out, outlen) ? SSL_TLSEXT_ERR_OK
-                                                 : SSL_TLSEXT_ERR_ALERT_FATAL;
+                                                : SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 /* OpenSSL's last error as text, after `what`; the queue is cleared. */
@@ -47,8 +49,8 @@ fail(char *why, size_t whylen, const char *what, const char *file)
   if (e)
     ERR_error_string_n(e, buf, sizeof(buf));
   ERR_clear_error();
-  snprintf(why, whylen, "%s%s%s%s%s", what, file ? " " : "", file ? file : "", buf[0] ? ": " : "",
-           buf);
+  snprintf(why, whylen, "%s%s%s%s%s", what, file ? " " : "", file ? file : "",
+           buf[0] ? ": " : "", buf);
   return false;
 }
 
@@ -111,4 +113,56 @@ void
 NTL_Destroy(NTL_Ctx *c)
 {
   SSL_CTX_free(c);
+}
+
+static bool
+load_ca(SSL_CTX *c, const char *ca, char *why, size_t whylen)
+{
+  struct stat st;
+  if (stat(ca, &st) != 0) {
+    snprintf(why, whylen, "cannot read the CA %s: %s", ca, strerror(errno));
+    return false;
+  }
+  if (S_ISDIR(st.st_mode)) /* hashed names, looked up when a certificate is verified */
+    return SSL_CTX_load_verify_dir(c, ca) == 1 ||
+           fail(why, whylen, "cannot use the CA directory", ca);
+  if (SSL_CTX_load_verify_file(c, ca) != 1)
+    return fail(why, whylen, "cannot load the CA file", ca);
+  if (sk_X509_OBJECT_num(X509_STORE_get0_objects(SSL_CTX_get_cert_store(c))) == 0) {
+    snprintf(why, whylen, "the CA file %s holds no certificate", ca);
+    return false;
+  }
+  return true;
+}
+
+NTL_Ctx *
+NTL_CreateClient(const char *ca, bool noval, char *why, size_t whylen)
+{
+  static const unsigned char alpn[] = "\x07" NTL_ALPN;
+  SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+  if (!c) {
+    fail(why, whylen, "cannot create a TLS context", NULL);
+    return NULL;
+  }
+  bool ok = SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) == 1 &&
+            SSL_CTX_set_max_proto_version(c, 0) == 1;
+  if (!ok)
+    fail(why, whylen, "cannot restrict TLS to version 1.3", NULL);
+  ok = ok && (SSL_CTX_set_alpn_protos(c, alpn, sizeof(alpn) - 1) == 0 ||
+              fail(why, whylen, "cannot offer ALPN ntske/1", NULL));
+  SSL_CTX_set_options(c, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_verify(c, noval ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  if (ok && !noval) {
+    if (ca)
+      ok = load_ca(c, ca, why, whylen);
+    else
+      ok = SSL_CTX_set_default_verify_paths(c) == 1 ||
+           fail(why, whylen, "cannot load the system's CA store", NULL);
+  }
+  if (!ok) {
+    SSL_CTX_free(c);
+    return NULL;
+  }
+  return c;
 }

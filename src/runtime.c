@@ -240,6 +240,30 @@ check_nts(const CNF_Nts *n, const char *path, RUN_Errors *errs)
   return false;
 }
 
+/* The CA of each NTS source (`ca FILE`, else `nts ca`) loads and holds a certificate. */
+static bool
+check_nts_sources(const CNF_Config *cfg, const char *path, RUN_Errors *errs)
+{
+  bool ok = true;
+  for (size_t i = 0; i < cfg->n_assocs; i++) {
+    const CNF_Assoc *a = &cfg->assocs[i];
+    const char *ca = a->ca ? a->ca : cfg->nts.ca;
+    if (!(a->options & CNF_AO_NTS) || (a->options & CNF_AO_NOVAL) || !ca)
+      continue;
+    char why[512], text[600];
+    NTL_Ctx *c = NTL_CreateClient(ca, false, why, sizeof(why));
+    if (c) {
+      NTL_Destroy(c);
+      continue;
+    }
+    snprintf(text, sizeof(text), "%s %s: %s", a->type == CNF_POOL ? "pool" : "server", a->host,
+             why);
+    add_record(errs, RUN_SEV_ERROR, path, a->ca ? a->line : cfg->nts.line, text);
+    ok = false;
+  }
+  return ok;
+}
+
 /* Everything a configuration builds; false (all reasons in errs) if any part fails. */
 static bool
 build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *t)
@@ -273,6 +297,8 @@ build_tables(const CNF_Config *cfg, const char *path, RUN_Errors *errs, Tables *
   if (cfg->leapfile && !load_leaps(cfg->leapfile, errs, &t->leaps))
     sink.failed = true;
   if (cfg->nts.enable && !check_nts(&cfg->nts, path, errs))
+    sink.failed = true;
+  if (!check_nts_sources(cfg, path, errs))
     sink.failed = true;
   if (sink.failed || !t->rst) {
     free_tables(t);

@@ -4,8 +4,8 @@ NTPsec, the NTP pool's server recommendations, NTPsec's examples; sources in the
 
 Each one must load (exit 0, "configuration OK") with nothing but warnings, every message
 "FILE:LINE: warning: reason" (or "FILE: warning: ..." for a whole file). Then the refusals:
-the same files with a directive added that ntpgate cannot honour (broadcastclient, an NTS
-server, a smear interval longer than a day) must fail with FILE:LINE and the reason, and a control
+the same files with a directive added that ntpgate cannot honour (broadcastclient, NTS on a
+peer line, a smear interval longer than a day) must fail with FILE:LINE and the reason, and a control
 character is an error at its line. No daemon is started and no address is used: -t only reads
 the files (includes and keys files named in them may be missing; that is a warning)."""
 
@@ -41,7 +41,8 @@ EXPECTED_WARNINGS = [
 REFUSALS = [
     ("broadcastclient", "broadcastclient: not supported: broadcast mode is not supported"),
     ("leapsmearinterval 90000", "leapsmearinterval: 90000 is out of range 0..86400"),
-    ("server time.cloudflare.com nts", "server: option 'nts' is not supported"),
+    ("peer time.cloudflare.com nts", "peer: NTS is for 'server' and 'pool' lines"),
+    ("server time.cloudflare.com noval", "server: 'ca' and 'noval' apply to NTS sources only"),
     ("crypto", "crypto: not supported: Autokey is not supported"),
     ("\vrestrict default", "control character 0x0b at column 1"),
 ]
@@ -75,6 +76,16 @@ def main(c, tmp):
     for f, line, text in EXPECTED_WARNINGS:
         got = seen.get((f, line), "")
         c.check("%s:%d: warning says %r" % (f, line, text), text in got, got or "no message")
+
+    # NTPsec's own commented example of an NTS source, uncommented, loads as it is
+    text = ntpg.read_text(os.path.join(FIELD, "debian-ntpsec.conf"))
+    path = ntpg.write_text(os.path.join(tmp, "nts.conf"),
+                           text.replace("# server time.cloudflare.com nts",
+                                        "server time.cloudflare.com nts"))
+    rc, msgs, out = check_config(path)
+    c.check("debian-ntpsec.conf with its `server time.cloudflare.com nts` line uncommented "
+            "loads", "\nserver time.cloudflare.com nts" in ntpg.read_text(path) and rc == 0 and
+            "configuration OK" in out, "rc %s; %s" % (rc, " | ".join(msgs[:3])))
 
     c.section("directives ntpgate cannot honour are refused with FILE:LINE and a reason")
     base = ntpg.read_text(os.path.join(FIELD, "debian-ntp.conf"))

@@ -6,7 +6,9 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static CNF_Config *
 parse(const char *text, CNF_Errors *e, bool *ok)
@@ -88,13 +90,16 @@ test_nts_last_value_wins_and_disable(void)
 static void
 test_nts_errors_name_file_and_line(void)
 {
-  TEST_EQ_STR(first_error("\nnts mintls TLS1.2\n"),
-              "t.conf:2: nts: mintls TLS1.2: NTS-KE runs over TLS 1.3 only (RFC 8915 section 3)");
+  TEST_EQ_STR(
+      first_error("\nnts mintls TLS1.2\n"),
+      "t.conf:2: nts: mintls TLS1.2: NTS-KE runs over TLS 1.3 only (RFC 8915 section 3)");
   TEST_EQ_STR(first_error("nts maxtls SSL3\n"),
               "t.conf:1: nts: maxtls: unknown TLS version 'SSL3' (TLS1.3)");
-  TEST_EQ_STR(first_error("nts aead AES_SIV_CMAC_512\n"),
-              "t.conf:1: nts: aead 'AES_SIV_CMAC_512' is not supported (only AES_SIV_CMAC_256)");
-  TEST_EQ_STR(first_error("nts port 0\n"), "t.conf:1: nts: NTS-KE port 0 is out of range 1..65535");
+  TEST_EQ_STR(
+      first_error("nts aead AES_SIV_CMAC_512\n"),
+      "t.conf:1: nts: aead 'AES_SIV_CMAC_512' is not supported (only AES_SIV_CMAC_256)");
+  TEST_EQ_STR(first_error("nts port 0\n"),
+              "t.conf:1: nts: NTS-KE port 0 is out of range 1..65535");
   TEST_EQ_STR(first_error("nts port 65536\n"),
               "t.conf:1: nts: NTS-KE port 65536 is out of range 1..65535");
   TEST_EQ_STR(first_error("nts enable bogus\n"), "t.conf:1: nts: unknown keyword 'bogus'");
@@ -104,13 +109,46 @@ test_nts_errors_name_file_and_line(void)
 }
 
 static void
-test_nts_client_options_refused_with_reason(void)
+test_nts_client_options(void)
 {
-  TEST_CHECK(strstr(first_error("server 192.0.2.1 nts\n"), "not yet an NTS client") != NULL);
-  TEST_CHECK(strstr(first_error("pool pool.example nts\n"), "not yet an NTS client") != NULL);
-  TEST_CHECK(strstr(first_error("server 192.0.2.1 ca /x\n"), "t.conf:1: server: option 'ca'") !=
-             NULL);
-  TEST_CHECK(strstr(first_error("server 192.0.2.1 noval\n"), "option 'noval'") != NULL);
+  CNF_Errors e;
+  bool ok;
+  CNF_Config *cfg = parse("server 192.0.2.1 nts ca /etc/ca.pem port 4461 iburst\n"
+                          "pool pool.example nts noval\n"
+                          "server ntp.example nts\n",
+                          &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(cfg->n_assocs, 3);
+  TEST_CHECK(cfg->assocs[0].options & CNF_AO_NTS);
+  TEST_EQ_STR(cfg->assocs[0].ca, "/etc/ca.pem");
+  TEST_EQ_INT(cfg->assocs[0].ke_port, 4461); /* with nts, port is the NTS-KE port */
+  TEST_EQ_INT(cfg->assocs[0].port, 123);
+  TEST_CHECK((cfg->assocs[1].options & (CNF_AO_NTS | CNF_AO_NOVAL)) ==
+             (CNF_AO_NTS | CNF_AO_NOVAL));
+  TEST_CHECK(cfg->assocs[1].ca == NULL);
+  TEST_EQ_INT(cfg->assocs[2].ke_port, 0); /* the `nts port` default, 4460 */
+  CNF_ClearErrors(&e);
+  CNF_Destroy(cfg);
+  TEST_EQ_STR(first_error("server 192.0.2.1 ca /x\n"),
+              "t.conf:1: server: 'ca' and 'noval' apply to NTS sources only: add 'nts'");
+  TEST_EQ_STR(first_error("\nserver 192.0.2.1 noval\n"),
+              "t.conf:2: server: 'ca' and 'noval' apply to NTS sources only: add 'nts'");
+  TEST_EQ_STR(first_error("server 192.0.2.1 nts ca\n"),
+              "t.conf:1: server: missing value for ca");
+  TEST_EQ_STR(
+      first_error("peer 192.0.2.1 nts\n"),
+      "t.conf:1: peer: NTS is for 'server' and 'pool' lines (RFC 8915 has no symmetric "
+      "mode)");
+  TEST_EQ_STR(first_error("server 192.0.2.1 nts key 3\n"),
+              "t.conf:1: server: 'nts' and 'key' exclude each other: NTS authenticates the "
+              "source");
+  TEST_EQ_STR(first_error("pool p.example nts version 3\n"),
+              "t.conf:1: pool: NTS needs NTP version 4, not 3");
+  cfg = parse("server 192.0.2.1 nts ca /x noval\n", &e, &ok);
+  TEST_CHECK(ok);
+  TEST_EQ_INT(e.warnings.count, 1);
+  CNF_ClearErrors(&e);
+  CNF_Destroy(cfg);
 }
 
 static void
@@ -159,9 +197,34 @@ test_server_context_needs_cert_and_key(void)
   TEST_CHECK(strstr(why, "cannot load the certificate chain /nonexistent/chain.pem") != NULL);
 }
 
-TEST_MAIN(TEST_CASE(test_nts_defaults), TEST_CASE(test_nts_keywords_one_a_line_and_several_on_one),
+/* The client's context: a CA that cannot be read or holds no certificate is refused with
+ * the reason; the system's store and noval (which reads no CA) are taken. */
+static void
+test_client_context_checks_the_ca(void)
+{
+  char why[512] = "";
+  TEST_CHECK(NTL_CreateClient("/nonexistent/ca.pem", false, why, sizeof(why)) == NULL);
+  TEST_CHECK(strstr(why, "cannot read the CA /nonexistent/ca.pem") != NULL);
+  char path[] = "/tmp/ntpg-ntsconf-XXXXXX";
+  int fd = mkstemp(path);
+  TEST_CHECK(fd >= 0);
+  TEST_CHECK(write(fd, "not a certificate\n", 18) == 18);
+  close(fd);
+  TEST_CHECK(NTL_CreateClient(path, false, why, sizeof(why)) == NULL);
+  TEST_CHECK(strstr(why, "cannot load the CA file") != NULL);
+  NTL_Ctx *c = NTL_CreateClient(path, true, why, sizeof(why));
+  TEST_CHECK(c != NULL);
+  NTL_Destroy(c);
+  unlink(path);
+  c = NTL_CreateClient(NULL, false, why, sizeof(why));
+  TEST_CHECK(c != NULL);
+  NTL_Destroy(c);
+}
+
+TEST_MAIN(TEST_CASE(test_nts_defaults),
+          TEST_CASE(test_nts_keywords_one_a_line_and_several_on_one),
           TEST_CASE(test_nts_last_value_wins_and_disable),
-          TEST_CASE(test_nts_errors_name_file_and_line),
-          TEST_CASE(test_nts_client_options_refused_with_reason),
+          TEST_CASE(test_nts_errors_name_file_and_line), TEST_CASE(test_nts_client_options),
           TEST_CASE(test_nts_tlsciphers_warns), TEST_CASE(test_alpn_picks_ntske_only),
-          TEST_CASE(test_server_context_needs_cert_and_key))
+          TEST_CASE(test_server_context_needs_cert_and_key),
+          TEST_CASE(test_client_context_checks_the_ca))

@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 /* chrony's and NTPsec's request: Next Protocol {0}, AEAD {15}, End of Message. */
@@ -36,8 +37,8 @@ static void
 test_ke_aead_list_and_noncritical_aead(void)
 {
   /* AEAD list {30, 15} without the critical bit, plus an unknown non-critical record */
-  static const uint8_t r[] = {0x80, 1, 0, 2, 0, 0, 0, 4, 0, 4, 0, 30, 0, 15,
-                              0x40, 0, 0, 1, 9, 0x80, 0, 0, 0};
+  static const uint8_t r[] = {0x80, 1,  0,    2, 0, 0, 0, 4,    0, 4, 0, 30,
+                              0,    15, 0x40, 0, 0, 1, 9, 0x80, 0, 0, 0};
   NKE_Request rq;
   TEST_EQ_INT(parse(r, sizeof(r), &rq), NKE_OK);
   TEST_CHECK(NKE_CanGrant(&rq));
@@ -83,7 +84,8 @@ test_ke_bad_requests(void)
       {"data after end", {0x80, 1, 0, 2, 0, 0, 0x80, 4, 0, 2, 0, 15, 0x80, 0, 0, 0, 7}, 17},
       {"no next protocol", {0x80, 4, 0, 2, 0, 15, 0x80, 0, 0, 0}, 10},
       {"next protocol twice", {0x80, 1, 0, 0, 0x80, 1, 0, 0, 0x80, 0, 0, 0}, 12},
-      {"next protocol not critical", {0, 1, 0, 2, 0, 0, 0x80, 4, 0, 2, 0, 15, 0x80, 0, 0, 0},
+      {"next protocol not critical",
+       {0, 1, 0, 2, 0, 0, 0x80, 4, 0, 2, 0, 15, 0x80, 0, 0, 0},
        16},
       {"odd next protocol", {0x80, 1, 0, 1, 0, 0x80, 4, 0, 2, 0, 15, 0x80, 0, 0, 0}, 15},
       {"AEAD twice",
@@ -195,7 +197,155 @@ test_ke_random_input_property(void)
   }
 }
 
-TEST_MAIN(TEST_CASE(test_ke_good_request), TEST_CASE(test_ke_every_prefix_is_incomplete),
+/* ---- the client's side ---- */
+
+static void
+test_ke_client_request_is_what_servers_parse(void)
+{
+  uint8_t out[32];
+  TEST_EQ_INT(NKE_BuildClientRequest(out, sizeof(out)), sizeof(good_req));
+  TEST_CHECK(memcmp(out, good_req, sizeof(good_req)) == 0);
+  TEST_EQ_INT(NKE_BuildClientRequest(out, sizeof(good_req) - 1), 0);
+}
+
+static size_t
+put_rec(uint8_t *b, size_t pos, uint16_t type, const void *body, size_t n)
+{
+  b[pos] = (uint8_t)(type >> 8);
+  b[pos + 1] = (uint8_t)type;
+  b[pos + 2] = (uint8_t)(n >> 8);
+  b[pos + 3] = (uint8_t)n;
+  if (n)
+    memcpy(b + pos + 4, body, n);
+  return pos + 4 + n;
+}
+
+/* A server's response: what our server builds is what our client takes, every prefix is
+ * incomplete, and the grant's cookies, server and port come out as sent. */
+static void
+test_ke_client_parses_our_servers_response(void)
+{
+  NKE_Request rq;
+  TEST_EQ_INT(parse(good_req, sizeof(good_req), &rq), NKE_OK);
+  uint8_t cookies[NKE_COOKIES * 100];
+  for (size_t i = 0; i < sizeof(cookies); i++)
+    cookies[i] = (uint8_t)(i / 100 + 1);
+  NKE_Grant g = {cookies, NKE_COOKIES, 100, "ntp.example", 1123};
+  uint8_t out[2048];
+  size_t n = NKE_BuildResponse(&rq, &g, out, sizeof(out));
+  NKE_Response r;
+  for (size_t k = 0; k < n; k++)
+    TEST_EQ_INT(NKE_ParseResponse(out, k, &r), NKE_RESP_INCOMPLETE);
+  TEST_EQ_INT(NKE_ParseResponse(out, n, &r), NKE_RESP_OK);
+  TEST_EQ_INT(r.length, n);
+  TEST_EQ_INT(r.n_cookies, NKE_COOKIES);
+  for (size_t i = 0; i < r.n_cookies; i++)
+    TEST_CHECK(r.cookie_len[i] == 100 && out[r.cookie_off[i]] == (uint8_t)(i + 1) &&
+               memcmp(out + r.cookie_off[i], cookies + i * 100, 100) == 0);
+  TEST_CHECK(r.has_server && strcmp(r.server, "ntp.example") == 0);
+  TEST_CHECK(r.has_port && r.port == 1123);
+  TEST_EQ_INT(NKE_ParseResponse(out, n + 1, &r), NKE_RESP_BAD); /* data after the end */
+  /* the refusal our server sends for a wrong AEAD: negotiated nothing */
+  static const uint8_t wrong[] = {0x80, 1, 0, 2, 0, 0, 0x80, 4, 0, 2, 0, 16, 0x80, 0, 0, 0};
+  TEST_EQ_INT(parse(wrong, sizeof(wrong), &rq), NKE_OK);
+  n = NKE_BuildResponse(&rq, &g, out, sizeof(out));
+  TEST_EQ_INT(NKE_ParseResponse(out, n, &r), NKE_RESP_NOT_NEGOTIATED);
+  n = NKE_BuildError(NKE_ERR_BAD_REQUEST, out, sizeof(out));
+  TEST_EQ_INT(NKE_ParseResponse(out, n, &r), NKE_RESP_ERROR);
+  TEST_EQ_INT(r.code, NKE_ERR_BAD_REQUEST);
+}
+
+static void
+test_ke_client_refuses_bad_responses(void)
+{
+  static const uint8_t v4[] = {0, 0}, aead[] = {0, 15}, a16[] = {0, 16}, two[] = {0, 0, 0, 1};
+  uint8_t ck[300];
+  memset(ck, 7, sizeof(ck));
+  struct {
+    const char *what;
+    NKE_RespStatus want;
+  } cases[] = {
+      {"no cookie", NKE_RESP_NO_COOKIE},
+      {"AEAD 16 chosen", NKE_RESP_BAD},
+      {"two protocols", NKE_RESP_BAD},
+      {"no next protocol", NKE_RESP_BAD},
+      {"no AEAD", NKE_RESP_BAD},
+      {"unknown critical", NKE_RESP_BAD},
+      {"unknown non-critical ignored", NKE_RESP_OK},
+      {"warning", NKE_RESP_WARNING},
+      {"cookie too long", NKE_RESP_BAD},
+      {"empty cookie", NKE_RESP_BAD},
+      {"port 3 octets", NKE_RESP_BAD},
+      {"server with a space", NKE_RESP_BAD},
+      {"server repeated", NKE_RESP_BAD},
+      {"end with a body", NKE_RESP_BAD},
+      {"ten cookies: eight kept", NKE_RESP_OK},
+  };
+  for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+    uint8_t b[4096];
+    size_t pos = 0;
+    pos = put_rec(b, pos, 0x8001, c == 2 ? two : v4, c == 2 ? 4 : 2);
+    if (c == 3)
+      pos = 0;
+    if (c != 4)
+      pos = put_rec(b, pos, 0x8004, c == 1 ? a16 : aead, 2);
+    if (c == 5)
+      pos = put_rec(b, pos, 0xc0ff, NULL, 0);
+    if (c == 6)
+      pos = put_rec(b, pos, 0x40ff, "x", 1);
+    if (c == 7)
+      pos = put_rec(b, pos, 0x8003, v4, 2);
+    if (c == 10)
+      pos = put_rec(b, pos, 0x8007, "abc", 3);
+    if (c == 11)
+      pos = put_rec(b, pos, 0x8006, "a b", 3);
+    if (c == 12) {
+      pos = put_rec(b, pos, 0x8006, "a", 1);
+      pos = put_rec(b, pos, 0x8006, "b", 1);
+    }
+    size_t cookies = c == 0 ? 0 : (c == 14 ? 10 : 1);
+    for (size_t i = 0; i < cookies; i++)
+      pos = put_rec(b, pos, 5, ck, c == 8 ? 257 : (c == 9 ? 0 : 100));
+    pos = put_rec(b, pos, 0x8000, c == 13 ? "x" : NULL, c == 13 ? 1 : 0);
+    NKE_Response r;
+    NKE_RespStatus st = NKE_ParseResponse(b, pos, &r);
+    if (st != cases[c].want)
+      fprintf(stderr, "case %s: %d (%s)\n", cases[c].what, st, r.why ? r.why : "");
+    TEST_EQ_INT(st, cases[c].want);
+    if (c == 14)
+      TEST_EQ_INT(r.n_cookies, NKE_COOKIES);
+  }
+}
+
+/* Random mutations of a good response: a status in range, never a cookie outside the input. */
+static void
+test_ke_client_random_property(void)
+{
+  NKE_Request rq;
+  TEST_EQ_INT(parse(good_req, sizeof(good_req), &rq), NKE_OK);
+  uint8_t cookies[NKE_COOKIES * 20];
+  memset(cookies, 1, sizeof(cookies));
+  NKE_Grant g = {cookies, NKE_COOKIES, 20, "h", 9};
+  uint8_t good[512], b[512];
+  size_t n = NKE_BuildResponse(&rq, &g, good, sizeof(good));
+  test_rng_state = harness_seed;
+  for (int it = 0; it < 20000; it++) {
+    memcpy(b, good, n);
+    size_t len = n - (size_t)(test_rng() % 4);
+    b[test_rng() % len] ^= (uint8_t)(1u << (test_rng() % 8));
+    NKE_Response r;
+    NKE_RespStatus st = NKE_ParseResponse(b, len, &r);
+    TEST_CHECK(st <= NKE_RESP_NO_COOKIE);
+    for (size_t i = 0; st == NKE_RESP_OK && i < r.n_cookies; i++)
+      TEST_CHECK((size_t)r.cookie_off[i] + r.cookie_len[i] <= len);
+  }
+}
+
+TEST_MAIN(TEST_CASE(test_ke_client_request_is_what_servers_parse),
+          TEST_CASE(test_ke_client_parses_our_servers_response),
+          TEST_CASE(test_ke_client_refuses_bad_responses),
+          TEST_CASE(test_ke_client_random_property), TEST_CASE(test_ke_good_request),
+          TEST_CASE(test_ke_every_prefix_is_incomplete),
           TEST_CASE(test_ke_aead_list_and_noncritical_aead),
           TEST_CASE(test_ke_wrong_aead_is_not_granted),
           TEST_CASE(test_ke_unknown_critical_record), TEST_CASE(test_ke_bad_requests),
