@@ -191,6 +191,19 @@ resolve_thread(void *arg)
   return NULL;
 }
 
+/* Run fn(arg) on a detached helper thread. */
+static bool
+run_detached(void *(*fn)(void *), void *arg)
+{
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  bool ok = pthread_create(&t, &attr, fn, arg) == 0;
+  pthread_attr_destroy(&attr);
+  return ok;
+}
+
 /* Start resolving host on a helper thread (lock held). */
 static bool
 start_job(CLI_Client *c, const char *host, int family, int peer, int pool)
@@ -204,13 +217,7 @@ start_job(CLI_Client *c, const char *host, int family, int peer, int pool)
   j->family = family;
   j->peer = peer;
   j->pool = pool;
-  pthread_t t;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  bool ok = pthread_create(&t, &attr, resolve_thread, j) == 0;
-  pthread_attr_destroy(&attr);
-  if (!ok) {
+  if (!run_detached(resolve_thread, j)) {
     free(j->host);
     free(j);
     return false;
@@ -260,13 +267,7 @@ start_ke(CLI_Client *c, Peer *p)
   j->c = c;
   j->tls = p->tls;
   j->ke = p->ke_addr;
-  pthread_t t;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  bool ok = pthread_create(&t, &attr, ke_thread, j) == 0;
-  pthread_attr_destroy(&attr);
-  if (!ok) {
+  if (!run_detached(ke_thread, j)) {
     free_ke(j);
     return false;
   }

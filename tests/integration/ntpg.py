@@ -1086,6 +1086,14 @@ def best_of(fn, tries=3, limit=1e-3):
 # tshark
 # ---------------------------------------------------------------------------------------------
 
+def parse_vars(text):
+    """name=value pairs of ntpq's rv output (quotes kept off strings)."""
+    out = {}
+    for m in re.finditer(r'([A-Za-z_][\w.]*)=("[^"]*"|[^,\s]*)', text):
+        out[m.group(1)] = m.group(2).strip('"')
+    return out
+
+
 class Capture:
     """tshark on lo with a capture filter, writing a pcap; stops by itself after `count`
     packets or `duration` seconds."""

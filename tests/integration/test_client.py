@@ -65,13 +65,6 @@ def run_ntpq(addr, cmds, timeout=15):
     return rc, out, err, "ntpq " + " ".join("-c '%s'" % c for c in cmds) + " " + addr
 
 
-def parse_vars(text):
-    out = {}
-    for m in re.finditer(r'([A-Za-z_][\w.]*)=("[^"]*"|[^,\s]*)', text):
-        out[m.group(1)] = m.group(2).strip('"')
-    return out
-
-
 def served(addr):
     """(stratum, refid text, li) of a raw query, or None."""
     r = ntpg.query(addr, 123, src=PROBE, timeout=0.5)
@@ -303,7 +296,7 @@ def check_sync_chrony(c, tmp, b, chrony):
                 "stratum %s refid %s leap %s" % (r["stratum"], ntpg.refid_text(r["refid"]),
                                                  r["leap"]))
     rc, out, err, cmd = run_ntpq(addr, ["rv"])
-    v = parse_vars(out)
+    v = ntpg.parse_vars(out)
     c.info(cmd)
     c.check("ntpq -c rv: stratum=9 refid=%s" % caddr,
             v.get("stratum") == "9" and v.get("refid") == caddr,

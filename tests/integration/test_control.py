@@ -355,14 +355,6 @@ def run_ntplib_from(tmp, src, addr, n, version):
         return {"error": "rc=%s err=%r" % (rc, err.strip()[-300:])}
 
 
-def parse_vars(text):
-    """name=value pairs of ntpq's rv output (quotes kept off strings)."""
-    out = {}
-    for m in re.finditer(r'([A-Za-z_][\w.]*)=("[^"]*"|[^,\s]*)', text):
-        out[m.group(1)] = m.group(2).strip('"')
-    return out
-
-
 MRU_LINE = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+[0-9a-f]+\s+\S\s+(\d)\s+(\d)\s+(\d+)\s+\S+\s+\S+\s+"
                       r"(\d+)\s+(\S+)\s*$")
 
@@ -420,7 +412,7 @@ def section_rv(c, box):
                           ("from %s (bounded)" % src(5), src(5))):
         rc, out, err, cmd = run_ntpq(box.addr, ["rv"], src=source)
         c.info(cmd)
-        v = parse_vars(out)
+        v = ntpg.parse_vars(out)
         c.check("rv %s: exits 0, no traceback" % label, rc == 0 and "Traceback" not in err,
                 "rc %s err %r" % (rc, err[-200:]))
         c.check("rv %s: stratum=%d" % (label, STRATUM), v.get("stratum") == str(STRATUM),
@@ -770,7 +762,7 @@ def section_counters(c, box):
     c.section("counters by name through rv, against SIGUSR1")
     rc, out, err, cmd = run_ntpq(box.addr, ["rv 0 served,ctl_answered,control_requests"])
     c.info(cmd + " -> " + out.strip()[:120])
-    v = parse_vars(out)
+    v = ntpg.parse_vars(out)
     st = box.stats()
     c.check("rv 0 served,ctl_answered,control_requests: all three read",
             all(k in v for k in ("served", "ctl_answered", "control_requests")), out[-160:])

@@ -35,8 +35,9 @@ def openssl(args, cwd):
         raise RuntimeError("openssl %s: %s" % (" ".join(args), err))
 
 
-def make_pki(tmp, addr):
-    """A CA, a server certificate for addr (IP SAN) and ntske.test (DNS SAN), a second CA."""
+def make_pki(tmp, addrs):
+    """A CA, a server certificate for addrs (one address or a list: IP SANs) and ntske.test
+    (DNS SAN), a second CA."""
     p = lambda n: os.path.join(tmp, n)  # noqa: E731
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     openssl(["req", "-x509"] + ec + ["-keyout", p("ca.key"), "-out", p("ca.pem"), "-days", "2",
@@ -45,7 +46,9 @@ def make_pki(tmp, addr):
                                      "2", "-subj", "/CN=another CA"], tmp)
     openssl(["req"] + ec + ["-keyout", p("srv.key"), "-out", p("srv.csr"), "-subj",
                             "/CN=ntske.test"], tmp)
-    ntpg.write_text(p("ext"), "subjectAltName=IP:%s,DNS:ntske.test\n" % addr)
+    addrs = [addrs] if isinstance(addrs, str) else addrs
+    ntpg.write_text(p("ext"), "subjectAltName=%s,DNS:ntske.test\n" %
+                    ",".join("IP:" + a for a in addrs))
     openssl(["x509", "-req", "-in", p("srv.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
              "-CAcreateserial", "-out", p("srv.pem"), "-days", "2", "-extfile", p("ext")], tmp)
     return p

@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ntpg  # noqa: E402
-from test_nts import openssl  # noqa: E402
+from test_nts import make_pki  # noqa: E402
 
 NTPQ = os.path.join(ntpg.PEERS, "usr", "bin", "ntpq")
 PROBE = ntpg.source_addr(31)
@@ -33,22 +33,6 @@ def A(k):
     return ntpg.server_addr(k)
 
 
-def make_pki(tmp, addrs):
-    """A CA, one server certificate for the given addresses (IP SANs), a second CA."""
-    p = lambda n: os.path.join(tmp, n)  # noqa: E731
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    openssl(["req", "-x509"] + ec + ["-keyout", p("ca.key"), "-out", p("ca.pem"), "-days", "2",
-                                     "-subj", "/CN=ntpgate test CA"], tmp)
-    openssl(["req", "-x509"] + ec + ["-keyout", p("other.key"), "-out", p("other.pem"), "-days",
-                                     "2", "-subj", "/CN=another CA"], tmp)
-    openssl(["req"] + ec + ["-keyout", p("srv.key"), "-out", p("srv.csr"), "-subj",
-                            "/CN=ntske.test"], tmp)
-    ntpg.write_text(p("ext"), "subjectAltName=%s\n" % ",".join("IP:" + a for a in addrs))
-    openssl(["x509", "-req", "-in", p("srv.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
-             "-CAcreateserial", "-out", p("srv.pem"), "-days", "2", "-extfile", p("ext")], tmp)
-    return p
-
-
 def run_ntpq(addr, cmds, timeout=15):
     argv = [ntpg.PYTHON, NTPQ, "-n"]
     for c in cmds:
@@ -58,17 +42,10 @@ def run_ntpq(addr, cmds, timeout=15):
     return rc, out, err
 
 
-def parse_vars(text):
-    out = {}
-    for m in re.finditer(r'([A-Za-z_][\w.]*)=("[^"]*"|[^,\s]*)', text):
-        out[m.group(1)] = m.group(2).strip('"')
-    return out
-
-
 def nts_vars(d):
     """The client_nts_* counters through ntpq (`rv 0 NAMES`), as ints."""
     rc, out, err = run_ntpq(d.listen[0], ["rv 0 " + ",".join(COUNTERS)])
-    v = parse_vars(out)
+    v = ntpg.parse_vars(out)
     return {k: int(v[k]) for k in COUNTERS if k in v and v[k].isdigit()}
 
 
