@@ -10,6 +10,10 @@ invalid address"), and both daemons want UDP port 123, so the test re-runs itsel
   fresh cookies out of our replies' encrypted fields: it opened our authenticator;
 - an NTPsec that trusts another CA fails NTS-KE (its log; our counters: a connection closed
   before the handshake) and sends no NTP to us at all: no fallback to plain NTP.
+- ntpgated as NTS client of NTPsec's NTS server (NTPsec on 192.0.2.2): one NTS-KE with the
+  certificate verified, NTPsec's replies open with the S2C key and bring fresh cookies, every
+  request carries NTS. NTPsec 1.2.2 never synchronizes to its LOCAL clock here (as in
+  test_client.py), so it answers with the INIT kiss, which our client ignores: no sync shown.
 Not shown (docs/nts.md): NTPsec's own view of the association. In these namespaces its ntpq
 gets no answer from it and its log shows no peer events, for plain NTP as well as NTS."""
 
@@ -26,6 +30,7 @@ from test_nts import make_pki  # noqa: E402
 
 NTPD = os.path.join(ntpg.PEERS, "usr", "sbin", "ntpd")
 SERVER, CLIENT, ROUTER = "192.0.2.1", "192.0.2.2", "192.0.2.254"
+CLIENT_OF_NTPSEC = "192.0.2.3"  # our NTS client of NTPsec's server, on lo
 RUN = 40  # seconds NTPsec runs: iburst, then minpoll 3 -> more requests than its 8 cookies
 CHILD_FLAG = "--in-netns"
 
@@ -34,10 +39,14 @@ def sh(*argv):
     subprocess.run(list(argv), check=True, capture_output=True, timeout=10)
 
 
-def start_ntpsec(tmp, name, ca):
-    """NTPsec in a namespace of its own, the veth end v1 moved into it; returns (proc, log)."""
-    conf = ntpg.write_text(os.path.join(tmp, name + ".conf"), "\n".join([
-        "server %s nts ca %s iburst minpoll 3 maxpoll 3" % (SERVER, ca),
+def ntpsec_client_conf(ca):
+    return ["server %s nts ca %s iburst minpoll 3 maxpoll 3" % (SERVER, ca)]
+
+
+def start_ntpsec(tmp, name, lines):
+    """NTPsec with these configuration lines in a namespace of its own, the veth end v1 moved
+    into it; returns (proc, log, capture on our end of the veth)."""
+    conf = ntpg.write_text(os.path.join(tmp, name + ".conf"), "\n".join(lines + [
         "disable ntp", "disable kernel", "interface ignore wildcard",
         "interface listen %s" % CLIENT, "driftfile %s/%s.drift" % (tmp, name),
         "logconfig =all"]) + "\n")
@@ -114,7 +123,7 @@ def main(c, tmp):
     except subprocess.CalledProcessError as e:
         c.check("a veth pair in the test's own namespace", False, e.stderr)
         return
-    p = make_pki(tmp, SERVER)
+    p = make_pki(tmp, [SERVER, CLIENT])
     d = ntpg.Daemon(tmp, [SERVER], port=123, extra=[
         "nts enable cert %s key %s" % (p("srv.pem"), p("srv.key")),
         "nts cookie %s" % p("cookies")])
@@ -122,7 +131,7 @@ def main(c, tmp):
 
     c.section("NTPsec trusting the test CA")
     before = d.stats() or {}
-    n, log, cap = start_ntpsec(tmp, "ntpsec", p("ca.pem"))
+    n, log, cap = start_ntpsec(tmp, "ntpsec", ntpsec_client_conf(p("ca.pem")))
     ntpg.wait_until(lambda: (d.stats(2.0) or {}).get("served_nts", 0) >= 9 or
                     n.poll() is not None, RUN, 2.0)
     stop(n)
@@ -149,7 +158,7 @@ def main(c, tmp):
 
     c.section("NTPsec trusting another CA")
     before = d.stats() or {}
-    n, log, cap = start_ntpsec(tmp, "ntpsec-other", p("other.pem"))
+    n, log, cap = start_ntpsec(tmp, "ntpsec-other", ntpsec_client_conf(p("other.pem")))
     ntpg.wait_until(lambda: (d.stats(2.0) or {}).get("nts_ke_accepted", 0) >
                     before.get("nts_ke_accepted", 0) or n.poll() is not None, 15, 1.0)
     time.sleep(10)  # long enough for an iburst, if it fell back to plain NTP
@@ -166,8 +175,47 @@ def main(c, tmp):
             dl.get("received", 0) == 0, "received %s" % dl.get("received"))
     c.check("and it sent us no NTP at all (no fallback to plain NTP)",
             dl.get("received", 0) == 0, "received %s" % dl.get("received"))
+    ntpsec_server(c, tmp, p)
     d.stop()
     c.check("ntpgated exits cleanly", d.rc == 0, str(d.rc))
+
+
+def ntpsec_server(c, tmp, p):
+    c.section("ntpgated as NTS client of NTPsec's NTS server (%s)" % CLIENT)
+    n, log, cap = start_ntpsec(tmp, "ntpsec-server", [
+        "server 127.127.1.0 minpoll 3 maxpoll 3", "fudge 127.127.1.0 stratum 8",
+        "nts enable", "nts cert %s" % p("srv.pem"), "nts key %s" % p("srv.key"),
+        "nts cookie %s" % p("ntpsec-cookies")])
+    sh("ip", "addr", "add", CLIENT_OF_NTPSEC + "/32", "dev", "lo")
+    cl = ntpg.Daemon(tmp, [CLIENT_OF_NTPSEC], port=123, stratum=None, name="nts-client",
+                     extra=["server %s nts ca %s iburst minpoll 3 maxpoll 3" % (CLIENT, p("ca.pem"))])
+    c.check("our NTS client starts (answers on %s)" % CLIENT_OF_NTPSEC, cl.start())
+    st = ntpg.wait_until(lambda: (lambda s: s if s.get("client_nts_auth", 0) >= 4 else None)(
+        cl.stats(2.0) or {}), 45, 2.0) or cl.stats() or {}
+    cl.stop()
+    stop(n)
+    text = ntpg.read_text(log)
+    c.info("NTPsec's NTS-KE server: %s" % " | ".join(
+        ln.split(": ", 1)[-1] for ln in text.splitlines() if "NTSs: NTS-KE from" in ln)[-300:])
+    c.check("one NTS-KE with NTPsec (certificate verified against the test CA)",
+            st.get("client_nts_ke_ok") == 1 and st.get("client_nts_ke_fail_verify", 0) == 0,
+            str({k: v for k, v in st.items() if k.startswith("client_nts")}))
+    c.check("NTPsec's replies opened with the S2C key (at least 4), none dropped",
+            st.get("client_nts_auth", 0) >= 4 and st.get("client_nts_dropped_unauth", 0) == 0,
+            str({k: v for k, v in st.items() if k.startswith("client_nts")}))
+    c.check("they brought fresh cookies: more than the 8 of NTS-KE came in",
+            st.get("client_nts_cookies", 0) > 8, str(st.get("client_nts_cookies")))
+    # NTPsec 1.2.2 never synchronizes to its LOCAL clock here (test_client.py says so too):
+    # it answers LI 3, stratum 0 (kiss INIT), which the client takes as a kiss to ignore; if
+    # it does synchronize elsewhere, its replies are samples
+    samples, kisses = st.get("client_sample", 0), st.get("client_kod_ignored", 0)
+    client = {k: v for k, v in st.items() if k.startswith("client_") and v}
+    c.check("every authenticated reply was a sample or an ignored kiss (INIT: NTPsec "
+            "unsynchronized): samples %d, kisses ignored %d" % (samples, kisses),
+            samples + kisses >= st.get("client_nts_auth", 0) > 0, str(client))
+    c.check("no plain NTP sent: every request carried NTS (no poll without a cookie)",
+            st.get("client_nts_no_cookie", 0) == 0 and
+            st.get("client_requests", 0) >= st.get("client_nts_auth", 0), str(client))
 
 
 if __name__ == "__main__":
