@@ -15,6 +15,7 @@
 #include "control.h"
 #include "log.h"
 #include "netio.h"
+#include "ntskesrv.h"
 #include "rng.h"
 #include "siphash.h"
 
@@ -45,9 +46,11 @@ struct CSV_Server {
   uint8_t leap; /* as of the last exclusive section (atomic) */
   pthread_mutex_t log_lock;
   char names[CTL_R_COUNT][CSV_NAME_LEN]; /* "ctl_<reason>", for CTL_Counter */
-  CTL_Counter counters[SRV_R_COUNT + CTL_R_COUNT + 8 + CLI_NTS_COUNTERS];
+  CTL_Counter counters[SRV_R_COUNT + CTL_R_COUNT + 8 + CLI_NTS_COUNTERS + NKS_N_COUNTERS];
   LOG_Limiter log_limit;
   CLI_Client *cli;
+  const NKS_Server *nks;
+  char nks_names[NKS_N_COUNTERS][CSV_NAME_LEN]; /* "nts_ke_<name>" */
   CTL_Peer peers[CSV_MAX_PEERS];
   int local_fd;
   bool local_unlink; /* CSV_CloseLocal removes the file (see CSV_LeaveLocalFile) */
@@ -70,6 +73,16 @@ void
 CSV_SetClient(CSV_Server *s, CLI_Client *cli)
 {
   s->cli = cli;
+}
+
+void
+CSV_SetNtsServer(CSV_Server *s, const NKS_Server *nks)
+{
+  NKS_Row rows[NKS_N_COUNTERS];
+  size_t n = NKS_GetRows(nks, rows);
+  for (size_t i = 0; i < n; i++)
+    snprintf(s->nks_names[i], sizeof(s->nks_names[i]), "nts_ke_%s", rows[i].name);
+  s->nks = nks;
 }
 
 CSV_Server *
@@ -212,6 +225,12 @@ fill_counters(CSV_Server *s, const WRK_Counters *c)
   s->counters[n++] = (CTL_Counter){"blocked_larger", c->blocked_larger};
   if (s->cli) /* the NTS client's (client_nts_*) */
     n += CLI_NtsCounters(s->cli, s->counters + n, CLI_NTS_COUNTERS);
+  if (s->nks) { /* the NTS-KE server's (nts_ke_*) */
+    NKS_Row rows[NKS_N_COUNTERS];
+    size_t k = NKS_GetRows(s->nks, rows);
+    for (size_t i = 0; i < k; i++)
+      s->counters[n++] = (CTL_Counter){s->nks_names[i], rows[i].value};
+  }
   return n;
 }
 

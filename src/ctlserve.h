@@ -19,6 +19,7 @@
 #include "statsfile.h"
 
 typedef struct CSV_Server CSV_Server;
+typedef struct NKS_Server NKS_Server; /* ntskesrv.h */
 
 CSV_Server *CSV_Create(RUN_State *run, POL_Pool *pool, const CLK_Clock *clk,
                        const char *config_path);
@@ -26,6 +27,9 @@ void CSV_Destroy(CSV_Server *s);
 /* The client whose associations and discipline ntpq sees (NULL: none). Once the serving
  * threads run, call it inside an exclusive section (POL_Exclusive): they read it. */
 void CSV_SetClient(CSV_Server *s, CLI_Client *cli);
+/* The NTS-KE server whose counters ntpq reads as nts_ke_NAME (NULL: none). Set it before
+ * the serving threads run; it must outlive them. */
+void CSV_SetNtsServer(CSV_Server *s, const NKS_Server *nks);
 /* A POL_ControlFn: arg is the CSV_Server. A :config request that passes the checks is not
  * applied here: it is queued for CSV_HandleConfig. */
 void CSV_Handle(void *arg, int self, WRK_Worker *w);

@@ -150,6 +150,33 @@ answers(Buf *b, const EXP_Snapshot *s)
         "Mode 6 (ntpq) requests handed to the control path.", s->reasons[SRV_R_CONTROL]);
 }
 
+/* A counter family of named rows, one sample each with label key="name" (none: nothing). */
+static void
+rows(Buf *b, const char *name, const char *key, const char *help, const EXP_Row *r, size_t n)
+{
+  char esc[64], labels[96];
+  if (n == 0)
+    return;
+  family(b, name, "counter", help);
+  for (size_t i = 0; i < n && i < EXP_MAX_ROWS; i++) {
+    escape(r[i].name ? r[i].name : "", esc, sizeof(esc));
+    snprintf(labels, sizeof(labels), "{%s=\"%s\"}", key, esc);
+    sample_u(b, name, labels, r[i].value);
+  }
+}
+
+static void
+nts(Buf *b, const EXP_Snapshot *s)
+{
+  rows(b, "ntpgate_nts_ke_events_total", "event",
+       "NTS-KE server: connections accepted, handshakes, failures by reason, cookies issued, "
+       "key rotations (docs/nts.md).",
+       s->nts_ke, s->n_nts_ke);
+  rows(b, "ntpgate_client_nts_events_total", "event",
+       "NTS client: NTS-KE outcomes, cookies received, replies by verdict (docs/nts.md).",
+       s->client_nts, s->n_client_nts);
+}
+
 static void
 tables(Buf *b, const EXP_Snapshot *s)
 {
@@ -271,6 +298,7 @@ EXP_Format(const EXP_Snapshot *s, char *out, size_t cap)
   traffic(&b, s);
   drops(&b, s);
   answers(&b, s);
+  nts(&b, s);
   tables(&b, s);
   system_vars(&b, s);
   peers(&b, s);

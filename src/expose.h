@@ -15,6 +15,14 @@
 #define EXP_MAX_PEERS 64
 #define EXP_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+#define EXP_MAX_ROWS 16
+
+/* A named counter (the NTS rows: name without its prefix, e.g. "handshakes"). */
+typedef struct {
+  const char *name; /* borrowed: valid while the snapshot is used */
+  uint64_t value;
+} EXP_Row;
+
 /* One upstream association. */
 typedef struct {
   NetAddr addr;                 /* the server's address (port not shown) */
@@ -43,6 +51,11 @@ typedef struct {
   double offset, frequency_ppm, jitter;
   EXP_Peer peers[EXP_MAX_PEERS];
   size_t n_peers;
+  /* NTS (docs/nts.md): the NTS-KE server's events and the NTS client's (none: no family) */
+  EXP_Row nts_ke[EXP_MAX_ROWS];
+  size_t n_nts_ke;
+  EXP_Row client_nts[EXP_MAX_ROWS];
+  size_t n_client_nts;
   /* the endpoint itself (metrics.c) */
   uint64_t http_served, http_refused, http_errors;
 } EXP_Snapshot;

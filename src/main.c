@@ -223,33 +223,14 @@ parse_options(int argc, char **argv, Options *o)
   return -1; /* go on */
 }
 
-/* The NTS-KE outcomes as `stats: nts_NAME VALUE` lines (docs/nts.md). */
+/* The NTS-KE outcomes as `stats: nts_ke_NAME VALUE` lines (docs/nts.md). */
 static void
 log_nts_counters(const NKS_Server *s)
 {
-  NKS_Counters c;
-  NKS_GetCounters(s, &c);
-  const struct {
-    const char *name;
-    uint64_t v;
-  } rows[] = {
-      {"accepted", c.accepted},
-      {"handshakes", c.handshakes},
-      {"tls_failed", c.tls_failed},
-      {"bad_request", c.bad_request},
-      {"unknown_critical", c.unknown_critical},
-      {"no_aead", c.no_aead},
-      {"timeouts", c.timeouts},
-      {"refused_full", c.refused_full},
-      {"refused_addr", c.refused_addr},
-      {"closed_early", c.closed_early},
-      {"internal_error", c.internal_error},
-      {"cookies_issued", c.cookies_issued},
-      {"key_rotations", c.key_rotations},
-      {"refused_restrict", c.refused_restrict},
-  };
-  for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-    LOG_Info("stats: nts_ke_%s %llu", rows[i].name, (unsigned long long)rows[i].v);
+  NKS_Row rows[NKS_N_COUNTERS];
+  size_t n = NKS_GetRows(s, rows);
+  for (size_t i = 0; i < n; i++)
+    LOG_Info("stats: nts_ke_%s %llu", rows[i].name, (unsigned long long)rows[i].value);
 }
 
 static void
@@ -406,6 +387,37 @@ on_config(void *arg, int fd, uint32_t events)
 
 /* ---- the metrics endpoint (docs/monitoring.md) ---- */
 
+_Static_assert(NKS_N_COUNTERS <= EXP_MAX_ROWS && CLI_NTS_COUNTERS <= EXP_MAX_ROWS,
+               "the NTS rows fit the metrics snapshot");
+
+/* The NTS-KE server's counters, and the NTS client's when a source uses NTS. */
+static void
+snapshot_nts(Daemon *d, EXP_Snapshot *s)
+{
+  s->n_nts_ke = s->n_client_nts = 0;
+  if (d->nts) {
+    NKS_Row r[NKS_N_COUNTERS];
+    s->n_nts_ke = NKS_GetRows(d->nts, r);
+    for (size_t i = 0; i < s->n_nts_ke; i++)
+      s->nts_ke[i] = (EXP_Row){r[i].name, r[i].value};
+  }
+  const CNF_Config *cfg = RUN_Config(d->run);
+  bool any = false;
+  for (size_t i = 0; i < cfg->n_assocs; i++)
+    any = any || (cfg->assocs[i].options & CNF_AO_NTS);
+  if (!d->cli || !any)
+    return;
+  CTL_Counter c[CLI_NTS_COUNTERS];
+  size_t n = CLI_NtsCounters(d->cli, c, CLI_NTS_COUNTERS);
+  static const char prefix[] = "client_nts_";
+  for (size_t i = 0; i < n; i++) {
+    const char *name = c[i].name;
+    if (strncmp(name, prefix, sizeof(prefix) - 1) == 0)
+      name += sizeof(prefix) - 1;
+    s->client_nts[s->n_client_nts++] = (EXP_Row){name, c[i].value};
+  }
+}
+
 static void
 snapshot_peers(Daemon *d, EXP_Snapshot *s)
 {
@@ -480,6 +492,7 @@ metrics_snapshot(Daemon *d)
   RUN_ControlContext(d->run, &cc);
   s->leap_expiry = (double)cc.leap_expire;
   snapshot_peers(d, s);
+  snapshot_nts(d, s);
   MTR_Publish(d->mtr, s);
 }
 
@@ -899,6 +912,7 @@ start(Daemon *d)
   d->ctl = CSV_Create(d->run, d->pool, d->clk, o->config_path);
   if (!d->ctl)
     LOG_Fatalx("out of memory");
+  CSV_SetNtsServer(d->ctl, d->nts);
   if (o->control_socket) { /* bound while still root, so the file is root's, mode 0600 */
     int fd = CSV_OpenLocal(d->ctl, o->control_socket, err, sizeof(err));
     if (fd < 0 || !EVL_AddFd(d->loop, fd, on_local, d))
@@ -981,8 +995,8 @@ shutdown_daemon(Daemon *d)
 {
   if (d->pid_written && d->cleaner.pid == 0)
     DMN_RemovePidFile(d->files[0]); /* else the cleaner does it, below */
+  POL_Destroy(d->pool); /* threads first: they read the client, the NTS keys and counters */
   NKS_Stop(d->nts);
-  POL_Destroy(d->pool); /* threads first: the control path reads the client */
   CLI_Destroy(d->cli);
   STL_Destroy(d->stats); /* after the client, which queues records; writes what is queued */
   CSV_Destroy(d->ctl);

@@ -571,6 +571,22 @@ NKS_GetCounters(const NKS_Server *s, NKS_Counters *out)
 #undef GET
 }
 
+size_t
+NKS_GetRows(const NKS_Server *s, NKS_Row out[NKS_N_COUNTERS])
+{
+  NKS_Counters c;
+  size_t n = 0;
+  NKS_GetCounters(s, &c);
+#define ROW(f) out[n++] = (NKS_Row){#f, c.f};
+  COUNTERS(ROW)
+#undef ROW
+  return n;
+}
+
+#define ONE(f) +1
+_Static_assert(0 COUNTERS(ONE) == NKS_N_COUNTERS, "NKS_N_COUNTERS counts COUNTERS");
+#undef ONE
+
 NCK_Store *
 NKS_Keys(NKS_Server *s)
 {

@@ -51,6 +51,15 @@ bool NKS_Run(NKS_Server *s, char *err, size_t errlen);
 /* Stop the thread and close everything; NULL is fine. */
 void NKS_Stop(NKS_Server *s);
 void NKS_GetCounters(const NKS_Server *s, NKS_Counters *out);
+/* The same counters as named rows, in NKS_Counters' order ("handshakes", ...; without the
+ * nts_ke_ prefix the log, ntpq and the metrics put before them); all zero for NULL. Any
+ * thread, until NKS_Stop. Returns NKS_N_COUNTERS. */
+#define NKS_N_COUNTERS 14
+typedef struct {
+  const char *name;
+  uint64_t value;
+} NKS_Row;
+size_t NKS_GetRows(const NKS_Server *s, NKS_Row out[NKS_N_COUNTERS]);
 /* The cookie master keys in force, for the serving threads (server.h: SRV_Ctx.nts_keys);
  * valid until NKS_Stop. Published at NKS_Create and on every change. */
 NCK_Store *NKS_Keys(NKS_Server *s);

@@ -1086,6 +1086,19 @@ def best_of(fn, tries=3, limit=1e-3):
 # tshark
 # ---------------------------------------------------------------------------------------------
 
+NTPQ = os.path.join(PEERS, "usr", "bin", "ntpq")
+
+
+def run_ntpq(addr, cmds, timeout=15):
+    """NTPsec's ntpq -n (numeric: no reverse lookups through the host resolver) with these
+    commands: (rc, stdout, stderr)."""
+    argv = [PYTHON, NTPQ, "-n"]
+    for c in cmds:
+        argv += ["-c", c]
+    argv.append(addr)
+    return run_tool(argv, timeout)
+
+
 def parse_vars(text):
     """name=value pairs of ntpq's rv output (quotes kept off strings)."""
     out = {}

@@ -391,15 +391,40 @@ def check_silent_and_many(c, d, p, addr, port, kport):
                                                             if k.startswith("nts")}))
 
 
+def check_counters_exported(c, d, addr, mport):
+    """The NTS-KE counters through ntpq (rv 0 nts_ke_NAME) and the metrics endpoint, equal to
+    the stats lines; promtool finds the exposition clean."""
+    from test_metrics import PROMTOOL, get_metrics, sample
+    st = d.stats() or {}
+    names = sorted(k for k in st if k.startswith("nts_ke_"))
+    rc, out, err = ntpg.run_ntpq(addr, ["rv 0 " + ",".join(names)])
+    v = ntpg.parse_vars(out)
+    c.check("ntpq rv 0 reads the %d NTS-KE counters as the log has them" % len(names),
+            len(names) == 14 and all(v.get(k) == str(st[k]) for k in names),
+            why="log %s, ntpq %s %s" % ({k: st[k] for k in names}, out[-300:], err[-200:]))
+    head, body = get_metrics(addr, mport)
+    got = {k: sample(body, 'ntpgate_nts_ke_events_total{event="%s"}' % k[7:]) for k in names}
+    c.check("the metrics endpoint has them as ntpgate_nts_ke_events_total{event=...}",
+            all(got[k] == st[k] for k in names) and st.get("nts_ke_handshakes", 0) > 0,
+            "handshakes %s" % got.get("nts_ke_handshakes"), why="%s vs %s" % (got, st))
+    p = ntpg.subprocess.run([PROMTOOL, "check", "metrics"], input=body.encode(),
+                            capture_output=True, timeout=30)
+    msg = (p.stdout + p.stderr).decode(errors="replace")
+    c.check("promtool check metrics: clean with the NTS families", p.returncode == 0 and
+            not msg.strip(), why=msg[:400])
+
+
 def main(c, tmp):
     addr = ntpg.server_addr(1)
     port = 123
     kport = ntpg.v6_port(3)  # a TCP port: distinct per test and salt
+    mport = ntpg.v6_port(2)  # the metrics endpoint's
     p = make_pki(tmp, addr)
     check_config(c, tmp, p, addr, kport)
     d = ntpg.Daemon(tmp, [addr], port=port, extra=[
         "nts enable cert %s key %s" % (p("srv.pem"), p("srv.key")),
         "nts cookie %s port %d" % (p("cookies"), kport),
+        "metrics listen %s port %d" % (addr, mport),
         "restrict %s noserve" % ntpg.source_addr(19),
         "restrict %s ignore" % ntpg.source_addr(20)])
     d.start()
@@ -411,6 +436,7 @@ def main(c, tmp):
     check_nts_packets(c, d, p, addr, port)
     check_restrict(c, d, p, addr, kport)
     check_silent_and_many(c, d, p, addr, port, kport)
+    check_counters_exported(c, d, addr, mport)
     d.stop()
     c.check("daemon exits cleanly", d.rc == 0, str(d.rc))
     c.check("no cookie key material in the log",

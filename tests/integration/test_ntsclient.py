@@ -19,7 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ntpg  # noqa: E402
 from test_nts import make_pki  # noqa: E402
 
-NTPQ = os.path.join(ntpg.PEERS, "usr", "bin", "ntpq")
 PROBE = ntpg.source_addr(31)
 POLL = "iburst minpoll 1 maxpoll 1"
 COUNTERS = ["client_nts_ke_ok", "client_nts_ke_fail_connect", "client_nts_ke_fail_tls",
@@ -33,32 +32,39 @@ def A(k):
     return ntpg.server_addr(k)
 
 
-def run_ntpq(addr, cmds, timeout=15):
-    argv = [ntpg.PYTHON, NTPQ, "-n"]
-    for c in cmds:
-        argv += ["-c", c]
-    argv.append(addr)
-    rc, out, err = ntpg.run_tool(argv, timeout)
-    return rc, out, err
-
-
 def nts_vars(d):
     """The client_nts_* counters through ntpq (`rv 0 NAMES`), as ints."""
-    rc, out, err = run_ntpq(d.listen[0], ["rv 0 " + ",".join(COUNTERS)])
+    rc, out, err = ntpg.run_ntpq(d.listen[0], ["rv 0 " + ",".join(COUNTERS)])
     v = ntpg.parse_vars(out)
     return {k: int(v[k]) for k in COUNTERS if k in v and v[k].isdigit()}
 
 
 def synced_to(d, upstream):
     """The ntpq -p line of upstream when it is the system peer (`*`), else None."""
-    rc, out, err = run_ntpq(d.listen[0], ["peers"])
+    rc, out, err = ntpg.run_ntpq(d.listen[0], ["peers"])
     line = [ln for ln in out.splitlines() if upstream in ln]
     return line[0].strip() if line and line[0].lstrip().startswith("*") else None
 
 
-def client(tmp, name, k, upstream, kport, ca, kind="server"):
+def client(tmp, name, k, upstream, kport, ca, kind="server", more=()):
     return ntpg.Daemon(tmp, [A(k)], stratum=None, name=name, probe_src=PROBE,
-                       extra=["%s %s nts ca %s port %d %s" % (kind, upstream, ca, kport, POLL)])
+                       extra=["%s %s nts ca %s port %d %s" % (kind, upstream, ca, kport, POLL)]
+                       + list(more))
+
+
+def check_metrics(c, d):
+    """The client_nts_* counters on the metrics endpoint (default port, our address) equal
+    ntpq's, as ntpgate_client_nts_events_total{event=...}."""
+    from test_metrics import get_metrics, sample
+    v = nts_vars(d)
+    head, body = get_metrics(d.listen[0], 9975)
+    got = {k: sample(body, 'ntpgate_client_nts_events_total{event="%s"}' % k[11:])
+           for k in COUNTERS}
+    # the reply counters may move between the two reads: compare what cannot, in a sync
+    c.check("metrics: ntpgate_client_nts_events_total has the %d client_nts_* counters"
+            % len(COUNTERS), all(got[k] is not None for k in COUNTERS) and
+            got["client_nts_ke_ok"] == v.get("client_nts_ke_ok") == 1 and
+            got["client_nts_auth"] >= 4, str(got), why="%s vs ntpq %s" % (got, v))
 
 
 def check_config(c, tmp, p, kport):
@@ -108,7 +114,7 @@ def check_wrong_ca(c, tmp, p, s1, kport):
             str({k: v for k, v in after.items() if k.startswith("nts_ke")}))
     c.check("the log says why: certificate verify failed",
             "NTS-KE with %s" % A(1) in w.log_text() and "certificate" in w.log_text())
-    rc, out, err = run_ntpq(w.listen[0], ["peers"])
+    rc, out, err = ntpg.run_ntpq(w.listen[0], ["peers"])
     c.check("ntpq -p lists no association (no keys, no association)", A(1) not in out, out)
     w.stop()
 
@@ -116,8 +122,8 @@ def check_wrong_ca(c, tmp, p, s1, kport):
 def check_synced(c, d, upstream, label, status="f"):
     line = ntpg.wait_until(lambda: synced_to(d, upstream), 30)
     c.check("%s: ntpq -p shows `*%s` (system peer)" % (label, upstream), line is not None,
-            str(line), why=run_ntpq(d.listen[0], ["peers"])[1][-400:])
-    rc, out, err = run_ntpq(d.listen[0], ["associations"])
+            str(line), why=ntpg.run_ntpq(d.listen[0], ["peers"])[1][-400:])
+    rc, out, err = ntpg.run_ntpq(d.listen[0], ["associations"])
     row = [ln for ln in out.splitlines() if re.match(r"\s*\d+\s+\d+\s+[0-9a-f]{4}", ln)]
     c.check("%s: ntpq associations: reachable, authenticated (auth ok, status 0x%s...)"
             % (label, status), len(row) == 1 and " ok " in row[0] and "yes" in row[0] and
@@ -200,10 +206,11 @@ def main(c, tmp):
         "ntsservercert %s" % p("srv.pem"), "ntsserverkey %s" % p("srv.key"),
         "ntsport %d" % kp3, "ntsdumpdir %s" % tmp])
     c.check("chronyd (NTS server, -x) starts", ch.start())
-    c1 = client(tmp, "c1", 2, A(3), kp3, p("ca.pem"))
+    c1 = client(tmp, "c1", 2, A(3), kp3, p("ca.pem"), more=["metrics listen %s" % A(2)])
     c2 = client(tmp, "c2", 4, A(1), kp1, p("ca.pem"), kind="pool")
     c.check("the two clients start", c1.start() and c2.start())
     check_synced(c, c1, A(3), "to chronyd")
+    check_metrics(c, c1)
     # a pool member: not configured, so 0x7 (authenable, authentic, reachable)
     check_synced(c, c2, A(1), "pool ... nts, to ntpgated", status="7")
     s_before = s1.stats() or {}

@@ -188,6 +188,32 @@ test_exp_peers_by_address(void)
               1);
 }
 
+/* The NTS rows: a family each when there are rows, every row a labelled sample under the
+ * family's HELP and TYPE; no rows, no family. */
+static void
+test_exp_nts_rows(void)
+{
+  fill();
+  EXP_Format(&snap, out, sizeof(out));
+  TEST_CHECK(strstr(out, "ntpgate_nts_ke_events_total") == NULL);
+  TEST_CHECK(strstr(out, "ntpgate_client_nts_events_total") == NULL);
+  snap.nts_ke[0] = (EXP_Row){"handshakes", 42};
+  snap.nts_ke[1] = (EXP_Row){"tls_failed", 3};
+  snap.n_nts_ke = 2;
+  snap.client_nts[0] = (EXP_Row){"ke_ok", 1};
+  snap.client_nts[1] = (EXP_Row){"auth", 17};
+  snap.client_nts[2] = (EXP_Row){"we\"ird", 5};
+  snap.n_client_nts = 3;
+  TEST_CHECK(EXP_Format(&snap, out, sizeof(out)) > 0);
+  TEST_CHECK(strstr(out, "# TYPE ntpgate_nts_ke_events_total counter\n") != NULL);
+  TEST_CHECK(strstr(out, "# TYPE ntpgate_client_nts_events_total counter\n") != NULL);
+  TEST_CHECK(value(out, "ntpgate_nts_ke_events_total{event=\"handshakes\"}") == 42);
+  TEST_CHECK(value(out, "ntpgate_nts_ke_events_total{event=\"tls_failed\"}") == 3);
+  TEST_CHECK(value(out, "ntpgate_client_nts_events_total{event=\"ke_ok\"}") == 1);
+  TEST_CHECK(value(out, "ntpgate_client_nts_events_total{event=\"auth\"}") == 17);
+  TEST_CHECK(value(out, "ntpgate_client_nts_events_total{event=\"we\\\"ird\"}") == 5);
+}
+
 static void
 test_exp_too_small_gives_zero(void)
 {
@@ -203,4 +229,5 @@ TEST_MAIN(TEST_CASE(test_exp_counters_in_their_series),
           TEST_CASE(test_exp_every_drop_reason_is_a_label),
           TEST_CASE(test_exp_every_family_has_help_and_type),
           TEST_CASE(test_exp_label_values_escaped), TEST_CASE(test_exp_no_client_gives_nan),
-          TEST_CASE(test_exp_peers_by_address), TEST_CASE(test_exp_too_small_gives_zero))
+          TEST_CASE(test_exp_peers_by_address), TEST_CASE(test_exp_nts_rows),
+          TEST_CASE(test_exp_too_small_gives_zero))
