@@ -9,6 +9,6 @@
 set -eu
 cd "$(dirname "$0")/.."
 [ -x build/ntpgated ] || { echo "build first: make (build/ntpgated)" >&2; exit 1; }
-export NTPG_DAEMON="$(pwd)/build/ntpgated" NTPG_SRC="$(pwd)"
+export NTPG_DAEMON="${NTPG_DAEMON:-$(pwd)/build/ntpgated}" NTPG_SRC="$(pwd)"
 exec unshare -n sh -c 'ip link set lo up && exec /usr/bin/python3 bench/timequality.py "$@"' \
   timequality "$@"
