@@ -25,7 +25,7 @@ TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 sup
 
 .PHONY: all deps deps-build run check test test-plain test-asan test-tsan test-fuzz \
         test-fuzzreplay fuzz fuzz-long fuzz-build clean install deb test-package bench-timequality \
-        bench-metrics
+        bench-metrics bench-nts
 
 all: $(BUILD)/ntpgated
 
@@ -103,6 +103,12 @@ bench-timequality: $(BUILD)/ntpgated
 # Serving CPU per answer with and without a Prometheus scraping every second (not in check).
 bench-metrics: all
 	bench/metrics.sh -b $(BUILD)
+
+# NTS CPU per answer against plain NTP, ntpgated and chronyd in one run (not in check):
+# docs/nts.md and docs/performance.md have the figures. In a private network namespace.
+bench-nts: all
+	unshare -n sh -c 'ip link set lo up && NTPG_DAEMON=$(abspath $(BUILD))/ntpgated \
+	  NTPG_SRC=$(CURDIR) NTPG_ADDR_SALT=0 python3 bench/ntsbench.py'
 
 check: deps
 	$(MAKE) test-plain

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 what=${1:-test}
 
 build_pkgs="cmake make gcc clang pkg-config libssl-dev libcap-dev libseccomp-dev libclang-rt-14-dev util-linux"
-test_pkgs="python3 ntpsec-ntpdig python3-ntp python3-ntplib tshark iproute2 openssl
+test_pkgs="python3 ntpsec-ntpdig python3-ntp python3-ntplib python3-cryptography tshark iproute2 openssl
            libcap2 libedit2 libgnutls30 libnettle8 libseccomp2 libbsd0 libssl3 valgrind
            debhelper dpkg-dev lintian mandoc mmdebstrap systemd gnuplot-nox ntpsec-ntpviz prometheus"
 pkgs=$build_pkgs

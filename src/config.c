@@ -782,7 +782,8 @@ CNF_Create(void)
   CNF_ApplyDefaults(CNF_OG_TOS, &c->tos);
   CNF_ApplyDefaults(CNF_OG_TINKER, &c->tinker);
   c->port = CNF_NTP_PORT;
-  c->sw = (CNF_Switches){.auth = true, .kernel = true, .monitor = true, .ntp = true};
+  c->sw = (CNF_Switches){
+      .auth = true, .kernel = true, .monitor = true, .ntp = true, .stats = true};
   for (int i = 0; i < STF_KIND_COUNT; i++)
     c->filegen[i] = (CNF_FileGen){.type = STF_TYPE_DAY, .link = true};
   c->nts = (CNF_Nts){.aead = CNF_NTS_AEAD_AES_SIV_CMAC_256, .port = CNF_NTS_KE_PORT};

@@ -236,7 +236,7 @@ typedef struct {
   bool kernel;    /* true */
   bool monitor;   /* true */
   bool ntp;       /* true */
-  bool stats;     /* false */
+  bool stats;     /* true: statistics files are written (ntpd's stats_control) */
   bool mode7;     /* false */
 } CNF_Switches;
 

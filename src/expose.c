@@ -131,17 +131,19 @@ answers(Buf *b, const EXP_Snapshot *s)
 {
   static const char kod[] = "ntpgate_kod_sent_total";
   family(b, kod, "counter",
-         "Kiss-o'-Death replies sent, by kiss code (NTSN: NTS is not "
-         "implemented, always 0).");
+         "Kiss-o'-Death replies sent, by kiss code (NTSN: an NTS cookie or "
+         "authenticator that failed).");
   sample_u(b, kod, "{code=\"RATE\"}", s->reasons[SRV_R_KOD_RATE]);
   sample_u(b, kod, "{code=\"DENY\"}", s->reasons[SRV_R_KOD_DENY]);
   sample_u(b, kod, "{code=\"RSTR\"}", s->reasons[SRV_R_KOD_RSTR]);
   sample_u(b, kod, "{code=\"CRYP\"}", s->reasons[SRV_R_KOD_CRYP]);
-  sample_u(b, kod, "{code=\"NTSN\"}", 0);
+  sample_u(b, kod, "{code=\"NTSN\"}",
+           s->reasons[SRV_R_KOD_NTSN_COOKIE] + s->reasons[SRV_R_KOD_NTSN_AUTH]);
   static const char srv[] = "ntpgate_time_replies_total";
   family(b, srv, "counter", "Time replies decided, by kind.");
   sample_u(b, srv, "{kind=\"plain\"}", s->reasons[SRV_R_SERVED]);
   sample_u(b, srv, "{kind=\"authenticated\"}", s->reasons[SRV_R_SERVED_AUTH]);
+  sample_u(b, srv, "{kind=\"nts\"}", s->reasons[SRV_R_SERVED_NTS]);
   sample_u(b, srv, "{kind=\"leak\"}", s->reasons[SRV_R_SERVED_LEAK]);
   sample_u(b, srv, "{kind=\"crypto_nak\"}", s->reasons[SRV_R_CRYPTO_NAK]);
   one_u(b, "ntpgate_control_requests_total", "counter",

@@ -62,7 +62,7 @@ typedef struct {
   POL_Pool *pool;  /* the serving threads and their sockets */
   CSV_Server *ctl; /* the control path (mode 6) */
   CLI_Client *cli; /* upstream associations and the clock discipline */
-  NKS_Server *nts;  /* the NTS-KE server (NULL without `nts enable`) */
+  NKS_Server *nts; /* the NTS-KE server (NULL without `nts enable`) */
   SBX_User user;   /* -u, looked up before any chroot */
   bool pid_written;
   const char *files[2]; /* what the cleaner removes at exit */
@@ -233,13 +233,20 @@ log_nts_counters(const NKS_Server *s)
     const char *name;
     uint64_t v;
   } rows[] = {
-      {"accepted", c.accepted},         {"handshakes", c.handshakes},
-      {"tls_failed", c.tls_failed},     {"bad_request", c.bad_request},
-      {"unknown_critical", c.unknown_critical}, {"no_aead", c.no_aead},
-      {"timeouts", c.timeouts},         {"refused_full", c.refused_full},
-      {"refused_addr", c.refused_addr}, {"closed_early", c.closed_early},
-      {"internal_error", c.internal_error}, {"cookies_issued", c.cookies_issued},
+      {"accepted", c.accepted},
+      {"handshakes", c.handshakes},
+      {"tls_failed", c.tls_failed},
+      {"bad_request", c.bad_request},
+      {"unknown_critical", c.unknown_critical},
+      {"no_aead", c.no_aead},
+      {"timeouts", c.timeouts},
+      {"refused_full", c.refused_full},
+      {"refused_addr", c.refused_addr},
+      {"closed_early", c.closed_early},
+      {"internal_error", c.internal_error},
+      {"cookies_issued", c.cookies_issued},
       {"key_rotations", c.key_rotations},
+      {"refused_restrict", c.refused_restrict},
   };
   for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
     LOG_Info("stats: nts_ke_%s %llu", rows[i].name, (unsigned long long)rows[i].v);
@@ -495,6 +502,15 @@ metrics_tick(Daemon *d)
     LOG_Warnx("metrics: out of memory copying the restrict list; the old one stays");
 }
 
+/* Once a tick: the restrict list in force, which NTS-KE checks every client against at
+ * accept (as metrics_tick: the list stays valid on this thread). */
+static void
+nts_tick(Daemon *d)
+{
+  if (d->nts && !NKS_SetRestrict(d->nts, RUN_Context(d->run)->rst))
+    LOG_Warnx("NTS-KE: out of memory copying the restrict list; the old one stays");
+}
+
 static bool
 open_metrics(Daemon *d)
 {
@@ -721,6 +737,7 @@ on_tick(void *arg)
   arm_leap(d);
   if (d->mtr)
     metrics_tick(d);
+  nts_tick(d);
 }
 
 static int
@@ -876,6 +893,8 @@ start(Daemon *d)
     if (!d->nts)
       LOG_Fatalx("%s", err);
     LOG_Info("NTS-KE on TCP port %u", RUN_Config(d->run)->nts.port);
+    RUN_SetNtsKeys(d->run, NKS_Keys(d->nts)); /* NTS in NTP packets, on the serving threads */
+    nts_tick(d);
   }
   d->ctl = CSV_Create(d->run, d->pool, d->clk, o->config_path);
   if (!d->ctl)
@@ -960,7 +979,7 @@ shutdown_daemon(Daemon *d)
   if (d->pid_written && d->cleaner.pid == 0)
     DMN_RemovePidFile(d->files[0]); /* else the cleaner does it, below */
   NKS_Stop(d->nts);
-  POL_Destroy(d->pool);             /* threads first: the control path reads the client */
+  POL_Destroy(d->pool); /* threads first: the control path reads the client */
   CLI_Destroy(d->cli);
   STL_Destroy(d->stats); /* after the client, which queues records; writes what is queued */
   CSV_Destroy(d->ctl);

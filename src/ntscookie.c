@@ -1,6 +1,8 @@
 #include "ntscookie.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,5 +168,54 @@ NCK_Parse(const char *text, NCK_Keys *k, int *line, const char **why)
   }
   memset(l, 0, sizeof(l));
   *k = out;
+  return true;
+}
+
+struct NCK_Store {
+  pthread_mutex_t lock;
+  NCK_Keys keys;        /* under lock */
+  _Atomic uint64_t gen; /* bumped after each publication */
+};
+
+NCK_Store *
+NCK_StoreCreate(void)
+{
+  NCK_Store *s = calloc(1, sizeof(*s));
+  if (s && pthread_mutex_init(&s->lock, NULL) != 0) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void
+NCK_StoreDestroy(NCK_Store *s)
+{
+  if (!s)
+    return;
+  pthread_mutex_destroy(&s->lock);
+  memset(&s->keys, 0, sizeof(s->keys));
+  free(s);
+}
+
+void
+NCK_StorePublish(NCK_Store *s, const NCK_Keys *k)
+{
+  pthread_mutex_lock(&s->lock);
+  s->keys = *k;
+  pthread_mutex_unlock(&s->lock);
+  atomic_fetch_add_explicit(&s->gen, 1, memory_order_release);
+}
+
+bool
+NCK_StoreRefresh(NCK_Store *s, NCK_Keys *copy, uint64_t *gen)
+{
+  uint64_t g = atomic_load_explicit(&s->gen, memory_order_acquire);
+  if (g == *gen || pthread_mutex_trylock(&s->lock) != 0)
+    return false;
+  *copy = s->keys;
+  g = atomic_load_explicit(&s->gen, memory_order_relaxed);
+  pthread_mutex_unlock(&s->lock);
+  *gen = g;
   return true;
 }

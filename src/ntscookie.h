@@ -6,7 +6,9 @@
  * so a key stays valid for (NCK_MAX_KEYS - 1) rotations after the next one replaced it.
  * The key file (`nts cookie FILE`) holds the keys as text, so servers of one service that
  * share the file accept each other's cookies. Pure: the caller passes the time and the
- * randomness; key material is never formatted anywhere but into the file's text. */
+ * randomness; key material is never formatted anywhere but into the file's text.
+ * NCK_Store, the one part with a lock, hands the keys from the NTS-KE thread (which rotates
+ * them) to the serving threads (which open cookies with them). */
 #ifndef NTPG_NTSCOOKIE_H
 #define NTPG_NTSCOOKIE_H
 
@@ -59,5 +61,22 @@ size_t NCK_Format(const NCK_Keys *k, char *buf, size_t size);
 /* Parse that text; false with a reason (and the line) if any line is bad. Never echoes key
  * material in the reason. */
 bool NCK_Parse(const char *text, NCK_Keys *k, int *line, const char **why);
+
+/* The keys in force, shared between one writer (the NTS-KE thread) and the serving threads.
+ * The writer publishes a whole key set under a mutex and then bumps a generation counter
+ * (release). Each serving thread keeps its own copy: NCK_StoreRefresh compares the counter
+ * (one acquire load, a line written once a day) and copies only when it moved, taking the
+ * mutex with trylock: a serving thread never waits; if the writer holds it, the thread keeps
+ * its copy and tries again at its next batch. A copy is used only by its thread, so nothing
+ * is freed or overwritten under a reader (tests/unit/test_ntsef.c runs it under TSan). */
+typedef struct NCK_Store NCK_Store;
+
+NCK_Store *NCK_StoreCreate(void);
+void NCK_StoreDestroy(NCK_Store *s);
+/* Publish k (copied). */
+void NCK_StorePublish(NCK_Store *s, const NCK_Keys *k);
+/* Bring *copy up to date if a newer set was published since *gen (0 before the first
+ * call); true if it copied. Never blocks. */
+bool NCK_StoreRefresh(NCK_Store *s, NCK_Keys *copy, uint64_t *gen);
 
 #endif

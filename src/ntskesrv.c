@@ -19,9 +19,11 @@
 #include <openssl/ssl.h>
 
 #include "log.h"
+#include "netaddr.h"
 #include "ntscookie.h"
 #include "ntske.h"
 #include "ntstls.h"
+#include "restrict.h"
 #include "rng.h"
 #include "siv.h"
 
@@ -40,9 +42,10 @@ typedef struct {
 } Conn;
 
 #define COUNTERS(X)                                                                           \
-  X(accepted) X(handshakes) X(tls_failed) X(bad_request) X(unknown_critical) X(no_aead)       \
-  X(timeouts) X(refused_full) X(refused_addr) X(closed_early) X(internal_error)              \
-  X(cookies_issued) X(key_rotations)
+  X(accepted)                                                                                 \
+  X(handshakes) X(tls_failed) X(bad_request) X(unknown_critical) X(no_aead) X(timeouts)       \
+      X(refused_full) X(refused_addr) X(closed_early) X(internal_error) X(cookies_issued)     \
+          X(key_rotations) X(refused_restrict)
 
 struct NKS_Server {
   NTL_Ctx *tls;
@@ -55,6 +58,11 @@ struct NKS_Server {
   struct pollfd *pfd;
   SIV_Ctx *siv;
   NCK_Keys keys;
+  NCK_Store *store; /* keys published for the serving threads */
+  NCK_Keys last_published;
+  bool published;
+  pthread_mutex_t rst_lock;
+  RST_List *rst; /* our copy of the restrict list in force (NKS_SetRestrict) */
   char *cookie_file;
   double next_key_check;
 #define DECL(n) _Atomic uint64_t n;
@@ -123,8 +131,19 @@ write_keys(const char *path, const NCK_Keys *k, char *err, size_t errlen)
   return false;
 }
 
+/* Hand the keys to the serving threads if they changed. */
+static void
+publish_keys(NKS_Server *s)
+{
+  if (!s->published || memcmp(&s->keys, &s->last_published, sizeof(s->keys)) != 0) {
+    NCK_StorePublish(s->store, &s->keys);
+    s->last_published = s->keys;
+    s->published = true;
+  }
+}
+
 static bool
-check_keys(NKS_Server *s, char *err, size_t errlen)
+rotate_keys(NKS_Server *s, char *err, size_t errlen)
 {
   int64_t now = (int64_t)time(NULL);
   NCK_Keys fromfile;
@@ -146,6 +165,14 @@ check_keys(NKS_Server *s, char *err, size_t errlen)
   memset(key, 0, sizeof(key));
   count(&s->key_rotations, 1);
   return !s->cookie_file || write_keys(s->cookie_file, &s->keys, err, errlen);
+}
+
+static bool
+check_keys(NKS_Server *s, char *err, size_t errlen)
+{
+  bool ok = rotate_keys(s, err, errlen);
+  publish_keys(s); /* what is in memory is in force, whatever the file said */
+  return ok;
 }
 
 /* ---- listeners ---- */
@@ -216,6 +243,21 @@ peer_of(const struct sockaddr_storage *ss, struct sockaddr_in6 *out)
   memcpy(&out->sin6_addr.s6_addr[12], &a->sin_addr, 4);
 }
 
+/* `restrict ... ignore` or `noserve` for the peer: no NTS-KE (its cookies would be of no
+ * use: the time it would ask for is refused too). */
+static bool
+refused(NKS_Server *s, const struct sockaddr_storage *ss)
+{
+  NetAddr a;
+  if (!ADR_FromSockaddr((const struct sockaddr *)ss, &a))
+    return true;
+  ADR_Unmap(&a);
+  pthread_mutex_lock(&s->rst_lock);
+  uint32_t flags = s->rst ? RST_Match(s->rst, &a) : 0;
+  pthread_mutex_unlock(&s->rst_lock);
+  return (flags & (RST_IGNORE | RST_NOSERVE)) != 0;
+}
+
 static void
 accept_one(NKS_Server *s, int lfd, double now)
 {
@@ -225,6 +267,11 @@ accept_one(NKS_Server *s, int lfd, double now)
   if (fd < 0)
     return;
   count(&s->accepted, 1);
+  if (refused(s, &ss)) {
+    count(&s->refused_restrict, 1);
+    close(fd);
+    return;
+  }
   struct sockaddr_in6 peer;
   peer_of(&ss, &peer);
   Conn *slot = NULL;
@@ -423,6 +470,10 @@ destroy(NKS_Server *s)
   }
   NTL_Destroy(s->tls);
   SIV_Destroy(s->siv);
+  NCK_StoreDestroy(s->store);
+  RST_Destroy(s->rst);
+  pthread_mutex_destroy(&s->rst_lock);
+  OPENSSL_cleanse(&s->last_published, sizeof(s->last_published));
   OPENSSL_cleanse(&s->keys, sizeof(s->keys));
   free(s->conns);
   free(s->pfd);
@@ -453,8 +504,10 @@ NKS_Create(const CNF_Nts *n, char *err, size_t errlen)
   s->conns = calloc(NKS_MAX_CONNS, sizeof(*s->conns));
   s->pfd = calloc(NKS_MAX_CONNS + 3, sizeof(*s->pfd));
   s->siv = SIV_Create();
+  s->store = NCK_StoreCreate();
+  pthread_mutex_init(&s->rst_lock, NULL);
   s->cookie_file = n->cookie ? strdup(n->cookie) : NULL;
-  if (!s->conns || !s->pfd || !s->siv || (n->cookie && !s->cookie_file) ||
+  if (!s->conns || !s->pfd || !s->siv || !s->store || (n->cookie && !s->cookie_file) ||
       pipe2(s->stop_pipe, O_CLOEXEC) != 0) {
     snprintf(err, errlen, "NTS-KE: out of memory");
     destroy(s);
@@ -516,4 +569,34 @@ NKS_GetCounters(const NKS_Server *s, NKS_Counters *out)
 #define GET(n) out->n = atomic_load_explicit(&s->n, memory_order_relaxed);
   COUNTERS(GET)
 #undef GET
+}
+
+NCK_Store *
+NKS_Keys(NKS_Server *s)
+{
+  return s ? s->store : NULL;
+}
+
+bool
+NKS_SetRestrict(NKS_Server *s, const RST_List *rst)
+{
+  RST_List *copy = NULL;
+  if (rst) {
+    size_t n = RST_Count(rst);
+    RST_Entry *e = calloc(n ? n : 1, sizeof(*e));
+    if (!e)
+      return false;
+    for (size_t i = 0; i < n; i++)
+      e[i] = *RST_Get(rst, i);
+    copy = RST_Create(e, n, NULL, 0);
+    free(e);
+    if (!copy)
+      return false;
+  }
+  pthread_mutex_lock(&s->rst_lock);
+  RST_List *old = s->rst;
+  s->rst = copy;
+  pthread_mutex_unlock(&s->rst_lock);
+  RST_Destroy(old);
+  return true;
 }

@@ -2,7 +2,9 @@
  * serving thread: TCP listeners on the NTS-KE port (IPv4 and IPv6 wildcard), non-blocking
  * TLS 1.3 handshakes (ntstls), the request parsed and answered by ntske, eight cookies
  * sealed by ntscookie with the keys exported from the TLS session, and the master keys
- * rotated on schedule and kept in the `nts cookie` file. Bounded: at most NKS_MAX_CONNS
+ * rotated on schedule and kept in the `nts cookie` file, then published to the serving
+ * threads (NKS_Keys). A peer that the restrict list gives `ignore` or `noserve` is closed
+ * at accept. Bounded: at most NKS_MAX_CONNS
  * connections, NKS_PER_ADDR from one address, and NKS_TIMEOUT s for a connection's whole
  * life (handshake, request, response), so a silent client only holds its own slot. */
 #ifndef NTPG_NTSKESRV_H
@@ -13,6 +15,8 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "ntscookie.h"
+#include "restrict.h"
 
 #define NKS_MAX_CONNS 1500
 #define NKS_PER_ADDR 64
@@ -35,6 +39,7 @@ typedef struct {
   uint64_t internal_error;   /* key export or sealing failed: Internal Server Error sent */
   uint64_t cookies_issued;
   uint64_t key_rotations;
+  uint64_t refused_restrict; /* closed at accept: `restrict ignore` or `noserve` */
 } NKS_Counters;
 
 /* Build the TLS context, load or create the cookie keys and bind the listeners (IPv4
@@ -46,5 +51,11 @@ bool NKS_Run(NKS_Server *s, char *err, size_t errlen);
 /* Stop the thread and close everything; NULL is fine. */
 void NKS_Stop(NKS_Server *s);
 void NKS_GetCounters(const NKS_Server *s, NKS_Counters *out);
+/* The cookie master keys in force, for the serving threads (server.h: SRV_Ctx.nts_keys);
+ * valid until NKS_Stop. Published at NKS_Create and on every change. */
+NCK_Store *NKS_Keys(NKS_Server *s);
+/* The restrict list to check NTS-KE clients against at accept: s keeps its own copy (false
+ * if memory ran out: the old copy stays). Any thread; NULL: no restrictions. */
+bool NKS_SetRestrict(NKS_Server *s, const RST_List *rst);
 
 #endif

@@ -47,6 +47,7 @@ struct RUN_State {
   SRV_Smear smear;       /* r->ctx.smear points here while a leap is smeared */
   MON_Table *ctl_mon;    /* mode 6 limits (fixed parameters, see ctl_limits) */
   SHD_Table *shed;       /* load shedding; created once, reconfigured on reloads */
+  NCK_Store *nts_keys;   /* NTS cookie master keys (RUN_SetNtsKeys); kept across commits */
   MON_Params mon_params; /* of mon, for monstats */
   uint8_t nonce_secret[16];
   struct utsname uts;
@@ -436,7 +437,8 @@ apply(RUN_State *r, CNF_Config *cfg, Tables *t, const NTT_Now *now, RUN_Errors *
                      .mon = r->mon,
                      .keys = r->keys,
                      .ctl_mon = r->ctl_mon,
-                     .shed = r->shed};
+                     .shed = r->shed,
+                     .nts_keys = r->nts_keys};
   update_system(r, now); /* also sets ctx.smear */
   return true;
 fail:
@@ -1048,6 +1050,13 @@ RUN_Tick(RUN_State *r, const NTT_Now *now)
 {
   if (RUN_TickDue(r, now))
     update_system(r, now);
+}
+
+void
+RUN_SetNtsKeys(RUN_State *r, NCK_Store *keys)
+{
+  r->nts_keys = keys;
+  r->ctx.nts_keys = keys;
 }
 
 const SRV_Ctx *

@@ -102,6 +102,9 @@ int RUN_LeapArm(const RUN_State *r);
 /* Serving threads the configuration asks for (`threads`, default one per core). */
 int RUN_Threads(const RUN_State *r);
 
+/* Serve NTS with the cookie master keys in keys (the NTS-KE server's store, which outlives
+ * r's serving threads); NULL: not served. Call before the serving threads start. */
+void RUN_SetNtsKeys(RUN_State *r, NCK_Store *keys);
 /* What the workers decide with; valid until the next RUN_Reload or RUN_Tick. */
 const SRV_Ctx *RUN_Context(const RUN_State *r);
 /* Addresses (with port) to open sockets on, per the `interface` lines; wildcard addresses

@@ -1,9 +1,26 @@
 #include "server.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "leapsec.h"
 #include "packet.h"
+#include "rng.h"
+
+/* Random octets for two batches (netio.h: 32 datagrams) of NTS replies: a nonce per reply
+ * and per cookie. SRV_NtsPrepare refills it when half is gone, so a batch never runs dry. */
+#define NTS_BATCH 32
+#define NTS_POOL (2 * NTS_BATCH * NEF_NONCE_LEN * (1 + NEF_MAX_COOKIES))
+
+struct SRV_Nts {
+  SIV_Ctx *siv;
+  NCK_Keys keys; /* this thread's copy */
+  uint64_t gen;  /* of the store's set it copied */
+  size_t avail;  /* random octets left, at the end of pool */
+  uint8_t pool[NTS_POOL];
+};
 
 #define PHI 15e-6 /* s/s: dispersion growth while nothing updates the clock */
 
@@ -236,6 +253,87 @@ auth_check(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req,
   return true;
 }
 
+/* ---- NTS (RFC 8915 section 5) ---- */
+
+SRV_Nts *
+SRV_NtsCreate(void)
+{
+  SRV_Nts *n = calloc(1, sizeof(*n));
+  if (n && !(n->siv = SIV_Create())) {
+    free(n);
+    return NULL;
+  }
+  return n;
+}
+
+void
+SRV_NtsDestroy(SRV_Nts *n)
+{
+  if (!n)
+    return;
+  SIV_Destroy(n->siv);
+  OPENSSL_cleanse(n, sizeof(*n));
+  free(n);
+}
+
+void
+SRV_NtsPrepare(SRV_Nts *n, NCK_Store *store)
+{
+  if (!n || !store)
+    return;
+  NCK_StoreRefresh(store, &n->keys, &n->gen);
+  if (n->avail < NTS_POOL / 2 && RNG_Secure(n->pool, NTS_POOL))
+    n->avail = NTS_POOL;
+}
+
+/* The NTSN KoD (RFC 8915 section 5.7), under the global KoD limit; the rate limit the
+ * request just passed is its per-source limit, as for CRYP. */
+static SRV_Action
+send_ntsn(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req,
+          const NEF_Request *nr, SRV_Reason kod, SRV_Reason silent, uint8_t *out,
+          SRV_Verdict *v)
+{
+  if (ctx->mon && !MON_TakeKod(ctx->mon, rq->rx.mono_ns))
+    return drop(v, silent);
+  build_kod(ctx, req, "NTSN", out);
+  v->len = NEF_BuildNak(out, rq->data, nr);
+  v->why = kod;
+  return SRV_KOD;
+}
+
+/* An NTS request that passed the rate limit: open, verify, answer (sealed in SRV_Finish). */
+static SRV_Action
+answer_nts(const SRV_Ctx *ctx, const SRV_Request *rq, const PKT_Header *req,
+           const NEF_Request *nr, uint32_t rflags, RNG_State *rng, uint8_t *out,
+           SRV_Verdict *v)
+{
+  SRV_Nts *n = rq->nts;
+  NEF_Session ses;
+  switch (NEF_Open(rq->data, nr, &n->keys, n->siv, &ses)) {
+    case NEF_OPEN_OK:
+      break;
+    case NEF_OPEN_COOKIE:
+      return send_ntsn(ctx, rq, req, nr, SRV_R_KOD_NTSN_COOKIE, SRV_R_DROP_NTS_COOKIE, out, v);
+    case NEF_OPEN_AUTH:
+      return send_ntsn(ctx, rq, req, nr, SRV_R_KOD_NTSN_AUTH, SRV_R_DROP_NTS_AUTH, out, v);
+    default:
+      return drop(v, SRV_R_DROP_NTS_MALFORMED);
+  }
+  build_reply(ctx, rq, req, rflags, rng, out);
+  size_t used;
+  v->len = NEF_BuildReply(out, rq->len, rq->data, nr, &ses, &n->keys, n->siv,
+                          n->pool + NTS_POOL - n->avail, n->avail, &v->seal, &used);
+  OPENSSL_cleanse(&ses, sizeof(ses));
+  n->avail -= used;
+  if (v->len == 0)
+    return drop(v, SRV_R_DROP_SIGN);
+  v->stamp = true;
+  v->nts = n;
+  if (v->why == SRV_R_SERVED)
+    v->why = SRV_R_SERVED_NTS;
+  return SRV_REPLY;
+}
+
 static SRV_Action
 decide_time(const SRV_Ctx *ctx, const SRV_Request *rq, uint32_t rflags, RNG_State *rng,
             uint8_t *out, SRV_Verdict *v)
@@ -258,19 +356,29 @@ decide_time(const SRV_Ctx *ctx, const SRV_Request *rq, uint32_t rflags, RNG_Stat
   }
   if (PKT_ParseTrailer(rq->data, rq->len, &tr) != PKT_TRAILER_OK)
     return drop(v, SRV_R_DROP_TRAILER);
+  NEF_Request nr;
+  bool nts = false;
+  if (ctx->nts_keys && rq->nts) {
+    NEF_Status ns = NEF_ParseRequest(rq->data, rq->len, &nr);
+    if (ns == NEF_MALFORMED)
+      return drop(v, SRV_R_DROP_NTS_MALFORMED);
+    nts = ns == NEF_OK;
+  }
   if ((rflags & RST_FLAKE) && RNG_Next(rng) % 10 == 0)
     return drop(v, SRV_R_DROP_FLAKE);
   if (rflags & RST_NOSERVE)
     return refuse(ctx, rq, &req, rflags, "DENY", SRV_R_KOD_DENY, SRV_R_DROP_NOSERVE, out, v);
   if ((rflags & RST_VERSION) && req.version != PKT_VERSION)
     return refuse(ctx, rq, &req, rflags, "RSTR", SRV_R_KOD_RSTR, SRV_R_DROP_VERSION, out, v);
-  if ((rflags & RST_NOTRUST) && !tr.has_mac)
+  if ((rflags & RST_NOTRUST) && !tr.has_mac && !nts)
     return refuse(ctx, rq, &req, rflags, "DENY", SRV_R_KOD_DENY, SRV_R_DROP_NOTRUST, out, v);
 
   SRV_Action act = SRV_DROP;
   v->why = SRV_R_SERVED;
   if (!rate_check(ctx, rq, &req, rflags, &act, out, v))
     return act;
+  if (nts)
+    return answer_nts(ctx, rq, &req, &nr, rflags, rng, out, v);
   if (!auth_check(ctx, rq, &req, &tr, rflags, &act, out, v))
     return act;
   build_reply(ctx, rq, &req, rflags, rng, out);
@@ -313,6 +421,8 @@ SRV_Finish(const SRV_Ctx *ctx, const SRV_Verdict *v, uint8_t *out, size_t cap,
 {
   if (v->stamp)
     PKT_Put64(out + 40, fuzz_low_bits(served_time(ctx, now), ctx->sys->precision, rng));
+  if (v->nts)
+    return v->len <= cap && NEF_Seal(out, &v->seal, v->nts->siv) ? v->len : 0;
   if (!v->key_id)
     return v->len;
   return KEY_SignAs(ctx->keys, v->key_id, out, PKT_HEADER_LEN, cap, v->digest_len);

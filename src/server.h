@@ -12,6 +12,8 @@
 #include "keys.h"
 #include "monitor.h"
 #include "netaddr.h"
+#include "ntscookie.h"
+#include "ntsef.h"
 #include "ntptime.h"
 #include "restrict.h"
 #include "rng.h"
@@ -50,7 +52,13 @@
   X(DROP_LIMITED, "dropped_limited")         /* over the discard limits, no KoD due */        \
   X(DROP_KOD_LIMIT, "dropped_kod_limit")     /* a KoD was due but the KoD limit refused it */ \
   X(DROP_FLAKE, "dropped_flake")             /* restrict flake */                             \
-  X(DROP_SIGN, "dropped_sign_failed")        /* the reply's MAC could not be made */
+  X(DROP_SIGN, "dropped_sign_failed")        /* the reply's MAC or NTS seal failed */         \
+  X(SERVED_NTS, "served_nts")              /* reply with an NTS authenticator and cookies */  \
+  X(KOD_NTSN_COOKIE, "kod_ntsn_cookie")    /* NTSN KoD: cookie unknown/expired/tampered */    \
+  X(KOD_NTSN_AUTH, "kod_ntsn_auth")        /* NTSN KoD: the authenticator did not verify */   \
+  X(DROP_NTS_COOKIE, "dropped_nts_cookie") /* as kod_ntsn_cookie, the KoD limit refused */    \
+  X(DROP_NTS_AUTH, "dropped_nts_auth")     /* as kod_ntsn_auth, the KoD limit refused */      \
+  X(DROP_NTS_MALFORMED, "dropped_nts_malformed") /* NTS extension fields break RFC 8915 */
 
 typedef enum {
 #define SRV_ENUM(id, name) SRV_R_##id,
@@ -69,6 +77,15 @@ typedef enum { SRV_DROP = 0, SRV_REPLY, SRV_KOD, SRV_CONTROL } SRV_Action;
  *   length and version -> mode (only 3 is served) -> extension fields / MAC framing ->
  *   flake -> noserve (DENY) -> version flag (RSTR) -> notrust without MAC (DENY) ->
  *   monitor and rate limit (RATE) -> MAC check (crypto-NAK / CRYP) -> reply.
+ * NTS (RFC 8915 section 5, with ctx->nts_keys and rq->nts): the NTS fields are parsed with
+ * the other extension fields (malformed: dropped); a well-formed NTS request counts as
+ * authenticated for notrust; after the rate limit the cookie is opened and the
+ * authenticator verified (the expensive part), and a failure is an NTSN KoD (stratum 0,
+ * the Unique Identifier echoed, no authenticator) under the same KoD limits; a good one is
+ * answered with the identifier and an authenticator holding fresh cookies, sealed in
+ * SRV_Finish after the transmit timestamp. RATE/DENY/RSTR KoDs to NTS requests are the
+ * plain ones (an NTS client ignores them; authenticating them would put the crypto before
+ * the rate limit). Without nts_keys, NTS fields are unknown fields and ignored.
  * Every KoD passes a per-source limit (the monitor's discard algorithm) and the global
  * KoD limit (MON_TakeKod); a refused KoD is counted as dropped_kod_limit. */
 
@@ -103,13 +120,27 @@ typedef struct {
   SHD_Table *shed;        /* load shedding (shed.h): rate-limit drops are reported to it, and a
                              shed source's samples are answered as the leak; NULL: none */
   const SRV_Smear *smear; /* a leap being smeared into served time; NULL: none */
+  NCK_Store *nts_keys;    /* NTS cookie master keys (the NTS-KE server publishes them);
+                             NULL: NTS is not served */
 } SRV_Ctx;
+
+/* A serving thread's NTS state: its AES-SIV context, its copy of the cookie master keys
+ * and a pool of random octets from the kernel's CSPRNG for the nonces. The edge calls
+ * SRV_NtsPrepare before each batch (it may read the CSPRNG); the decision only takes from
+ * the pool, so it stays free of I/O. */
+typedef struct SRV_Nts SRV_Nts;
+SRV_Nts *SRV_NtsCreate(void); /* NULL if memory or AES-SIV is missing */
+void SRV_NtsDestroy(SRV_Nts *n);
+/* Refresh the keys from store (never waits; NULL: nothing) and refill the pool for a
+ * whole batch. */
+void SRV_NtsPrepare(SRV_Nts *n, NCK_Store *store);
 
 typedef struct {
   const uint8_t *data;
   size_t len;
-  NetAddr src; /* source address and port */
-  NTT_Now rx;  /* receive time (kernel timestamp when available) */
+  NetAddr src;  /* source address and port */
+  NTT_Now rx;   /* receive time (kernel timestamp when available) */
+  SRV_Nts *nts; /* the serving thread's NTS state; NULL: NTS is not served */
 } SRV_Request;
 
 /* What SRV_Decide says besides the action. */
@@ -121,6 +152,8 @@ typedef struct {
   uint32_t rflags;    /* restrict flags of the source (RST_IGNORE for a multicast source) */
   bool shed_sample;   /* a shed source's packet that passed the kernel filter (shed.h) */
   SRV_Reason why;
+  SRV_Nts *nts;     /* an NTS reply: SRV_Finish seals it with this thread state ... */
+  NEF_Pending seal; /* ... as laid out here (holds the S2C key) */
 } SRV_Verdict;
 
 /* Decide. On SRV_REPLY/SRV_KOD, out (at least PKT_MAX_LEN octets) holds v->len octets,
@@ -129,8 +162,9 @@ typedef struct {
 SRV_Action SRV_Decide(const SRV_Ctx *ctx, const SRV_Request *rq, RNG_State *rng, uint8_t *out,
                       SRV_Verdict *v);
 /* Complete a reply just before it is sent: write the transmit timestamp (with random bits
- * below our precision) if v->stamp, then the MAC if v->key_id. Returns the final length,
- * or 0 if the MAC could not be made (the reply must then not be sent). */
+ * below our precision) if v->stamp, then the MAC if v->key_id or the NTS authenticator if
+ * v->nts. Returns the final length, or 0 if the MAC or the seal could not be made (the
+ * reply must then not be sent). */
 size_t SRV_Finish(const SRV_Ctx *ctx, const SRV_Verdict *v, uint8_t *out, size_t cap,
                   const struct timespec *now, RNG_State *rng);
 const char *SRV_ReasonName(SRV_Reason r);

@@ -273,7 +273,7 @@ STL_Configure(STL_Writer *w, const CNF_Config *cfg)
     const CNF_FileGen *g = &cfg->filegen[k];
     const char *file = g->file ? g->file : STF_KindName((STF_Kind)k);
     ok = snprintf(s->set[k].file, NAME_MAX_STL, "%s", file) < NAME_MAX_STL;
-    s->set[k].enabled = g->enabled && STF_KindWritten((STF_Kind)k);
+    s->set[k].enabled = cfg->sw.stats && g->enabled && STF_KindWritten((STF_Kind)k);
     s->set[k].link = g->link;
     s->set[k].type = g->type;
     if (s->set[k].enabled)

@@ -33,7 +33,8 @@ STL_Writer *STL_Create(void);
 void STL_Destroy(STL_Writer *w);
 /* Wait until every record queued so far is written (or failed). */
 void STL_Drain(STL_Writer *w);
-/* Take statsdir and every filegen setting from cfg (copied). False (and the previous
+/* Take statsdir and every filegen setting from cfg (copied); `disable stats` (cfg->sw.stats
+ * false) turns every set off, as ntpd's stats_control does. False (and the previous
  * settings kept) if a path is too long for the writer, memory is short, or 16 changes are
  * already waiting for a writer that is stuck. */
 bool STL_Configure(STL_Writer *w, const CNF_Config *cfg);

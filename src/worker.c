@@ -11,6 +11,7 @@ struct WRK_Worker {
   const CLK_Clock *clk;
   const SRV_Ctx *ctx;
   RNG_State rng;
+  SRV_Nts *nts; /* this thread's NTS state (server.h) */
   WRK_Counters counters;
   SRV_Verdict verdicts[NIO_BATCH]; /* of the replies queued in batch.out */
   LOG_Limiter kod_log;             /* KoDs sent: a few lines, then one a minute */
@@ -28,12 +29,20 @@ WRK_Create(const CLK_Clock *clk, uint64_t seed)
     return NULL;
   w->clk = clk;
   RNG_Init(&w->rng, seed);
+  w->nts = SRV_NtsCreate();
+  if (!w->nts) {
+    free(w);
+    return NULL;
+  }
   return w;
 }
 
 void
 WRK_Destroy(WRK_Worker *w)
 {
+  if (!w)
+    return;
+  SRV_NtsDestroy(w->nts);
   free(w);
 }
 
@@ -76,7 +85,8 @@ decide_batch(WRK_Worker *w, const NIO_Socket *s, NIO_Batch *b, int n, const NTT_
       w->counters.oversize++;
       continue;
     }
-    SRV_Request rq = {.data = d->data, .len = d->len, .src = d->src, .rx = *now};
+    SRV_Request rq = {
+        .data = d->data, .len = d->len, .src = d->src, .rx = *now, .nts = w->nts};
     if (d->rx.tv_sec != 0)
       rq.rx.real = d->rx;
     NIO_Reply *r = &b->out[nout];
@@ -158,6 +168,7 @@ WRK_Serve(WRK_Worker *w, const NIO_Socket *s)
       return;
     w->counters.received += (uint64_t)n;
     w->wake_datagrams += (uint64_t)n;
+    SRV_NtsPrepare(w->nts, w->ctx->nts_keys); /* keys and nonces for this batch */
     NTT_Now now;
     CLK_ReadNow(w->clk, &now);
     int nout = decide_batch(w, s, b, n, &now);

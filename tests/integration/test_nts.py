@@ -5,8 +5,13 @@ trusting another CA gets nothing; chronyd 4.3 (`nts`, `ntstrustedcerts`) complet
 us; a wrong AEAD, an unknown critical record, an oversized record, a request cut short and a
 client without ntske/1 each get what the RFC says and are counted; a silent client is closed
 after the timeout while plain time is answered; 1,000 concurrent NTS-KE connections from 16
-addresses are held while plain time is still answered. NTS inside NTP packets is not served
-yet (docs/nts.md): chronyd's NTS requests are answered as plain NTP, which it rejects."""
+addresses are held while plain time is still answered. NTS inside NTP packets (RFC 8915
+section 5): chronyd -Q takes authenticated time from us; a small NTS client written here (its
+cookies sealed with the master key read from the `nts cookie` file, AES-SIV from python3's
+cryptography package) checks the reply's fields and cookies, the size rule, tampered cookies,
+unknown master keys and tampered authenticators (NTSN KoD echoing the identifier),
+malformed NTS fields (dropped), replays (answered: docs/nts.md), and each outcome's counter;
+`restrict noserve` addresses get no NTS-KE."""
 
 import os
 import resource
@@ -15,6 +20,8 @@ import ssl
 import struct
 import sys
 import time
+
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ntpg  # noqa: E402
@@ -120,7 +127,10 @@ def check_good_and_wrong_ca(c, d, p, addr, kport):
     recs, err = ke(addr, kport, p("other.pem"))
     c.check("a client trusting another CA gets nothing (its verification fails)",
             not recs and err is not None and "CERTIFICATE_VERIFY_FAILED" in err, str(err))
-    after = d.stats() or {}
+    # the server counts the failure when the client's alert arrives, maybe after we returned
+    after = ntpg.wait_until(lambda: (lambda s: s if s and s.get("nts_ke_tls_failed", 0) >
+                                     before.get("nts_ke_tls_failed", 0) else None)(d.stats()),
+                            5) or d.stats() or {}
     c.check("counters: 1 handshake, 8 cookies, 1 TLS failure (the other CA)",
             after.get("nts_ke_handshakes", 0) - before.get("nts_ke_handshakes", 0) == 1 and
             after.get("nts_ke_cookies_issued", 0) - before.get("nts_ke_cookies_issued", 0) == 8 and
@@ -167,8 +177,177 @@ def check_chronyd(c, tmp, d, p, addr, port, kport):
     got = after.get("nts_ke_handshakes", 0) - before.get("nts_ke_handshakes", 0)
     c.check("chronyd 4.3 (nts, ntstrustedcerts) completes NTS-KE with ntpgated", got >= 1,
             "handshakes +%d; chronyd rc=%s %s" % (got, rc, (out + err)[-300:]))
-    c.info("chronyd then sends NTS-protected requests; they are answered as plain NTP (NTS in "
-           "NTP packets is not served yet), so chronyd takes no time from us (rc=%s)" % rc)
+    served = after.get("served_nts", 0) - before.get("served_nts", 0)
+    c.check("chronyd -Q takes authenticated time from us (its measurement line, served_nts "
+            "+%d, no NTSN)" % served,
+            rc == 0 and "System clock wrong by" in out + err and served >= 1 and
+            not after.get("kod_ntsn_auth") and not after.get("kod_ntsn_cookie"),
+            "rc=%s %s" % (rc, (out + err)[-300:]))
+
+
+# ---- a small NTS client: cookies made with the master key from the `nts cookie` file ----
+
+def ef(t, body):
+    body += b"\0" * (-len(body) % 4)
+    return struct.pack("!HH", t, 4 + len(body)) + body
+
+
+def fields(data, off=48):
+    out = []
+    while off + 4 <= len(data):
+        t, n = struct.unpack("!HH", data[off:off + 4])
+        if n < 4 or off + n > len(data):
+            break
+        out.append((t, off, data[off + 4:off + n]))
+        off += n
+    return out
+
+
+class Nts:
+    """Keys and a cookie as NTS-KE would have given them (RFC 8915 section 6: our cookie is
+    key id | nonce | AES-SIV(master key; AD key id, nonce; C2S | S2C))."""
+
+    def __init__(self, cookie_file, key_id=None):
+        kid, hexkey = ntpg.read_text(cookie_file).split()[:2]
+        self.c2s, self.s2c = os.urandom(32), os.urandom(32)
+        kid = int(kid) if key_id is None else key_id
+        idb, nonce = struct.pack("!I", kid), os.urandom(16)
+        self.cookie = idb + nonce + AESSIV(bytes.fromhex(hexkey)).encrypt(
+            self.c2s + self.s2c, [idb, nonce])
+
+    def request(self, placeholders=0, inner=b"", uid=None, cookie=None, tamper=None):
+        self.uid = uid if uid is not None else os.urandom(32)
+        hdr = bytes([0x23]) + b"\0" * 39 + os.urandom(8)
+        body = hdr + ef(0x0104, self.uid) + ef(0x0204, cookie or self.cookie)
+        body += b"".join(ef(0x0304, bytes(len(self.cookie))) for _ in range(placeholders))
+        nonce = os.urandom(16)
+        # cryptography's AES-SIV will not seal an empty plaintext: an encrypted field is inside
+        pt = inner or ef(0x7f00, bytes(12))
+        ct = AESSIV(self.c2s).encrypt(pt, [body, nonce])
+        if tamper == "tag":
+            ct = bytes([ct[0] ^ 1]) + ct[1:]
+        auth = struct.pack("!HH", 16, len(ct)) + nonce + ct
+        pkt = body + ef(0x0404, auth)
+        if tamper == "header":
+            pkt = pkt[:16] + b"\x01" + pkt[17:]
+        return pkt
+
+    def open_reply(self, raw):
+        """("ok", cookies) | ("nak", None) | (reason, None)."""
+        fs = fields(raw)
+        uid = [b for t, _, b in fs if t == 0x0104]
+        if uid != [self.uid]:
+            return "uid", None
+        auth = [(o, b) for t, o, b in fs if t == 0x0404]
+        if not auth:
+            return ("nak" if raw[1] == 0 and raw[12:16] == b"NTSN" else "noauth"), None
+        off, b = auth[0]
+        nl, cl = struct.unpack("!HH", b[:4])
+        nonce, ct = b[4:4 + nl], b[4 + nl + (-nl % 4):][:cl]
+        try:
+            pt = AESSIV(self.s2c).decrypt(ct, [raw[:off], nonce])
+        except Exception:  # InvalidTag
+            return "badauth", None
+        return "ok", [b for t, _, b in fields(pt, 0) if t == 0x0204]
+
+
+def delta(d, before, keys):
+    after = ntpg.wait_until(lambda: d.stats(), 5) or {}
+    return {k: after.get(k, 0) - before.get(k, 0) for k in keys}
+
+
+def ask_kod(addr, port, client, make):
+    """An NTSN KoD for a request make() builds: KoDs share a global limit (a few per second),
+    so a refused one is asked again after a pause (bounded). Returns (raw or None, tries)."""
+    for i in range(6):
+        r = ntpg.query(addr, port, packet=make(), timeout=1.0)
+        if r is not None:
+            return r, i + 1
+        time.sleep(1.1)
+    return None, 6
+
+
+def check_nts_packets(c, d, p, addr, port):
+    keys = ("served_nts", "kod_ntsn_cookie", "kod_ntsn_auth", "dropped_nts_malformed")
+    before = d.stats() or {}
+    n = Nts(p("cookies"))
+    req = n.request()
+    r = ntpg.query(addr, port, packet=req, timeout=2.0)
+    st, cookies = n.open_reply(r["raw"]) if r else ("none", None)
+    c.check("an NTS request is answered with the identifier and an authenticator that "
+            "verifies under S2C, holding one fresh 100-octet cookie",
+            st == "ok" and cookies is not None and [len(x) for x in cookies] == [100], st)
+    c.check("... the reply is a server reply (mode 4, stratum != 0) no larger than the request",
+            r is not None and r["raw"][0] & 7 == 4 and r["raw"][1] != 0 and
+            len(r["raw"]) <= len(req), r and "%d > %d" % (len(r["raw"]), len(req)))
+    if cookies:  # the fresh cookie opens to the same session
+        n2 = Nts(p("cookies"))
+        n2.c2s, n2.s2c, n2.cookie = n.c2s, n.s2c, cookies[0]
+        r2 = ntpg.query(addr, port, packet=n2.request(), timeout=2.0)
+        c.check("... and the fresh cookie is accepted in the next request",
+                r2 is not None and n2.open_reply(r2["raw"])[0] == "ok")
+    req = n.request(placeholders=5, inner=ef(0x0304, bytes(100)) + ef(0x0304, bytes(100)))
+    r = ntpg.query(addr, port, packet=req, timeout=2.0)
+    st, cookies = n.open_reply(r["raw"]) if r else ("none", None)
+    c.check("1 cookie + 5 placeholders + 2 encrypted placeholders: 8 cookies, reply no larger "
+            "than the request", st == "ok" and len(cookies or []) == 8 and
+            len(r["raw"]) <= len(req), "%s %d" % (st, len(cookies or [])))
+    r = ntpg.query(addr, port, packet=n.request(placeholders=9), timeout=2.0)
+    st, cookies = n.open_reply(r["raw"]) if r else ("none", None)
+    c.check("1 cookie + 9 placeholders: at most 8 cookies", st == "ok" and len(cookies) == 8)
+    # replay: the same datagram twice is answered twice (no server-side replay detection:
+    # RFC 8915 leaves it to the client, which drops a reply whose identifier it has used)
+    req = n.request()
+    a, b = (ntpg.query(addr, port, packet=req, timeout=2.0) for _ in range(2))
+    c.check("a replayed request is answered again, with fresh cookies (docs/nts.md)",
+            a is not None and b is not None and n.open_reply(b["raw"])[0] == "ok" and
+            a["raw"] != b["raw"])
+    mid = len(n.cookie) // 2
+    bad = n.cookie[:mid] + bytes([n.cookie[mid] ^ 0x20]) + n.cookie[mid + 1:]
+    tries = 0
+    r, k = ask_kod(addr, port, n, lambda: n.request(cookie=bad))
+    tries += k
+    c.check("a tampered cookie gets an NTSN KoD: stratum 0, the identifier echoed, no "
+            "authenticator, 84 octets", r is not None and n.open_reply(r["raw"])[0] == "nak" and
+            len(r["raw"]) == 48 + 36, r and r["raw"][:16].hex())
+    other = Nts(p("cookies"), key_id=12345)
+    r, k = ask_kod(addr, port, other, other.request)
+    tries += k
+    c.check("a cookie under a master key we do not hold: NTSN",
+            r is not None and other.open_reply(r["raw"])[0] == "nak")
+    r, k = ask_kod(addr, port, n, lambda: n.request(tamper="tag"))
+    tries += k
+    c.check("an authenticator that does not verify: NTSN (RFC 8915 section 5.7)",
+            r is not None and n.open_reply(r["raw"])[0] == "nak")
+    r, k = ask_kod(addr, port, n, lambda: n.request(tamper="header"))
+    tries += k
+    c.check("a header changed after sealing (stratum octet): NTSN",
+            r is not None and n.open_reply(r["raw"])[0] == "nak")
+    req = n.request()
+    noid = req[:48] + struct.pack("!H", 0x7f01) + req[50:]
+    r = ntpg.query(addr, port, packet=noid, timeout=1.0)
+    c.check("no Unique Identifier: no answer at all (nothing to echo in a KoD)", r is None)
+    got = delta(d, before, keys + ("dropped_nts_cookie", "dropped_nts_auth"))
+    want = {"served_nts": 6, "kod_ntsn_cookie": 2, "kod_ntsn_auth": 2,
+            "dropped_nts_malformed": 1}
+    c.check("counted: %s, and every NTSN the KoD limit refused as dropped_nts_*" % want,
+            {k: got[k] for k in keys} == want and
+            got["dropped_nts_cookie"] + got["dropped_nts_auth"] == tries - 4, str(got))
+
+
+def check_restrict(c, d, p, addr, kport):
+    before = d.stats() or {}
+    for k in (19, 20):
+        recs, err = ke(addr, kport, p("ca.pem"), src=ntpg.source_addr(k))
+        c.check("NTS-KE from a `restrict %s` address: closed at accept, no cookies" %
+                ("noserve" if k == 19 else "ignore"),
+                not [1 for t, _ in recs if t == 5] and err is not None, str(err))
+    recs, err = ke(addr, kport, p("ca.pem"), src=ntpg.source_addr(21))
+    c.check("... while another address gets its cookies", len([1 for t, _ in recs if t == 5]) == 8,
+            str(err))
+    got = delta(d, before, ["nts_ke_refused_restrict"])
+    c.check("counted as nts_ke_refused_restrict +2", got == {"nts_ke_refused_restrict": 2},
+            str(got))
 
 
 def check_silent_and_many(c, d, p, addr, port, kport):
@@ -217,13 +396,17 @@ def main(c, tmp):
     check_config(c, tmp, p, addr, kport)
     d = ntpg.Daemon(tmp, [addr], port=port, extra=[
         "nts enable cert %s key %s" % (p("srv.pem"), p("srv.key")),
-        "nts cookie %s port %d" % (p("cookies"), kport)])
+        "nts cookie %s port %d" % (p("cookies"), kport),
+        "restrict %s noserve" % ntpg.source_addr(19),
+        "restrict %s ignore" % ntpg.source_addr(20)])
     d.start()
     c.check("the cookie key file is written, mode 0600",
             os.path.exists(p("cookies")) and os.stat(p("cookies")).st_mode & 0o777 == 0o600)
     check_good_and_wrong_ca(c, d, p, addr, kport)
     check_bad_requests(c, d, p, addr, kport)
     check_chronyd(c, tmp, d, p, addr, port, kport)
+    check_nts_packets(c, d, p, addr, port)
+    check_restrict(c, d, p, addr, kport)
     check_silent_and_many(c, d, p, addr, port, kport)
     d.stop()
     c.check("daemon exits cleanly", d.rc == 0, str(d.rc))

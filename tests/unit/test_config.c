@@ -122,7 +122,7 @@ test_defaults(void)
   TEST_EQ_INT(c->tos.floor, 1);
   TEST_EQ_INT(c->tos.ceiling, 15);
   TEST_CHECK(c->sw.auth && c->sw.kernel && c->sw.monitor && c->sw.ntp);
-  TEST_CHECK(!c->sw.bclient && !c->sw.calibrate && !c->sw.stats && !c->sw.mode7);
+  TEST_CHECK(!c->sw.bclient && !c->sw.calibrate && c->sw.stats && !c->sw.mode7);
   TEST_CHECK(!c->local_clock.configured);
   TEST_EQ_INT(c->local_clock.stratum, 5);
   TEST_EQ_STR(c->local_clock.refid, "LOCL");

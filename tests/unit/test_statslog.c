@@ -181,9 +181,14 @@ test_stl_counts_and_reconfigure(void)
   c->filegen[STF_LOOPSTATS].file = strdup("renamed");
   TEST_CHECK(STL_Configure(w, c));
   put_loop(w, T_20261205 + 1, 0.3);
+  c->sw.stats = false; /* disable stats: nothing, whatever filegen says */
+  TEST_CHECK(STL_Configure(w, c));
+  TEST_CHECK(!STL_Wants(w, STF_LOOPSTATS));
+  put_loop(w, T_20261205 + 2, 0.4);
+  c->sw.stats = true;
   c->filegen[STF_LOOPSTATS].enabled = false;
   TEST_CHECK(STL_Configure(w, c));
-  put_loop(w, T_20261205 + 2, 0.4);
+  put_loop(w, T_20261205 + 3, 0.5);
   STL_Destroy(w);
   char b[256];
   read_file("loopstats", b, sizeof(b));
