@@ -87,14 +87,20 @@ def run_scenario(name, args, tmp, log):
     poll = "iburst minpoll %d maxpoll %d" % (args.poll, args.poll)
     up = ntpg.Daemon(tmp, [UPSTREAM], stratum=8, name=name + "-up", kind="chronyd")
     relay = None
+    raw = os.path.join(args.out, "raw-" + name) if args.raw else None
+    if raw:
+        os.makedirs(raw, exist_ok=True)
     cl = ntpg.Daemon(tmp, [NTPG], stratum=None, name=name + "-ntpgated",
-                     extra=["server %s %s" % (RELAY, poll)])
+                     extra=["server %s %s" % (RELAY, poll)] +
+                     (["statsdir %s/" % raw, "statistics peerstats",
+                       "filegen peerstats file ntpgated-peerstats type none enable"]
+                      if raw else []))
     csock = os.path.join(tmp, name + "-chronyd.sock")
     ch = ntpg.Daemon(tmp, [CHRONY], name=name + "-chronyd", kind="chronyd")
     ch.write_config(text="\n".join([
         "server %s %s" % (RELAY, poll), "allow 127.0.0.0/8", "bindaddress %s" % CHRONY,
         "port 123", "cmdport 0", "bindcmdaddress %s" % csock, "pidfile %s" % ch.pidfile,
-        "makestep 0.128 3"]) + "\n")
+        "makestep 0.128 3"] + (["logdir %s" % raw, "log measurements"] if raw else [])) + "\n")
     try:
         if not up.start():
             raise RuntimeError("upstream chronyd did not start: %s" % up.stderr_text()[-300:])
@@ -131,6 +137,10 @@ def main():
     ap.add_argument("--interval", type=float, default=5.0, help="s between readings")
     ap.add_argument("--poll", type=int, default=4, help="minpoll = maxpoll of both clients")
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--raw", action="store_true",
+                    help="keep each client's raw samples (ntpgated peerstats, chronyd "
+                    "measurements.log) in OUT/raw-SCENARIO, to tell the measurement from "
+                    "the estimator")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))  # daemons are stopped on the way out
