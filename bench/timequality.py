@@ -10,7 +10,10 @@ every INTERVAL s after the warm-up:
     it would have made) and serves it; a direct query on loopback (no relay) reads
     served - system = its estimate of the same error. `chronyc tracking` `System time` says
     the same thing, and is logged beside it as a cross-check.
-The error of an estimate is the estimate itself. With a constant path asymmetry a (outbound
+The error of an estimate is the estimate itself. The table shows chronyd both ways: "chronyd"
+is served - system (read through a query of our own, so it carries that query's timing
+noise), "chronyd (tracking)" is chronyc's System time, chronyd's own estimate as `ntpq rv
+offset` is ours. With a constant path asymmetry a (outbound
 minus return delay) no client can tell it from an offset: both must show a/2.
 
 Scenarios (each one-way delay independently, in each direction):
@@ -154,8 +157,9 @@ def main():
             rows, counts = run_scenario(name, args, tmp, log)
             g = stats([r[1] for r in rows if r[1] is not None])
             c = stats([r[2] for r in rows if r[2] is not None])
+            ct = stats([r[3] for r in rows if r[3] is not None])
             lost = sum(1 for r in rows if r[1] is None)
-            results.append((name, g, c, lost, counts))
+            results.append((name, g, c, ct, lost, counts))
     print("run: warm-up %.0f s, %.0f s of readings every %.0f s per scenario, poll 2^%d s, "
           "seed %d; readings in %s" % (args.warmup, args.duration, args.interval, args.poll,
                                        args.seed, logpath))
@@ -163,8 +167,8 @@ def main():
     print("| scenario | daemon | readings | median \\|err\\| (µs) | p95 (µs) | mean \\|err\\| (µs) "
           "| mean err (µs) |")
     print("|---|---|---|---|---|---|---|")
-    for name, g, c, lost, counts in results:
-        for dname, s in (("ntpgated", g), ("chronyd", c)):
+    for name, g, c, ct, lost, counts in results:
+        for dname, s in (("ntpgated", g), ("chronyd", c), ("chronyd (tracking)", ct)):
             if s is None:
                 print("| %s | %s | 0 | | | | |" % (name, dname))
                 continue
@@ -172,7 +176,7 @@ def main():
                 name, dname, s["n"], s["median"] * 1e6, s["p95"] * 1e6, s["mean"] * 1e6,
                 s["bias"] * 1e6))
     print()
-    for name, g, c, lost, counts in results:
+    for name, g, c, ct, lost, counts in results:
         print("%s: relay held %d datagrams, dropped %d; readings without a system peer "
               "(ntpgated): %d" % (name, counts["held"], counts["dropped"], lost))
 
