@@ -54,7 +54,7 @@ def delay_fn(name, rng):
 
 def ntpgated_offset():
     rc, out, _ = ntpg.run_tool([ntpg.PYTHON, NTPQ, "-c", "rv", NTPG], 15)
-    m = re.search(r"\boffset=(-?[\d.]+)", out)
+    m = re.search(r"\boffset=(-?[\d.]+(?:[eE][-+]?\d+)?)", out)  # ntpq: 8.4e-05 for 84 ns
     return float(m.group(1)) * 1e-3 if m and "sync_ntp" in out else None
 
 
