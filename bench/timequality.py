@@ -10,7 +10,10 @@ every INTERVAL s after the warm-up:
     it would have made) and serves it; a direct query on loopback (no relay) reads
     served - system = its estimate of the same error. `chronyc tracking` `System time` says
     the same thing, and is logged beside it as a cross-check.
-The error of an estimate is the estimate itself. With a constant path asymmetry a (outbound
+The error of an estimate is the estimate itself. The table shows chronyd both ways: "chronyd"
+is served - system (read through a query of our own, so it carries that query's timing
+noise), "chronyd (tracking)" is chronyc's System time, chronyd's own estimate as `ntpq rv
+offset` is ours. With a constant path asymmetry a (outbound
 minus return delay) no client can tell it from an offset: both must show a/2.
 
 Scenarios (each one-way delay independently, in each direction):
@@ -51,7 +54,7 @@ def delay_fn(name, rng):
 
 def ntpgated_offset():
     rc, out, _ = ntpg.run_tool([ntpg.PYTHON, NTPQ, "-c", "rv", NTPG], 15)
-    m = re.search(r"\boffset=(-?[\d.]+)", out)
+    m = re.search(r"\boffset=(-?[\d.]+(?:[eE][-+]?\d+)?)", out)  # ntpq: 8.4e-05 for 84 ns
     return float(m.group(1)) * 1e-3 if m and "sync_ntp" in out else None
 
 
@@ -87,14 +90,20 @@ def run_scenario(name, args, tmp, log):
     poll = "iburst minpoll %d maxpoll %d" % (args.poll, args.poll)
     up = ntpg.Daemon(tmp, [UPSTREAM], stratum=8, name=name + "-up", kind="chronyd")
     relay = None
+    raw = os.path.join(args.out, "raw-" + name) if args.raw else None
+    if raw:
+        os.makedirs(raw, exist_ok=True)
     cl = ntpg.Daemon(tmp, [NTPG], stratum=None, name=name + "-ntpgated",
-                     extra=["server %s %s" % (RELAY, poll)])
+                     extra=["server %s %s" % (RELAY, poll)] +
+                     (["statsdir %s/" % raw, "statistics peerstats",
+                       "filegen peerstats file ntpgated-peerstats type none enable"]
+                      if raw else []))
     csock = os.path.join(tmp, name + "-chronyd.sock")
     ch = ntpg.Daemon(tmp, [CHRONY], name=name + "-chronyd", kind="chronyd")
     ch.write_config(text="\n".join([
         "server %s %s" % (RELAY, poll), "allow 127.0.0.0/8", "bindaddress %s" % CHRONY,
         "port 123", "cmdport 0", "bindcmdaddress %s" % csock, "pidfile %s" % ch.pidfile,
-        "makestep 0.128 3"]) + "\n")
+        "makestep 0.128 3"] + (["logdir %s" % raw, "log measurements"] if raw else [])) + "\n")
     try:
         if not up.start():
             raise RuntimeError("upstream chronyd did not start: %s" % up.stderr_text()[-300:])
@@ -131,6 +140,10 @@ def main():
     ap.add_argument("--interval", type=float, default=5.0, help="s between readings")
     ap.add_argument("--poll", type=int, default=4, help="minpoll = maxpoll of both clients")
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--raw", action="store_true",
+                    help="keep each client's raw samples (ntpgated peerstats, chronyd "
+                    "measurements.log) in OUT/raw-SCENARIO, to tell the measurement from "
+                    "the estimator")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))  # daemons are stopped on the way out
@@ -144,8 +157,9 @@ def main():
             rows, counts = run_scenario(name, args, tmp, log)
             g = stats([r[1] for r in rows if r[1] is not None])
             c = stats([r[2] for r in rows if r[2] is not None])
+            ct = stats([r[3] for r in rows if r[3] is not None])
             lost = sum(1 for r in rows if r[1] is None)
-            results.append((name, g, c, lost, counts))
+            results.append((name, g, c, ct, lost, counts))
     print("run: warm-up %.0f s, %.0f s of readings every %.0f s per scenario, poll 2^%d s, "
           "seed %d; readings in %s" % (args.warmup, args.duration, args.interval, args.poll,
                                        args.seed, logpath))
@@ -153,8 +167,8 @@ def main():
     print("| scenario | daemon | readings | median \\|err\\| (µs) | p95 (µs) | mean \\|err\\| (µs) "
           "| mean err (µs) |")
     print("|---|---|---|---|---|---|---|")
-    for name, g, c, lost, counts in results:
-        for dname, s in (("ntpgated", g), ("chronyd", c)):
+    for name, g, c, ct, lost, counts in results:
+        for dname, s in (("ntpgated", g), ("chronyd", c), ("chronyd (tracking)", ct)):
             if s is None:
                 print("| %s | %s | 0 | | | | |" % (name, dname))
                 continue
@@ -162,7 +176,7 @@ def main():
                 name, dname, s["n"], s["median"] * 1e6, s["p95"] * 1e6, s["mean"] * 1e6,
                 s["bias"] * 1e6))
     print()
-    for name, g, c, lost, counts in results:
+    for name, g, c, ct, lost, counts in results:
         print("%s: relay held %d datagrams, dropped %d; readings without a system peer "
               "(ntpgated): %d" % (name, counts["held"], counts["dropped"], lost))
 

@@ -25,6 +25,7 @@ struct ASC_Assoc {
   bool pending;
   uint64_t cookie; /* the transmit timestamp we sent: random, never our clock */
   NTT_Stamp t1;    /* the real send time, kept here only */
+  bool t1_kernel;  /* t1 is the kernel's transmit timestamp */
   /* the last authentic reply */
   NTT_Stamp last_xmt;
   uint8_t leap, stratum;
@@ -236,6 +237,7 @@ ASC_BuildRequest(ASC_Assoc *a, const NTT_Now *now, const KEY_Table *keys,
   if (a->cookie == 0)
     a->cookie = 1; /* zero means "no origin" on the wire */
   a->t1 = NTT_FromTimespec(&now->real);
+  a->t1_kernel = false;
   size_t n = encode_request(a, out);
   if (a->p.key) {
     n = KEY_Sign(keys, a->p.key, out, n, PKT_MAX_LEN);
@@ -250,8 +252,22 @@ ASC_BuildRequest(ASC_Assoc *a, const NTT_Now *now, const KEY_Table *keys,
 void
 ASC_SetTransmitTime(ASC_Assoc *a, const struct timespec *t1)
 {
-  if (a->pending)
+  if (a->pending && !a->t1_kernel)
     a->t1 = NTT_FromTimespec(t1);
+}
+
+bool
+ASC_SetKernelTransmitTime(ASC_Assoc *a, const struct timespec *ts)
+{
+  if (!a->pending || a->t1_kernel)
+    return false;
+  NTT_Stamp t = NTT_FromTimespec(ts);
+  double d = NTT_Diff(t, a->t1);
+  if (!(d >= 0 && d < ASC_TXTS_MAX))
+    return false;
+  a->t1 = t;
+  a->t1_kernel = true;
+  return true;
 }
 
 /* ---- reply tests ---- */

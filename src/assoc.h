@@ -152,9 +152,20 @@ int64_t ASC_NextPollTime(const ASC_Assoc *a);
  * schedule (reach, unreachability, bursts). */
 ASC_TxStatus ASC_BuildRequest(ASC_Assoc *a, const NTT_Now *now, const KEY_Table *keys,
                               const ASC_Random *rnd, uint8_t *out, size_t *len);
-/* The real time the request actually left (kernel TX timestamp, or a read just after the
- * send); T1 defaults to now->real of ASC_BuildRequest. Ignored with nothing pending. */
+/* T1 of the outstanding request read again by the caller as late as it can before the send
+ * (after building and signing); T1 defaults to now->real of ASC_BuildRequest. Ignored with
+ * nothing pending or once a kernel transmit timestamp was taken. */
 void ASC_SetTransmitTime(ASC_Assoc *a, const struct timespec *t1);
+/* The kernel's transmit timestamp (SO_TIMESTAMPING, software) of a request sent from this
+ * association's socket, when the socket gives one: it replaces T1 (everything between the
+ * reading before the send and the datagram leaving, the system call, the stack, a
+ * preemption, would otherwise count as outbound delay and half of it as offset). Taken only
+ * with a request pending, once per request, and only when it is not before T1 as set and
+ * less than ASC_TXTS_MAX s after it: a stale timestamp of an earlier request is refused.
+ * True when it was taken. The on-wire transmit timestamp (the cookie the origin check
+ * compares) is not touched. */
+bool ASC_SetKernelTransmitTime(ASC_Assoc *a, const struct timespec *ts);
+#define ASC_TXTS_MAX 0.1
 /* Run the reply tests. from: source address and port; rx: receive time (kernel timestamp).
  * res is always filled (zeroed for drops). */
 ASC_Outcome ASC_ProcessReply(ASC_Assoc *a, const uint8_t *buf, size_t len, const NetAddr *from,

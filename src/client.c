@@ -714,6 +714,16 @@ update(CLI_Client *c, NTT_Now *now)
 
 /* ---- packets ---- */
 
+/* The kernel's transmit timestamp of the outstanding request, if the socket has one
+ * queued (ASC_SetKernelTransmitTime decides whether it is that request's). */
+static void
+take_tx_timestamp(Peer *p)
+{
+  struct timespec ts;
+  if (NIO_ReadTxTimestamp(&p->sock, &ts))
+    ASC_SetKernelTransmitTime(p->a, &ts);
+}
+
 static void
 count_kod(Peer *p, uint32_t kiss)
 {
@@ -754,6 +764,8 @@ on_reply(void *arg, int fd, uint32_t events)
   for (size_t i = 0; i < c->npeers && !p; i++)
     if (c->peers[i].a && c->peers[i].sock.fd == fd)
       p = &c->peers[i];
+  if (p) /* drains the error queue (EPOLLERR); a late stamp is still in time for its reply */
+    take_tx_timestamp(p);
   int n = p ? NIO_Receive(&p->sock, c->batch) : 0;
   CLK_ReadNow(c->clk, &now);
   for (int i = 0; i < n; i++) {
@@ -813,8 +825,9 @@ on_reply(void *arg, int fd, uint32_t events)
     publish(c, &now, true);
 }
 
-/* T1 is read just before the send: on loopback the server may receive (and timestamp) the
- * request before send() even returns, so a reading after it would be later than T2. */
+/* T1 is read again just before the send (building and signing the request come first), not
+ * after it: on loopback the server may receive (and timestamp) the request before send()
+ * even returns. Where the socket gives the kernel's transmit timestamp, that replaces it. */
 static void
 send_request(CLI_Client *c, Peer *p)
 {
@@ -834,9 +847,15 @@ send_request(CLI_Client *c, Peer *p)
     if (ts != NTA_TX_OK)
       return;
   }
+  struct timespec stale;
+  NIO_ReadTxTimestamp(&p->sock, &stale); /* whatever an earlier request left in the queue */
+  NTT_Now t1;
+  CLK_ReadNow(c->clk, &t1);
+  ASC_SetTransmitTime(p->a, &t1.real);
   if (send(p->sock.fd, buf, len, 0) == (ssize_t)len) {
     p->sent++;
     c->requests++;
+    take_tx_timestamp(p);
   } else {
     c->send_errors++;
     if (LOG_Allow(&c->err_log, now.mono_ns, 5, 60))

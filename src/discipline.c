@@ -133,6 +133,10 @@ DSC_FilterAdd(DSC_Filter *f, double offset, double delay, double disp, double t,
 {
   DSC_Stage s = {offset, delay, fmax(disp, ldexp(1.0, precision_log2)), t};
   filter_shift(f, &s);
+  f->delays[f->delays_next] = delay;
+  f->delays_next = (f->delays_next + 1) % DSC_DELAY_HISTORY;
+  if (f->delays_n < DSC_DELAY_HISTORY)
+    f->delays_n++;
   return filter_evaluate(f, poll, precision_log2);
 }
 
@@ -157,6 +161,15 @@ DSC_FilterDispAt(const DSC_Filter *f, double now)
 {
   double age = now - f->update_t;
   return fmin(f->disp + (age > 0 ? f->phi * age : 0.0), DSC_MAXDISP);
+}
+
+double
+DSC_FilterMinDelay(const DSC_Filter *f)
+{
+  double m = 1e9;
+  for (int i = 0; i < f->delays_n; i++)
+    m = fmin(m, f->delays[i]);
+  return m;
 }
 
 /* ==================================================================================== */
@@ -976,17 +989,16 @@ run_loop(DSC_System *s, const DSC_Candidate *peer, const DSC_Selection *sel,
 }
 
 /* Every sample of a surviving source not yet fed, oldest first, weighted by how far its
- * delay is above the lowest delay in its filter (half the excess bounds its error). */
+ * delay is above the lowest delay of the source's last DSC_DELAY_HISTORY samples (half the
+ * excess bounds its error). Measured against the eight stages only, the reference moved
+ * with every poll and the weights said little (bench/timequality.sh, docs/client.md). */
 static void
 feed_samples(DSC_System *s, const DSC_Candidate *c)
 {
   const DSC_Filter *f = c->filter;
   if (!f || c->id < 0 || c->id >= DSC_MAX_CANDIDATES)
     return;
-  double min_delay = 1e9;
-  for (int i = 0; i < DSC_NSTAGE; i++)
-    if (f->stage[i].disp < DSC_MAXDISP)
-      min_delay = fmin(min_delay, f->stage[i].delay);
+  double min_delay = DSC_FilterMinDelay(f);
   for (int i = 0; i < DSC_NSTAGE; i++) {
     const DSC_Stage *st = &f->stage[(f->next + i) % DSC_NSTAGE]; /* oldest first */
     if (st->disp >= DSC_MAXDISP || st->t <= s->fed_t[c->id])

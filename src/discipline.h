@@ -27,6 +27,7 @@
 
 #define DSC_PHI 15e-6              /* s/s: dispersion growth (frequency tolerance) */
 #define DSC_NSTAGE 8               /* clock filter stages */
+#define DSC_DELAY_HISTORY 64       /* samples whose lowest delay weighs the loop's points */
 #define DSC_MAXDISP 16.0           /* s: dispersion of an empty stage, and its ceiling */
 #define DSC_SGATE 3.0              /* popcorn spike gate, in units of peer jitter */
 #define DSC_STEP_THRESHOLD 0.128   /* s: above this the clock is stepped, not slewed */
@@ -59,6 +60,10 @@ typedef struct {
   double disp;  /* peer dispersion, as of update_t */
   double epoch; /* monotonic s of the sample in use */
   double phi;   /* s/s: how fast a stage's dispersion grows (DSC_PHI; tinker dispersion) */
+  /* the delays of the last DSC_DELAY_HISTORY samples (a ring): their lowest is the
+   * reference a sample's excess delay is measured from (DSC_FilterMinDelay) */
+  double delays[DSC_DELAY_HISTORY];
+  int delays_next, delays_n;
 } DSC_Filter;
 
 typedef enum {
@@ -82,6 +87,10 @@ void DSC_FilterAddDummy(DSC_Filter *f, double t, int precision_log2);
 void DSC_FilterAdjust(DSC_Filter *f, double slewed);
 /* The peer dispersion aged to `now`. */
 double DSC_FilterDispAt(const DSC_Filter *f, double now);
+/* The lowest round-trip delay of the last DSC_DELAY_HISTORY samples (not only of the
+ * stages): the eight stages span too little of a source's delay distribution to say which
+ * samples are good (1e9 with none). */
+double DSC_FilterMinDelay(const DSC_Filter *f);
 
 /* ------------------------------------------------------------------------------------ */
 /* Selection, cluster, combine (RFC 5905 11.2)                                           */

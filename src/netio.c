@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/errqueue.h>
 #include <linux/filter.h>
+#include <linux/net_tstamp.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -102,7 +104,50 @@ NIO_Connect(const NetAddr *remote, NIO_Socket *out, char *err, size_t errlen)
     NIO_Close(out);
     return false;
   }
+  /* Kernel software timestamps of what we send (the error queue) and receive, in one
+   * option: SCM_TIMESTAMPING replaces SCM_TIMESTAMPNS on this socket, so a datagram does not
+   * carry both. Without it (an old or restricted kernel) SO_TIMESTAMPNS stays as it was. */
+  int flags = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE |
+              SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_TSONLY;
+  if (setsockopt(out->fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof(flags)) == 0) {
+    int off = 0;
+    setsockopt(out->fd, SOL_SOCKET, SO_TIMESTAMPNS, &off, sizeof(off));
+  }
   return true;
+}
+
+bool
+NIO_ReadTxTimestamp(const NIO_Socket *s, struct timespec *ts)
+{
+  bool got = false;
+  for (int i = 0; i < 16; i++) { /* bounded: the queue holds one entry per datagram sent */
+    uint64_t ctl[32];
+    uint8_t data[64];
+    struct iovec iov = {data, sizeof(data)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
+    if (recvmsg(s->fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+      break;
+    struct scm_timestamping tss;
+    bool have = false, sent = false;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
+        memcpy(&tss, CMSG_DATA(c), sizeof(tss));
+        have = tss.ts[0].tv_sec != 0 || tss.ts[0].tv_nsec != 0;
+      } else if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
+                 (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+        struct sock_extended_err ee;
+        memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+        sent = ee.ee_errno == ENOMSG && ee.ee_origin == SO_EE_ORIGIN_TIMESTAMPING &&
+               ee.ee_info == SCM_TSTAMP_SND;
+      }
+    }
+    if (have && sent) {
+      *ts = tss.ts[0];
+      got = true;
+    }
+  }
+  return got;
 }
 
 void
@@ -119,6 +164,11 @@ parse_control(struct msghdr *mh, NIO_Datagram *d)
   for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
       memcpy(&d->rx, CMSG_DATA(c), sizeof(d->rx));
+    } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
+      struct scm_timestamping tss; /* ts[0]: software (client sockets, NIO_Connect) */
+      memcpy(&tss, CMSG_DATA(c), sizeof(tss));
+      if (tss.ts[0].tv_sec != 0 || tss.ts[0].tv_nsec != 0)
+        d->rx = tss.ts[0];
     } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
       struct in_pktinfo pi;
       memcpy(&pi, CMSG_DATA(c), sizeof(pi));

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "netaddr.h"
 #include "packet.h"
@@ -27,9 +28,15 @@ typedef struct {
 bool NIO_Open(const NetAddr *local, bool reuseport, NIO_Socket *out, char *err, size_t errlen);
 void NIO_Close(NIO_Socket *s);
 /* A client socket: bound to a random ephemeral port of the kernel's choice (RFC 9109) on
- * the wildcard address of remote's family, connected to remote, with receive timestamps.
- * Read it with NIO_Receive. */
+ * the wildcard address of remote's family, connected to remote, with kernel software
+ * receive timestamps and, where the kernel gives them (SO_TIMESTAMPING), transmit
+ * timestamps. Read it with NIO_Receive, and its transmit timestamps with
+ * NIO_ReadTxTimestamp after each send and before each NIO_Receive. */
 bool NIO_Connect(const NetAddr *remote, NIO_Socket *out, char *err, size_t errlen);
+/* Drain the socket's error queue (without blocking); true with the latest kernel software
+ * transmit timestamp (CLOCK_REALTIME) in *ts if it held one. Matching the timestamp to a
+ * request is the caller's business. */
+bool NIO_ReadTxTimestamp(const NIO_Socket *s, struct timespec *ts);
 
 /* One received datagram. */
 typedef struct {

@@ -494,8 +494,57 @@ test_asc_unreachable_backs_off_and_iburst_once(void)
   ASC_Destroy(a);
 }
 
+/* T1 read late and the kernel's transmit timestamp: which ones are taken, that the offset
+ * uses them, and that the origin check still compares the cookie that was on the wire. */
+static void
+test_asc_transmit_time_and_kernel_timestamp(void)
+{
+  ASC_Assoc *a = make(0, 0);
+  uint8_t buf[PKT_MAX_LEN];
+  ASC_Result res;
+  NTT_Now t;
+  /* nothing pending: refused */
+  t = at(0.5);
+  TEST_CHECK(!ASC_SetKernelTransmitTime(a, &t.real));
+  uint64_t c = send_at(a, 1, NULL);
+  TEST_CHECK(c != 0);
+  t = at(1.00002); /* the reading just before send() */
+  ASC_SetTransmitTime(a, &t.real);
+  t = at(1.00001); /* before that reading: an earlier request's */
+  TEST_CHECK(!ASC_SetKernelTransmitTime(a, &t.real));
+  t = at(1.00002 + ASC_TXTS_MAX + 0.001); /* far too late to be this request's */
+  TEST_CHECK(!ASC_SetKernelTransmitTime(a, &t.real));
+  t = at(1.00005);
+  TEST_CHECK(ASC_SetKernelTransmitTime(a, &t.real));
+  t = at(1.00006); /* once per request; a later reading no longer moves it either */
+  TEST_CHECK(!ASC_SetKernelTransmitTime(a, &t.real));
+  ASC_SetTransmitTime(a, &t.real);
+  /* the server echoes the cookie, not T1: a reply whose origin is T1 is not ours */
+  t = at(1.00005);
+  size_t n = reply(buf, NTT_FromTimespec(&t.real), 1.02, 0.25);
+  TEST_EQ_INT(deliver(a, buf, n, 1.02, &res), ASC_DROP_BOGUS_ORIGIN);
+  n = reply(buf, c, 1.02, 0.25);
+  TEST_EQ_INT(deliver(a, buf, n, 1.02, &res), ASC_SAMPLE);
+  /* server receives at 1.01 + 0.25 and sends 0.1 ms later; T1 1.00005, T4 1.02 */
+  TEST_NEAR(res.offset, ((1.01 + 0.25 - 1.00005) + (1.0101 + 0.25 - 1.02)) / 2, 2e-6);
+  TEST_NEAR(res.delay, 1.02 - 1.00005 - 0.0001, 2e-6);
+  /* the reply consumed the request: a late timestamp has no effect */
+  t = at(1.03);
+  TEST_CHECK(!ASC_SetKernelTransmitTime(a, &t.real));
+  /* a new request starts over: its own reading, then its own kernel timestamp */
+  c = send_at(a, 80, NULL);
+  t = at(80.00001);
+  TEST_CHECK(ASC_SetKernelTransmitTime(a, &t.real));
+  n = reply(buf, c, 80.02, 0);
+  TEST_EQ_INT(deliver(a, buf, n, 80.02, &res), ASC_SAMPLE);
+  TEST_NEAR(res.offset, ((80.01 - 80.00001) + (80.0101 - 80.02)) / 2, 2e-6);
+  ASC_Destroy(a);
+}
+
 TEST_MAIN(TEST_CASE(test_asc_request_is_data_minimized_with_random_cookie),
-          TEST_CASE(test_asc_good_reply_gives_sample), TEST_CASE(test_asc_packet_tests),
+          TEST_CASE(test_asc_good_reply_gives_sample),
+          TEST_CASE(test_asc_transmit_time_and_kernel_timestamp),
+          TEST_CASE(test_asc_packet_tests),
           TEST_CASE(test_asc_zero_and_wrong_origin_have_no_effect),
           TEST_CASE(test_asc_deny_backoff_doubles_caps_and_resets),
           TEST_CASE(test_asc_pool_member_refused_is_replaced),
