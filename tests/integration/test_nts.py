@@ -392,21 +392,27 @@ def check_silent_and_many(c, d, p, addr, port, kport):
 
 
 def check_counters_exported(c, d, addr, mport):
-    """The NTS-KE counters through ntpq (rv 0 nts_ke_NAME) and the metrics endpoint, equal to
-    the stats lines; promtool finds the exposition clean."""
+    """The NTS-KE counters through ntpq (rv 0 nts_ke_NAME) and the metrics endpoint, against
+    the stats lines; promtool finds the exposition clean. The 1,000 connections above may
+    still be closing (tls_failed, closed_early rise), so the three reads, in this order, may
+    only grow; what no client moves any more is equal in all three."""
     from test_metrics import PROMTOOL, get_metrics, sample
     st = d.stats() or {}
     names = sorted(k for k in st if k.startswith("nts_ke_"))
     rc, out, err = ntpg.run_ntpq(addr, ["rv 0 " + ",".join(names)])
-    v = ntpg.parse_vars(out)
-    c.check("ntpq rv 0 reads the %d NTS-KE counters as the log has them" % len(names),
-            len(names) == 14 and all(v.get(k) == str(st[k]) for k in names),
-            why="log %s, ntpq %s %s" % ({k: st[k] for k in names}, out[-300:], err[-200:]))
+    v = {k: int(x) for k, x in ntpg.parse_vars(out).items() if x.isdigit()}
     head, body = get_metrics(addr, mport)
-    got = {k: sample(body, 'ntpgate_nts_ke_events_total{event="%s"}' % k[7:]) for k in names}
+    m = {k: sample(body, 'ntpgate_nts_ke_events_total{event="%s"}' % k[7:]) for k in names}
+    still = ("nts_ke_handshakes", "nts_ke_cookies_issued", "nts_ke_refused_restrict",
+             "nts_ke_no_aead", "nts_ke_unknown_critical", "nts_ke_key_rotations")
+    c.check("ntpq rv 0 reads the %d NTS-KE counters: as the log has them, or later" % len(names),
+            len(names) == 14 and all(k in v and st[k] <= v[k] for k in names) and
+            all(v[k] == st[k] for k in still), "handshakes %s" % v.get("nts_ke_handshakes"),
+            why="log %s, ntpq %s %s" % ({k: st[k] for k in names}, v, err[-200:]))
     c.check("the metrics endpoint has them as ntpgate_nts_ke_events_total{event=...}",
-            all(got[k] == st[k] for k in names) and st.get("nts_ke_handshakes", 0) > 0,
-            "handshakes %s" % got.get("nts_ke_handshakes"), why="%s vs %s" % (got, st))
+            all(m[k] is not None and v.get(k, 0) <= m[k] for k in names) and
+            all(m[k] == st[k] for k in still) and st.get("nts_ke_handshakes", 0) > 0,
+            "handshakes %s" % m.get("nts_ke_handshakes"), why="metrics %s vs ntpq %s" % (m, v))
     p = ntpg.subprocess.run([PROMTOOL, "check", "metrics"], input=body.encode(),
                             capture_output=True, timeout=30)
     msg = (p.stdout + p.stderr).decode(errors="replace")
