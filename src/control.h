@@ -140,7 +140,8 @@ typedef struct CTL_Peer {
  * caller does not track stays 0. "_r" variants (ntpsec: since start, not since reset) are
  * answered with the same values, since we never reset. */
 typedef struct {
-  uint64_t uptime; /* s since start: ss_uptime, ss_reset, iostats_reset, authreset, ... */
+  uint64_t uptime; /* s since start, rounded up (never 0): ss_uptime, ss_reset, iostats_reset,
+                      authreset, ... */
   /* sysstats */
   uint64_t received;                             /* ss_received: NTP packets received */
   uint64_t thisver;                              /* ss_thisver: version 4 */

@@ -177,7 +177,8 @@ static void
 fill_stats(const CSV_Server *s, const WRK_Counters *c, int64_t mono_ns, CTL_Stats *st)
 {
   memset(st, 0, sizeof(*st));
-  st->uptime = (uint64_t)((mono_ns - s->start_mono_ns) / 1000000000);
+  /* Rounded up: ntpq's sysstats divides the packet counts by ss_reset and fails on 0. */
+  st->uptime = (uint64_t)((mono_ns - s->start_mono_ns + 999999999) / 1000000000);
   st->received = c->received;
   st->badformat = SUM(c, SRV_R_DROP_SHORT, SRV_R_DROP_VERSION, SRV_R_DROP_TRAILER,
                       SRV_R_DROP_MODE0, SRV_R_DROP_EMPTY);

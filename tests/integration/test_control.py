@@ -856,6 +856,11 @@ def main(c, tmp):
     if not box.start():
         return
     t0 = time.monotonic()
+    # ntpq divides the packet counts by ss_reset: in the daemon's first second it must not be 0
+    rc, out, err, cmd = run_ntpq(box.addr, ["rv 0 ss_uptime,ss_reset", "sysstats"])
+    c.check("right after start (%.1f s): ss_uptime and ss_reset >= 1, sysstats prints rates" % (
+        time.monotonic() - t0), rc == 0 and "ss_reset=0" not in out and "p/s" in out,
+        "rc %s out %r err %r" % (rc, out[:200], err[-200:]))
     section_rv(c, box)
     section_peers(c, box)
     n = section_mrulist(c, box, tmp)

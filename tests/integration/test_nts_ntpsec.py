@@ -54,7 +54,7 @@ def start_ntpsec(tmp, name, lines):
     veth()
     pcap = os.path.join(tmp, name + ".pcap")
     cap = ntpg.spawn([ntpg.TSHARK, "-i", "v0", "-f", "udp port 123", "-a",
-                      "duration:%d" % (RUN + 5), "-q", "-w", pcap],
+                      "duration:%d" % (RUN + 30), "-q", "-w", pcap],
                      os.path.join(tmp, name + ".tshark.out"), pcap + ".err")
     ntpg.wait_until(lambda: "Capture started" in ntpg.read_text(pcap + ".err") or
                     cap.poll() is not None, 15, 0.05)
@@ -70,16 +70,18 @@ def start_ntpsec(tmp, name, lines):
 
 
 def request_cookies(capture):
-    """The NTS Cookie field (type 0x0204) of every request to us in the capture, in order."""
+    """(requests to us in the capture, the NTS Cookie field (type 0x0204) of each, in order)."""
     cap, pcap = capture
     if cap.poll() is None:
+        time.sleep(2)  # the last request was counted by us: let dumpcap write it out too
         cap.send_signal(signal.SIGINT)  # ours: spawned above
         cap.wait(10)
     out = subprocess.run([ntpg.TSHARK, "-r", pcap, "-Y", "ip.dst == %s" % SERVER, "-T",
                           "fields", "-e", "udp.payload"], capture_output=True,
                          timeout=60).stdout.decode()
     cookies = []
-    for line in out.split():
+    lines = out.split()
+    for line in lines:
         pkt = bytes.fromhex(line.replace(":", ""))
         i = 48
         while i + 4 <= len(pkt):
@@ -89,7 +91,7 @@ def request_cookies(capture):
             if t == 0x0204:
                 cookies.append(pkt[i + 4:i + n])
             i += n
-    return cookies
+    return len(lines), cookies
 
 
 def stop(p):
@@ -134,6 +136,9 @@ def main(c, tmp):
     n, log, cap = start_ntpsec(tmp, "ntpsec", ntpsec_client_conf(p("ca.pem")))
     ntpg.wait_until(lambda: (d.stats(2.0) or {}).get("served_nts", 0) >= 9 or
                     n.poll() is not None, RUN, 2.0)
+    # the capture ends before NTPsec does: its namespace takes the veth pair with it, and a
+    # capture whose interface vanishes loses what it had not yet written (the last request)
+    captured, cookies = request_cookies(cap)
     stop(n)
     after = d.stats() or {}
     dl = ntpg.stats_delta(before, after)
@@ -149,9 +154,9 @@ def main(c, tmp):
     bad = {k: v for k, v in dl.items() if v and (k.startswith("kod_ntsn") or
                                                  k.startswith("dropped_nts"))}
     c.check("no NTSN sent, no NTS request dropped", not bad, str(bad))
-    cookies = request_cookies(cap)
-    c.check("the captured requests carry one cookie each (%d requests)" % len(cookies),
-            len(cookies) == dl.get("received"), "received %s" % dl.get("received"))
+    c.check("the captured requests carry one cookie each (%d of the %s we received)" % (
+        captured, dl.get("received")), len(cookies) == captured <= dl.get("received", 0),
+        "%d cookies" % len(cookies))
     c.check("NTPsec's requests carried %d distinct cookies after one NTS-KE of 8: it took "
             "fresh cookies out of our authenticated replies" % len(set(cookies)),
             len(set(cookies)) == len(cookies) > 8, [len(x) for x in cookies])
@@ -171,7 +176,7 @@ def main(c, tmp):
             dl.get("nts_ke_accepted", 0) >= 1 and dl.get("nts_ke_handshakes", 0) == 0 and
             dl.get("nts_ke_tls_failed", 0) + dl.get("nts_ke_closed_early", 0) >= 1,
             str({k: v for k, v in dl.items() if k.startswith("nts_ke")}))
-    c.check("nothing on the wire to our UDP port 123", request_cookies(cap) == [] and
+    c.check("nothing on the wire to our UDP port 123", request_cookies(cap)[0] == 0 and
             dl.get("received", 0) == 0, "received %s" % dl.get("received"))
     c.check("and it sent us no NTP at all (no fallback to plain NTP)",
             dl.get("received", 0) == 0, "received %s" % dl.get("received"))
