@@ -300,7 +300,8 @@ activate(CLI_Client *c, Peer *p, const NTT_Now *now)
     NIO_Close(&p->sock);
     return false;
   }
-  p->associd = c->next_associd++;
+  if (!p->associd) /* an NTS source has had its number since it waited for NTS-KE */
+    p->associd = c->next_associd++;
   c->peers_dirty = true;
   LOG_Info("association %u: %s %s (%s)", p->associd, p->pool >= 0 ? "pool member" : "server",
            ADR_FormatPort(&p->addr, name, sizeof(name)), p->host);
@@ -326,6 +327,7 @@ deactivate(CLI_Client *c, Peer *p)
 {
   close_assoc(c, p);
   p->resolved = false;
+  p->associd = 0; /* a slot used again is a new association */
   if (p->nts && !p->ke) /* a handshake under way is collected, then ignored */
     NTA_Init(p->nts);
 }
@@ -395,6 +397,17 @@ new_peer(CLI_Client *c, const CNF_Assoc *conf, int pool)
   return p;
 }
 
+/* A resolved NTS source waits for NTS-KE at its address (lock held). It is listed for ntpq
+ * from now on, with an association number that its association keeps (CLI_FillControl). */
+static void
+await_ke(CLI_Client *c, Peer *p)
+{
+  p->ke_addr = p->addr;
+  p->ke_addr.port = p->conf.ke_port ? p->conf.ke_port : c->ke_port;
+  if (!p->associd)
+    p->associd = c->next_associd++;
+}
+
 /* Pool lines: fill free member slots from the resolved addresses; re-resolve when the
  * addresses are used up (lock held). */
 static void
@@ -421,8 +434,7 @@ manage_pools(CLI_Client *c, const NTT_Now *now)
       p->addr = pl->addrs[i];
       p->resolved = true;
       if (p->nts) { /* NTS-KE first (manage_nts) */
-        p->ke_addr = p->addr;
-        p->ke_addr.port = p->conf.ke_port ? p->conf.ke_port : c->ke_port;
+        await_ke(c, p);
         members++;
       } else if (activate(c, p, now)) {
         members++;
@@ -499,10 +511,8 @@ collect_resolved(CLI_Client *c, const NTT_Now *now)
     Peer *p = &c->peers[i];
     if (p->pool < 0 && p->resolved && !p->a && !p->nts)
       activate(c, p, now);
-    if (p->pool < 0 && p->resolved && p->nts && p->ke_addr.family == ADR_NONE) {
-      p->ke_addr = p->addr;
-      p->ke_addr.port = p->conf.ke_port ? p->conf.ke_port : c->ke_port;
-    }
+    if (p->pool < 0 && p->resolved && p->nts && p->ke_addr.family == ADR_NONE)
+      await_ke(c, p);
   }
   manage_pools(c, now);
   manage_nts(c, now);
@@ -1125,6 +1135,30 @@ fill_peer(const CLI_Client *c, const Peer *p, const NTT_Now *now, CTL_Peer *o)
   }
 }
 
+/* An NTS source without an association yet (NTS-KE under way, failing or backing off): what
+ * ntpq -p shows of it, the NTS-KE address with refid .NTS., stratum 16 and reach 0, so that a
+ * source that never gets keys is seen (and a metrics alert on reach 0 fires). */
+static void
+fill_awaiting_ke(const CLI_Client *c, const Peer *p, const NTT_Now *now, CTL_Peer *o)
+{
+  memset(o, 0, sizeof(*o));
+  o->associd = p->associd;
+  o->configured = p->pool < 0;
+  o->nts = true;
+  o->select = CTW_SEL_REJECT;
+  o->srcadr = p->ke_addr;
+  o->hostname = p->host;
+  o->hmode = PKT_MODE_CLIENT;
+  o->hpoll = o->ppoll = (int8_t)p->conf.minpoll;
+  o->precision = c->precision;
+  o->leap = PKT_LEAP_UNSYNC;
+  o->stratum = 16;
+  o->refid = (uint32_t)'N' << 24 | (uint32_t)'T' << 16 | (uint32_t)'S' << 8;
+  o->unreach = p->nts->failures;
+  int64_t due = p->nts->ke_due_ns;
+  o->timer = !p->ke && due > now->mono_ns ? (uint32_t)((due - now->mono_ns) / 1000000000) : 0;
+}
+
 void
 CLI_FillControl(CLI_Client *c, CTL_Ctx *ctx, CTL_Peer *peers, size_t max)
 {
@@ -1132,9 +1166,13 @@ CLI_FillControl(CLI_Client *c, CTL_Ctx *ctx, CTL_Peer *peers, size_t max)
   CLK_ReadNow(c->clk, &now);
   pthread_mutex_lock(&c->lock);
   size_t n = 0;
-  for (size_t i = 0; i < c->npeers && n < max; i++)
-    if (c->peers[i].a)
-      fill_peer(c, &c->peers[i], &now, &peers[n++]);
+  for (size_t i = 0; i < c->npeers && n < max; i++) {
+    const Peer *p = &c->peers[i];
+    if (p->a)
+      fill_peer(c, p, &now, &peers[n++]);
+    else if (p->nts && p->resolved && p->associd)
+      fill_awaiting_ke(c, p, &now, &peers[n++]);
+  }
   ctx->peers = peers;
   ctx->n_peers = n;
   const DSC_Loop *l = DSC_GetLoop(c->dsc);

@@ -47,9 +47,11 @@ def synced_to(d, upstream):
 
 
 def client(tmp, name, k, upstream, kport, ca, kind="server", more=()):
-    return ntpg.Daemon(tmp, [A(k)], stratum=None, name=name, probe_src=PROBE,
-                       extra=["%s %s nts ca %s port %d %s" % (kind, upstream, ca, kport, POLL)]
-                       + list(more))
+    d = ntpg.Daemon(tmp, [A(k)], stratum=None, name=name, probe_src=PROBE,
+                    extra=["%s %s nts ca %s port %d %s" % (kind, upstream, ca, kport, POLL)]
+                    + list(more))
+    d.ke_port = kport
+    return d
 
 
 def check_metrics(c, d):
@@ -114,9 +116,24 @@ def check_wrong_ca(c, tmp, p, s1, kport):
             str({k: v for k, v in after.items() if k.startswith("nts_ke")}))
     c.check("the log says why: certificate verify failed",
             "NTS-KE with %s" % A(1) in w.log_text() and "certificate" in w.log_text())
-    rc, out, err = ntpg.run_ntpq(w.listen[0], ["peers"])
-    c.check("ntpq -p lists no association (no keys, no association)", A(1) not in out, out)
+    check_awaiting_ke(c, w, A(1))
     w.stop()
+
+
+def check_awaiting_ke(c, d, host):
+    """An NTS source that has no keys yet is listed by ntpq -p: refid .NTS., stratum 16,
+    reach 0, never selected; its variables say srcport = the NTS-KE port."""
+    rc, out, err = ntpg.run_ntpq(d.listen[0], ["peers", "associations"])
+    rows = [ln.split() for ln in out.splitlines() if host in ln]
+    c.check("ntpq -p lists the source waiting for NTS-KE: %s .NTS. st 16, reach 0, not "
+            "selected" % host, len(rows) == 1 and rows[0][0] == host and rows[0][1] == ".NTS."
+            and rows[0][2] == "16" and rows[0][6] == "0", out)
+    ids = re.findall(r"^\s*\d+\s+(\d+)\s+[0-9a-f]{4}\s+yes\s+", out, re.M)
+    rc, rv, err = ntpg.run_ntpq(d.listen[0], ["rv %s srcadr,srcport,stratum,refid,reach" % (
+        ids[0] if ids else 0)])
+    c.check("ntpq rv of that association: the NTS-KE address and port, stratum 16, reach 0",
+            len(ids) == 1 and "srcadr=%s" % host in rv and "srcport=%d" % d.ke_port in rv
+            and "stratum=16" in rv and "reach=00" in rv, rv)
 
 
 def check_synced(c, d, upstream, label, status="f"):
@@ -176,6 +193,7 @@ def check_unreachable(c, silent, refused, stalled):
             v.get("client_nts_ke_fail_connect", 0) >= 1 and v.get("client_nts_ke_ok") == 0 and
             cs.get("client_requests") == 0, "%s requests %s" % (v, cs.get("client_requests")))
     c.check("log: connect: Connection refused", "Connection refused" in refused.log_text())
+    check_awaiting_ke(c, refused, A(1))
     v = ntpg.wait_until(lambda: (lambda x: x if x.get("client_nts_ke_fail_timeout", 0) >= 1
                                  else None)(nts_vars(stalled)), 15) or nts_vars(stalled)
     cs = stalled.stats() or {}
