@@ -327,7 +327,7 @@ deactivate(CLI_Client *c, Peer *p)
 {
   close_assoc(c, p);
   p->resolved = false;
-  p->associd = 0; /* a slot used again is a new association */
+  p->associd = 0;       /* a slot used again is a new association */
   if (p->nts && !p->ke) /* a handshake under way is collected, then ignored */
     NTA_Init(p->nts);
 }
