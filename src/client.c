@@ -26,7 +26,8 @@
 
 #define CLI_MAX_PEERS 64
 #define CLI_MAX_POOL_ADDRS 16
-#define CLI_TIMER_S 0.1                             /* poll scheduling granularity */
+#define CLI_NTS_RETIRE 2 /* failed NTS-KE handshakes in a row that retire a pool member */
+#define CLI_TIMER_S 0.1  /* poll scheduling granularity */
 #define CLI_DRIFT_INTERVAL_NS (3600LL * 1000000000) /* write the drift file hourly */
 #define CLI_REFRESH_NS                                                                        \
   (64LL * 1000000000) /* re-publish the system state at least this often */
@@ -132,6 +133,7 @@ struct CLI_Client {
   uint64_t nts_ke[NKC_STATUS_COUNT];   /* handshakes by outcome */
   uint64_t nts_rx[NTA_RX_COUNT];       /* NTS replies by NTA_Open's verdict */
   uint64_t nts_cookies, nts_no_cookie; /* cookies received; polls without a cookie */
+  uint64_t nts_retired;                /* pool members retired for failing NTS-KE */
 };
 
 static const ASC_Random secure_random = {ASC_SecureFill, NULL};
@@ -332,6 +334,22 @@ deactivate(CLI_Client *c, Peer *p)
     NTA_Init(p->nts);
 }
 
+/* A pool member that failed (a DENY/RSTR KoD; NTS-KE that keeps failing) is retired and its
+ * address struck from the line's list, so that the member taking its place has another
+ * address; the address may come back with the next resolution (lock held). */
+static void
+retire_member(CLI_Client *c, Peer *p)
+{
+  PoolLine *pl = &c->pools[p->pool];
+  const NetAddr *a = p->nts ? &p->ke_addr : &p->addr;
+  for (size_t i = 0; i < pl->naddrs; i++)
+    if (ADR_Equal(&pl->addrs[i], a)) {
+      pl->addrs[i] = pl->addrs[--pl->naddrs];
+      break;
+    }
+  deactivate(c, p);
+}
+
 /* A pool member, or a server in service: NTS sources count from their resolution on, as
  * their association only exists once NTS-KE has given it keys. */
 static bool
@@ -483,6 +501,12 @@ collect_ke(CLI_Client *c, Peer *p, const NTT_Now *now)
     if (LOG_Allow(&p->ke_log, now->mono_ns, 3, 60))
       LOG_Warnx("NTS-KE with %s (%s) failed (%s): %s; next attempt in %.0f s", p->host, ke,
                 NKC_StatusName(j->st), j->st == NKC_OK ? "no usable cookie" : j->res.why, b);
+    if (p->pool >= 0 && !p->a && p->nts->failures >= CLI_NTS_RETIRE) {
+      LOG_Info("pool member %s retired after %u failed NTS-KE handshakes", ke,
+               p->nts->failures);
+      c->nts_retired++;
+      retire_member(c, p);
+    }
   }
   free_ke(j);
 }
@@ -827,7 +851,7 @@ on_reply(void *arg, int fd, uint32_t events)
   if (p && ASC_NeedsReplacement(p->a) && p->pool >= 0) {
     char name[ADR_STRLEN];
     LOG_Info("pool member %s replaced", ADR_FormatPort(&p->addr, name, sizeof(name)));
-    deactivate(c, p);
+    retire_member(c, p);
     manage_pools(c, &now);
   }
   pthread_mutex_unlock(&c->lock);
@@ -896,7 +920,7 @@ on_timer(void *arg)
     for (size_t i = 0; i < c->npeers; i++) {
       Peer *p = &c->peers[i];
       if (p->a && p->pool >= 0 && ASC_NeedsReplacement(p->a))
-        deactivate(c, p);
+        retire_member(c, p);
     }
     manage_pools(c, &now);
     if (c->driftfile && c->synced && now.mono_ns >= c->drift_next_ns) {
@@ -1219,6 +1243,7 @@ nts_counters(const CLI_Client *c, CTL_Counter *out)
                            c->nts_rx[NTA_RX_UNAUTH] + c->nts_rx[NTA_RX_NOT_PENDING]};
   out[n++] = (CTL_Counter){"client_nts_kod_ignored", c->nts_rx[NTA_RX_UNAUTH_KOD]};
   out[n++] = (CTL_Counter){"client_nts_no_cookie", c->nts_no_cookie};
+  out[n++] = (CTL_Counter){"client_nts_pool_retired", c->nts_retired};
   return n;
 }
 

@@ -54,7 +54,7 @@ void CLI_SetStats(CLI_Client *c, STL_Writer *w);
 void CLI_LogCounters(CLI_Client *c);
 /* The NTS client counters (client_nts_*, docs/nts.md) as readable system variables: at most
  * max of them into out (names are static), how many. */
-#define CLI_NTS_COUNTERS 12
+#define CLI_NTS_COUNTERS 13
 typedef struct CTL_Counter CTL_Counter;
 size_t CLI_NtsCounters(CLI_Client *c, CTL_Counter *out, size_t max);
 

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +26,7 @@ COUNTERS = ["client_nts_ke_ok", "client_nts_ke_fail_connect", "client_nts_ke_fai
             "client_nts_ke_fail_verify", "client_nts_ke_fail_protocol",
             "client_nts_ke_fail_timeout", "client_nts_cookies", "client_nts_auth",
             "client_nts_ntsn", "client_nts_dropped_unauth", "client_nts_kod_ignored",
-            "client_nts_no_cookie"]
+            "client_nts_no_cookie", "client_nts_pool_retired"]
 
 
 def A(k):
@@ -174,6 +175,90 @@ def check_ntsn(c, tmp, p, s1, cl, kport):
             str({k: v for k, v in s.items() if "nts" in k}))
 
 
+class HostsDaemon(ntpg.Daemon):
+    """ntpgated in a mount namespace of its own whose /etc/hosts is the given file."""
+
+    def __init__(self, hosts, *a, **k):
+        self.hosts = hosts
+        super().__init__(*a, **k)
+
+    def argv(self, *more):
+        return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+                self.hosts] + super().argv(*more)
+
+
+def tcp_forward(listen, to):
+    """A TCP forwarder on listen (address, port) to `to`, on threads of its own; returns the
+    listening socket (close it to stop). Our NTS-KE server listens on every address, so a
+    port of its own on one address is made here: the others refuse the connection."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(listen)
+    ls.listen(8)
+
+    def pump(a, b):
+        try:
+            while True:
+                data = a.recv(4096)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def serve():
+        while True:
+            try:
+                a, _ = ls.accept()
+            except OSError:
+                return  # closed
+            b = socket.create_connection(to, timeout=5)
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=pump, args=(x, y), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return ls
+
+
+def check_pool_retires(c, tmp, p, kport, kp_pool):
+    """`pool ntske.test nts` where the name gives a dead address first, then the server: the
+    member whose NTS-KE fails CLI_NTS_RETIRE (2) times in a row is retired and its address
+    struck, and the next member (the live server) is taken and synchronized to."""
+    c.section("an NTS pool member whose NTS-KE keeps failing is replaced")
+    dead, live = A(9), A(1)
+    fwd = tcp_forward((live, kp_pool), (live, kport))
+    hosts = ntpg.write_text(os.path.join(tmp, "hosts"), "%s ntske.test\n%s ntske.test\n" % (
+        dead, live))
+    rc, out, err = ntpg.run_tool(["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && '
+                                  'exec getent ahostsv4 ntske.test', hosts], 10)
+    order = [ln.split()[0] for ln in out.splitlines() if "STREAM" in ln]
+    c.check("in the namespace ntske.test gives the dead address first, then the server",
+            order == [dead, live], out + err)
+    d = HostsDaemon(hosts, tmp, [A(8)], stratum=None, name="c3", probe_src=PROBE, extra=[
+        "pool ntske.test nts ca %s port %d %s" % (p("ca.pem"), kp_pool, POLL),
+        "tos minclock 1 maxclock 1"])
+    c.check("the pool client starts", d.start())
+    line = ntpg.wait_until(lambda: synced_to(d, live), 60)
+    v = nts_vars(d)
+    c.check("it synchronized to the server (system peer %s)" % live, line is not None,
+            ntpg.run_ntpq(d.listen[0], ["peers"])[1][-400:])
+    c.check("after 2 failed handshakes with the dead member, one retired (client_nts_pool_"
+            "retired 1, client_nts_ke_fail_connect 2), then keys from the server",
+            v.get("client_nts_pool_retired") == 1 and v.get("client_nts_ke_fail_connect") == 2
+            and v.get("client_nts_ke_ok", 0) >= 1, str(v))
+    c.check("log: pool member %s:%d retired after 2 failed NTS-KE handshakes" % (dead, kp_pool),
+            "pool member %s:%d retired after 2 failed NTS-KE handshakes" % (dead, kp_pool)
+            in d.log_text(), d.log_text()[-600:])
+    rc, took = d.stop()
+    c.check("c3 exits cleanly", rc == 0, str(rc))
+    fwd.close()
+
+
 def start_unreachable(tmp, p, kp_refused, kp_silent):
     """Two clients whose NTS-KE cannot succeed: nothing listens on one port; on the other a
     socket that accepts TCP (the kernel's backlog) and never answers TLS."""
@@ -243,6 +328,7 @@ def main(c, tmp):
                                                     s_base.get("served", 0)))
     check_ntsn(c, tmp, p, s1, c2, kp1)
     check_unreachable(c, silent, refused, stalled)
+    check_pool_retires(c, tmp, p, kp1, ntpg.v6_port(3))  # the silent listener's port, free now
     for d in (c1, c2, s1):
         rc, took = d.stop()
         c.check("%s exits cleanly" % d.name, rc == 0, str(rc))
