@@ -16,10 +16,13 @@ noise), "chronyd (tracking)" is chronyc's System time, chronyd's own estimate as
 offset` is ours. With a constant path asymmetry a (outbound
 minus return delay) no client can tell it from an offset: both must show a/2.
 
-Scenarios (each one-way delay independently, in each direction):
+Scenarios (each one-way delay independently, in each direction, on top of the relay's floor
+of 0.25 ms each way, tests/integration/ntprelay.py):
   sym   uniform 0..2 ms
   exp   exponential, mean 0.5 ms (capped at 20 ms), and 2 % of the datagrams lost
   asym  constant 1.5 ms out, 0.5 ms back, plus uniform 0..0.2 ms: a/2 = +0.5 ms
+  zero  (not in the default list) the floor alone: a check of the relay itself, where both
+        clients must read about 0
 """
 
 import argparse
@@ -43,6 +46,8 @@ UPSTREAM, RELAY, NTPG, CHRONY = "127.0.50.1", "127.0.50.2", "127.0.50.3", "127.0
 
 
 def delay_fn(name, rng):
+    if name == "zero":
+        return lambda out: 0.0
     if name == "sym":
         return lambda out: rng.uniform(0, 0.002)
     if name == "exp":

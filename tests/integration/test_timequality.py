@@ -25,7 +25,7 @@ import ntprelay  # noqa: E402
 
 NTPQ = os.path.join(ntpg.PEERS, "usr", "bin", "ntpq")
 JITTER = 0.002  # s: each one-way delay is uniform in [0, JITTER]
-SLACK = 0.0003  # s: the relay's own scheduling (a Python thread) on a loaded machine
+SLACK = 0.0003  # s: what the relay's timing (a Python thread) may still miss on a loaded machine
 POLL = "iburst minpoll 1 maxpoll 1"
 READINGS = 16
 READ_EVERY = 3.0  # s; the poll is 2 s, so every reading follows at least one new sample
@@ -36,7 +36,7 @@ def A(k):
 
 
 def jitter_relay(listen, upstream, jitter, seed=14):
-    """A relay holding each datagram for a random uniform 0..jitter s."""
+    """A relay holding each datagram for its floor (the same both ways) + uniform 0..jitter s."""
     rng = random.Random(seed)
     return ntprelay.Relay(listen, upstream, lambda out: rng.uniform(0, jitter))
 
