@@ -200,7 +200,7 @@ typedef struct {
 } DSC_LoopParams;
 
 #define DSC_REG_MAX 512       /* regression points kept */
-#define DSC_SAMPLE_SD 200e-6  /* s: noise floor of a sample at its source's lowest delay */
+#define DSC_SAMPLE_SD 100e-6  /* s: noise floor of a sample at its source's lowest delay */
 #define DSC_DRIFT_SD 1e-6     /* s/s: assumed error of a drift file's frequency */
 #define DSC_FREQ_SYNC_SD 1e-6 /* s/s: FREQ becomes SYNC below this standard error */
 
