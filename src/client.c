@@ -134,6 +134,7 @@ struct CLI_Client {
   uint64_t nts_rx[NTA_RX_COUNT];       /* NTS replies by NTA_Open's verdict */
   uint64_t nts_cookies, nts_no_cookie; /* cookies received; polls without a cookie */
   uint64_t nts_retired;                /* pool members retired for failing NTS-KE */
+  bool any_nts;                        /* a source of the configuration uses NTS */
 };
 
 static const ASC_Random secure_random = {ASC_SecureFill, NULL};
@@ -976,11 +977,10 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
   dp.loop.precision_log2 = c->precision;
   c->dsc_select = dp.select;
   c->dsc = DSC_Create(&dp, clk, have, ppm * 1e-6, &now);
-  bool any_nts = false;
   for (size_t i = 0; i < cfg->n_assocs; i++)
-    any_nts = any_nts || (cfg->assocs[i].options & CNF_AO_NTS);
+    c->any_nts = c->any_nts || (cfg->assocs[i].options & CNF_AO_NTS);
   if (c->evfd < 0 || c->abort_fd < 0 || !c->batch || !c->dsc ||
-      (any_nts && !(c->siv = SIV_Create())) || !EVL_AddFd(loop, c->evfd, on_resolved, c) ||
+      (c->any_nts && !(c->siv = SIV_Create())) || !EVL_AddFd(loop, c->evfd, on_resolved, c) ||
       EVL_AddTimer(loop, CLI_TIMER_S, on_timer, c) < 0) {
     snprintf(err, errlen, "cannot set up the client: %s", strerror(errno));
     CLI_Destroy(c);
@@ -1090,6 +1090,12 @@ CLI_SetKeys(CLI_Client *c, KEY_Table *keys)
   KEY_Destroy(c->keys);
   c->keys = keys;
   pthread_mutex_unlock(&c->lock);
+}
+
+bool
+CLI_HasNts(const CLI_Client *c)
+{
+  return c->any_nts;
 }
 
 size_t

@@ -41,6 +41,8 @@ CLI_Client *CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KE
 void CLI_Destroy(CLI_Client *c);
 /* New keys after a reload (takes ownership; the old table is freed). */
 void CLI_SetKeys(CLI_Client *c, KEY_Table *keys);
+/* Whether any source of the configuration it was made with uses NTS (fixed at CLI_Create). */
+bool CLI_HasNts(const CLI_Client *c);
 /* How many associations exist now. */
 size_t CLI_Count(CLI_Client *c);
 /* Fill the control context's association list (into peers[max]) and the system variables

@@ -401,11 +401,7 @@ snapshot_nts(Daemon *d, EXP_Snapshot *s)
     for (size_t i = 0; i < s->n_nts_ke; i++)
       s->nts_ke[i] = (EXP_Row){r[i].name, r[i].value};
   }
-  const CNF_Config *cfg = RUN_Config(d->run);
-  bool any = false;
-  for (size_t i = 0; i < cfg->n_assocs; i++)
-    any = any || (cfg->assocs[i].options & CNF_AO_NTS);
-  if (!d->cli || !any)
+  if (!d->cli || !CLI_HasNts(d->cli))
     return;
   CTL_Counter c[CLI_NTS_COUNTERS];
   size_t n = CLI_NtsCounters(d->cli, c, CLI_NTS_COUNTERS);

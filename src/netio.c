@@ -116,6 +116,18 @@ NIO_Connect(const NetAddr *remote, NIO_Socket *out, char *err, size_t errlen)
   return true;
 }
 
+/* The software timestamp (ts[0]) of an SCM_TIMESTAMPING message into *ts, if it holds one. */
+static bool
+software_stamp(const struct cmsghdr *c, struct timespec *ts)
+{
+  struct scm_timestamping tss;
+  memcpy(&tss, CMSG_DATA(c), sizeof(tss));
+  if (tss.ts[0].tv_sec == 0 && tss.ts[0].tv_nsec == 0)
+    return false;
+  *ts = tss.ts[0];
+  return true;
+}
+
 bool
 NIO_ReadTxTimestamp(const NIO_Socket *s, struct timespec *ts)
 {
@@ -128,12 +140,11 @@ NIO_ReadTxTimestamp(const NIO_Socket *s, struct timespec *ts)
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
     if (recvmsg(s->fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
       break;
-    struct scm_timestamping tss;
+    struct timespec stamp;
     bool have = false, sent = false;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
-        memcpy(&tss, CMSG_DATA(c), sizeof(tss));
-        have = tss.ts[0].tv_sec != 0 || tss.ts[0].tv_nsec != 0;
+        have = software_stamp(c, &stamp);
       } else if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
                  (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
         struct sock_extended_err ee;
@@ -143,7 +154,7 @@ NIO_ReadTxTimestamp(const NIO_Socket *s, struct timespec *ts)
       }
     }
     if (have && sent) {
-      *ts = tss.ts[0];
+      *ts = stamp;
       got = true;
     }
   }
@@ -165,10 +176,7 @@ parse_control(struct msghdr *mh, NIO_Datagram *d)
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
       memcpy(&d->rx, CMSG_DATA(c), sizeof(d->rx));
     } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
-      struct scm_timestamping tss; /* ts[0]: software (client sockets, NIO_Connect) */
-      memcpy(&tss, CMSG_DATA(c), sizeof(tss));
-      if (tss.ts[0].tv_sec != 0 || tss.ts[0].tv_nsec != 0)
-        d->rx = tss.ts[0];
+      software_stamp(c, &d->rx); /* client sockets (NIO_Connect) */
     } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
       struct in_pktinfo pi;
       memcpy(&pi, CMSG_DATA(c), sizeof(pi));
