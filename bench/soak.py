@@ -119,7 +119,7 @@ class Noise:
             self.socks.append(s)
         self.sent = 0
         self.sizes = []  # (request, reply)
-        self.last = {}
+        self.recent = [[] for _ in self.socks]  # per socket: (sent time, datagram), unanswered
 
     def packet(self):
         r = self.rng.random()
@@ -141,16 +141,38 @@ class Noise:
             try:
                 self.socks[i].sendto(p, (self.server, 123))
                 self.sent += 1
-                self.last[i] = len(p)
+                self.recent[i].append((time.monotonic(), p))
             except OSError:
                 pass
+        now = time.monotonic()
         for i, s in enumerate(self.socks):
+            self.recent[i] = [x for x in self.recent[i] if now - x[0] < 5.0]
             while True:
                 try:
                     data = s.recv(4096)
                 except BlockingIOError:
                     break
-                self.sizes.append((self.last.get(i, 0), len(data)))
+                self.sizes.append((self.answered(i, data), len(data)))
+
+    def answered(self, i, reply):
+        """The length of the request `reply` answers. A socket may have several requests
+        outstanding (a reply read after the socket sent again), so the reply is matched by
+        content: an NTP reply's origin is its request's transmit timestamp, a mode 6 response
+        carries its request's opcode and sequence. Anything else is held against the longest
+        request the socket sent in the last 5 s."""
+        cands = self.recent[i]
+        mode = reply[0] & 7 if reply else 0
+        if 1 <= mode <= 5 and len(reply) >= 48:
+            match = [x for x in cands if len(x[1]) >= 48 and x[1][40:48] == reply[24:32]]
+        elif mode == 6 and len(reply) >= 4:
+            match = [x for x in cands if len(x[1]) >= 4 and x[1][0] & 7 == 6 and
+                     x[1][1] & 0x1f == reply[1] & 0x1f and x[1][2:4] == reply[2:4]]
+        else:
+            match = []
+        if match:
+            cands.remove(match[0])
+            return len(match[0][1])
+        return max((len(x[1]) for x in cands), default=0)
 
     def close(self):
         for s in self.socks:
