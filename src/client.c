@@ -939,14 +939,69 @@ on_timer(void *arg)
 
 /* ---- life ---- */
 
+struct CLI_Tls {
+  size_t n;
+  NTL_Ctx *ctx[]; /* by association index; NULL for a source without NTS */
+};
+
+CLI_Tls *
+CLI_LoadTls(const CNF_Config *cfg, char *err, size_t errlen)
+{
+  err[0] = '\0';
+  bool any = false;
+  for (size_t i = 0; i < cfg->n_assocs; i++)
+    any = any || (cfg->assocs[i].options & CNF_AO_NTS);
+  if (!any)
+    return NULL;
+  CLI_Tls *t = calloc(1, sizeof(*t) + cfg->n_assocs * sizeof(t->ctx[0]));
+  if (!t) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  t->n = cfg->n_assocs;
+  for (size_t i = 0; i < cfg->n_assocs; i++) {
+    const CNF_Assoc *ca = &cfg->assocs[i];
+    if (!(ca->options & CNF_AO_NTS))
+      continue;
+    char why[400];
+    t->ctx[i] = NTL_CreateClient(ca->ca ? ca->ca : cfg->nts.ca,
+                                 (ca->options & CNF_AO_NOVAL) != 0, why, sizeof(why));
+    if (!t->ctx[i]) {
+      snprintf(err, errlen, "line %d: NTS source %s: %s", ca->line, ca->host, why);
+      CLI_FreeTls(t);
+      return NULL;
+    }
+  }
+  return t;
+}
+
+void
+CLI_FreeTls(CLI_Tls *t)
+{
+  if (!t)
+    return;
+  for (size_t i = 0; i < t->n; i++)
+    NTL_Destroy(t->ctx[i]);
+  free(t);
+}
+
 CLI_Client *
 CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *keys,
-           CLI_SyncFn on_sync, CLI_PeersFn on_peers, void *arg, char *err, size_t errlen)
+           CLI_Tls *tls_set, CLI_SyncFn on_sync, CLI_PeersFn on_peers, void *arg, char *err,
+           size_t errlen)
 {
+  if (!tls_set) { /* nothing loaded before: load now (err says why if one fails) */
+    tls_set = CLI_LoadTls(cfg, err, errlen);
+    if (!tls_set && err[0]) {
+      KEY_Destroy(keys);
+      return NULL;
+    }
+  }
   CLI_Client *c = calloc(1, sizeof(*c));
   if (!c) {
     snprintf(err, errlen, "out of memory");
     KEY_Destroy(keys);
+    CLI_FreeTls(tls_set);
     return NULL;
   }
   pthread_mutex_init(&c->lock, NULL);
@@ -983,6 +1038,7 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
       (c->any_nts && !(c->siv = SIV_Create())) || !EVL_AddFd(loop, c->evfd, on_resolved, c) ||
       EVL_AddTimer(loop, CLI_TIMER_S, on_timer, c) < 0) {
     snprintf(err, errlen, "cannot set up the client: %s", strerror(errno));
+    CLI_FreeTls(tls_set);
     CLI_Destroy(c);
     return NULL;
   }
@@ -990,16 +1046,9 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
   for (size_t i = 0; i < cfg->n_assocs; i++) {
     const CNF_Assoc *ca = &cfg->assocs[i];
     NTL_Ctx *tls = NULL;
-    if (ca->options & CNF_AO_NTS) {
-      char why[400];
-      tls = NTL_CreateClient(ca->ca ? ca->ca : cfg->nts.ca, (ca->options & CNF_AO_NOVAL) != 0,
-                             why, sizeof(why));
-      if (!tls) {
-        pthread_mutex_unlock(&c->lock);
-        snprintf(err, errlen, "line %d: NTS source %s: %s", ca->line, ca->host, why);
-        CLI_Destroy(c);
-        return NULL;
-      }
+    if (tls_set && i < tls_set->n) { /* ours now */
+      tls = tls_set->ctx[i];
+      tls_set->ctx[i] = NULL;
     }
     if (ca->type == CNF_POOL) {
       if (c->npools == CLI_MAX_PEERS) {
@@ -1029,6 +1078,7 @@ CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *key
       p->resolving = start_job(c, p->host, ca->family, (int)(p - c->peers), -1);
     }
   }
+  CLI_FreeTls(tls_set);
   collect_resolved(c, &now);
   pthread_mutex_unlock(&c->lock);
   report_peers(c);

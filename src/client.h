@@ -31,13 +31,21 @@ typedef void (*CLI_SyncFn)(void *arg, const SYS_Vars *sys);
 /* Called the same way whenever the set of servers we poll changed (for `restrict source`). */
 typedef void (*CLI_PeersFn)(void *arg, const NetAddr *peers, size_t n);
 
+/* The NTS-KE TLS contexts of cfg's NTS sources, one per `server`/`pool ... nts` line: each
+ * line's `ca` (else `nts ca`, else the system's store) is read here, so that a daemon that
+ * chroots (-i) loads them first, from the real root. NULL with "line N: ..." in err if one
+ * does not load; also NULL, with err empty, when cfg has no NTS source. */
+typedef struct CLI_Tls CLI_Tls;
+CLI_Tls *CLI_LoadTls(const CNF_Config *cfg, char *err, size_t errlen);
+void CLI_FreeTls(CLI_Tls *t);
+
 /* A client for cfg's associations (none is not an error: the client then has nothing to
  * do). NULL with a reason in err if it cannot be set up. keys: the client's own table (it
- * takes ownership, also on failure; may be NULL). clk: adjusted through the discipline
- * unless it is no-adjust. */
+ * takes ownership, also on failure; may be NULL). tls: CLI_LoadTls(cfg) (the same
+ * ownership; NULL: made here). clk: adjusted through the discipline unless it is no-adjust. */
 CLI_Client *CLI_Create(EVL_Loop *loop, CLK_Clock *clk, const CNF_Config *cfg, KEY_Table *keys,
-                       CLI_SyncFn on_sync, CLI_PeersFn on_peers, void *arg, char *err,
-                       size_t errlen);
+                       CLI_Tls *tls, CLI_SyncFn on_sync, CLI_PeersFn on_peers, void *arg,
+                       char *err, size_t errlen);
 void CLI_Destroy(CLI_Client *c);
 /* New keys after a reload (takes ownership; the old table is freed). */
 void CLI_SetKeys(CLI_Client *c, KEY_Table *keys);

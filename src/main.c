@@ -58,12 +58,13 @@ typedef struct {
   Options opt;
   CLK_Clock *clk;
   EVL_Loop *loop;
-  RUN_State *run;  /* configuration in force and the system state built from it */
-  POL_Pool *pool;  /* the serving threads and their sockets */
-  CSV_Server *ctl; /* the control path (mode 6) */
-  CLI_Client *cli; /* upstream associations and the clock discipline */
-  NKS_Server *nts; /* the NTS-KE server (NULL without `nts enable`) */
-  SBX_User user;   /* -u, looked up before any chroot */
+  RUN_State *run;   /* configuration in force and the system state built from it */
+  POL_Pool *pool;   /* the serving threads and their sockets */
+  CSV_Server *ctl;  /* the control path (mode 6) */
+  CLI_Client *cli;  /* upstream associations and the clock discipline */
+  CLI_Tls *cli_tls; /* its NTS-KE contexts, loaded before any chroot, until CLI_Create */
+  NKS_Server *nts;  /* the NTS-KE server (NULL without `nts enable`) */
+  SBX_User user;    /* -u, looked up before any chroot */
   bool pid_written;
   const char *files[2]; /* what the cleaner removes at exit */
   DMN_Cleaner cleaner;  /* with -u or -i: removes the pid file and control socket */
@@ -920,6 +921,10 @@ start(Daemon *d)
   if (!o->foreground && !DMN_Detach(err, sizeof(err)))
     LOG_Fatalx("%s", err);
   write_pid_file(d);
+  /* the NTS sources' CA files and the system's store are outside any chroot */
+  d->cli_tls = CLI_LoadTls(RUN_Config(d->run), err, sizeof(err));
+  if (!d->cli_tls && err[0])
+    LOG_Fatalx("%s", err);
   if (!confine(d, err, sizeof(err)))
     LOG_Fatalx("%s", err);
   return -1;
@@ -952,8 +957,9 @@ serve(Daemon *d)
   d->sys_prev_ns = start.mono_ns;
   d->sys_next_ns = start.mono_ns + SYSSTATS_INTERVAL_NS;
   if (RUN_Config(d->run)->n_assocs > 0) {
-    d->cli = CLI_Create(d->loop, d->clk, RUN_Config(d->run), client_keys(d), on_sync, on_peers,
-                        d, err, sizeof(err));
+    d->cli = CLI_Create(d->loop, d->clk, RUN_Config(d->run), client_keys(d), d->cli_tls,
+                        on_sync, on_peers, d, err, sizeof(err));
+    d->cli_tls = NULL; /* the client's now, also on failure */
     if (!d->cli)
       LOG_Fatalx("%s", err);
     /* the serving threads answer ntpq already: hand them the client inside a section */
@@ -994,6 +1000,7 @@ shutdown_daemon(Daemon *d)
   POL_Destroy(d->pool); /* threads first: they read the client, the NTS keys and counters */
   NKS_Stop(d->nts);
   CLI_Destroy(d->cli);
+  CLI_FreeTls(d->cli_tls);
   STL_Destroy(d->stats); /* after the client, which queues records; writes what is queued */
   CSV_Destroy(d->ctl);
   MTR_Destroy(d->mtr);

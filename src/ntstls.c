@@ -1,6 +1,8 @@
 #include "ntstls.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -115,6 +117,27 @@ NTL_Destroy(NTL_Ctx *c)
   SSL_CTX_free(c);
 }
 
+/* Every certificate in the files of dir into store; files that hold none are passed over. */
+static void
+load_ca_dir(X509_STORE *store, const char *dir)
+{
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char path[PATH_MAX];
+    struct stat st;
+    if (e->d_name[0] == '.' ||
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
+        stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+      continue;
+    if (X509_STORE_load_file(store, path) != 1)
+      ERR_clear_error();
+  }
+  closedir(d);
+}
+
 static bool
 load_ca(SSL_CTX *c, const char *ca, char *why, size_t whylen)
 {
@@ -123,9 +146,14 @@ load_ca(SSL_CTX *c, const char *ca, char *why, size_t whylen)
     snprintf(why, whylen, "cannot read the CA %s: %s", ca, strerror(errno));
     return false;
   }
-  if (S_ISDIR(st.st_mode)) /* hashed names, looked up when a certificate is verified */
-    return SSL_CTX_load_verify_dir(c, ca) == 1 ||
-           fail(why, whylen, "cannot use the CA directory", ca);
+  if (S_ISDIR(st.st_mode)) {
+    /* hashed names, looked up when a certificate is verified; and what is there now, read
+     * at once (a chroot may hide the directory by then) */
+    if (SSL_CTX_load_verify_dir(c, ca) != 1)
+      return fail(why, whylen, "cannot use the CA directory", ca);
+    load_ca_dir(SSL_CTX_get_cert_store(c), ca);
+    return true;
+  }
   if (SSL_CTX_load_verify_file(c, ca) != 1)
     return fail(why, whylen, "cannot load the CA file", ca);
   if (sk_X509_OBJECT_num(X509_STORE_get0_objects(SSL_CTX_get_cert_store(c))) == 0) {

@@ -24,9 +24,10 @@ NTL_Ctx *NTL_CreateServer(const CNF_Nts *n, char *why, size_t whylen);
 void NTL_Destroy(NTL_Ctx *c);
 
 /* A client context: certificates verified against ca (a PEM file of one or more CA
- * certificates, or a directory hashed by `openssl rehash`), or the system's default store
- * when ca is NULL; noval: not verified at all (NTPsec's `noval`; tests only). NULL with the
- * reason in why (a file that does not load or holds no certificate). */
+ * certificates, or a directory hashed by `openssl rehash`: the certificates in its files
+ * are read now, later ones when looked up), or the system's default store when ca is NULL
+ * (its bundle file read now); noval: not verified at all (NTPsec's `noval`; tests only). NULL
+ * with the reason in why (a file that does not load or holds no certificate). */
 NTL_Ctx *NTL_CreateClient(const char *ca, bool noval, char *why, size_t whylen);
 
 /* Choose ntske/1 from a client's ALPN list (wire format: length-prefixed names); false if

@@ -6,8 +6,9 @@ NTS-KE port is closed or never answers TLS (connect and timeout failures); ntpga
 chronyd 4.3 running as an NTS server (`server`) and to ntpgated's NTS server (`pool`; ntpq: the association is
 the system peer, reachable and authenticated; the client_nts_* counters, read with ntpq `rv 0
 NAME`, show the handshake, the cookies and the authenticated replies, and nothing dropped);
-after the server restarts with new cookie keys, its NTSN KoD makes the client re-run NTS-KE
-and go on with authenticated time."""
+a client chrooted with -i syncs with its CA outside the jail; after the server restarts with
+new cookie keys, its NTSN KoD makes the client re-run NTS-KE and go on with authenticated
+time."""
 
 import os
 import re
@@ -19,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ntpg  # noqa: E402
 from test_nts import make_pki  # noqa: E402
+from test_privilege import exited_cleanly  # noqa: E402
 
 PROBE = ntpg.source_addr(31)
 POLL = "iburst minpoll 1 maxpoll 1"
@@ -153,6 +155,26 @@ def check_synced(c, d, upstream, label, status="f"):
             v.get("client_nts_no_cookie") == 0 and
             not any(v.get(k) for k in COUNTERS if "fail" in k), str(v))
     return v
+
+
+def check_chroot(c, tmp, p, kport):
+    """With -i JAIL the NTS source's `ca` is outside the jail: the TLS context is made before
+    the chroot. The CA is given as a directory whose file is not named by hash (`ca.pem`), so
+    only its certificates read at start can verify the server."""
+    c.section("-i DIR: the CA outside the chroot")
+    jail, cadir = os.path.join(tmp, "jail"), os.path.join(tmp, "cadir")
+    os.mkdir(jail)
+    os.mkdir(cadir)
+    with open(p("ca.pem"), "rb") as f, open(os.path.join(cadir, "ca.pem"), "wb") as g:
+        g.write(f.read())
+    d = client(tmp, "jailed", 10, A(1), kport, cadir)
+    if not c.check("an NTS client with -i DIR starts", d.start(more=["-i", jail]),
+                   d.all_output()[-400:]):
+        return
+    check_synced(c, d, A(1), "chrooted, CA directory outside the jail")
+    rc, took = d.stop()
+    c.check("the chrooted client exits cleanly", exited_cleanly(rc, True, d.all_output()),
+            str(rc))
 
 
 def check_ntsn(c, tmp, p, s1, cl, kport):
@@ -326,6 +348,7 @@ def main(c, tmp):
             s_before.get("served", 0) == s_base.get("served", -1),
             "served %s since the start's probes" % (s_before.get("served", 0) -
                                                     s_base.get("served", 0)))
+    check_chroot(c, tmp, p, kp1)
     check_ntsn(c, tmp, p, s1, c2, kp1)
     check_unreachable(c, silent, refused, stalled)
     check_pool_retires(c, tmp, p, kp1, ntpg.v6_port(3))  # the silent listener's port, free now
