@@ -39,6 +39,8 @@ import zlib
 
 PYTHON = "/usr/bin/python3"
 SETPRIV = ["setpriv", "--bounding-set", "-sys_time", "--"]
+# a mount namespace whose /etc/hosts is the file given next: HOSTS_NS + [file, argv...]
+HOSTS_NS = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"']
 NTPDIG = "/usr/bin/ntpdig"
 TSHARK = "/usr/bin/tshark"
 NTP_UNIX_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
@@ -72,11 +74,23 @@ def test_name():
     return os.path.splitext(os.path.basename(sys.argv[0]))[0]
 
 
+def _other_tests():
+    return sorted(os.path.splitext(f)[0] for f in os.listdir(HERE)
+                  if f.startswith("test_") and f.endswith(".py") and
+                  os.path.splitext(f)[0] not in TEST_NUMBERS)
+
+
 def test_number(name=None):
+    """16 and up for the files not in TEST_NUMBERS, by their sorted names: distinct for every
+    file of this directory (a hash of the name gave test_nts and test_statsfiles, which may
+    run side by side, the same addresses and ports)."""
     name = name or test_name()
     if name in TEST_NUMBERS:
         return TEST_NUMBERS[name]
-    return 16 + zlib.crc32(name.encode()) % 200  # unknown files: stable, away from the table
+    others = _other_tests()
+    if name in others:
+        return 16 + others.index(name)
+    return 16 + len(others) + zlib.crc32(name.encode()) % 64  # a file from elsewhere
 
 
 def _check_salt():
@@ -841,6 +855,25 @@ class Daemon:
     def exit_stats(self):
         """Counters written at exit: the last `stats:` block in the log."""
         return parse_stats(self.log_text())
+
+
+class HostsDaemon(Daemon):
+    """ntpgated in a mount namespace of its own whose /etc/hosts is the given file (bound,
+    so rewriting the file in place changes what the daemon resolves next)."""
+
+    def __init__(self, hosts, *a, **k):
+        self.hosts = hosts
+        super().__init__(*a, **k)
+
+    def argv(self, *more):
+        return HOSTS_NS + [self.hosts] + super().argv(*more)
+
+
+def resolve_in_hosts(hosts, name):
+    """The IPv4 addresses getaddrinfo gives for name, in order, with hosts as /etc/hosts (as
+    HostsDaemon sees it); and the tool's output."""
+    rc, out, err = run_tool(HOSTS_NS + [hosts, "getent", "ahostsv4", name], 10)
+    return [ln.split()[0] for ln in out.splitlines() if "STREAM" in ln], out + err
 
 
 def dropped_total(stats):

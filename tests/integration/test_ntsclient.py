@@ -197,18 +197,6 @@ def check_ntsn(c, tmp, p, s1, cl, kport):
             str({k: v for k, v in s.items() if "nts" in k}))
 
 
-class HostsDaemon(ntpg.Daemon):
-    """ntpgated in a mount namespace of its own whose /etc/hosts is the given file."""
-
-    def __init__(self, hosts, *a, **k):
-        self.hosts = hosts
-        super().__init__(*a, **k)
-
-    def argv(self, *more):
-        return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
-                self.hosts] + super().argv(*more)
-
-
 def tcp_forward(listen, to):
     """A TCP forwarder on listen (address, port) to `to`, on threads of its own; returns the
     listening socket (close it to stop). Our NTS-KE server listens on every address, so a
@@ -256,12 +244,10 @@ def check_pool_retires(c, tmp, p, kport, kp_pool):
     fwd = tcp_forward((live, kp_pool), (live, kport))
     hosts = ntpg.write_text(os.path.join(tmp, "hosts"), "%s ntske.test\n%s ntske.test\n" % (
         dead, live))
-    rc, out, err = ntpg.run_tool(["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && '
-                                  'exec getent ahostsv4 ntske.test', hosts], 10)
-    order = [ln.split()[0] for ln in out.splitlines() if "STREAM" in ln]
+    order, out = ntpg.resolve_in_hosts(hosts, "ntske.test")
     c.check("in the namespace ntske.test gives the dead address first, then the server",
-            order == [dead, live], out + err)
-    d = HostsDaemon(hosts, tmp, [A(8)], stratum=None, name="c3", probe_src=PROBE, extra=[
+            order == [dead, live], out)
+    d = ntpg.HostsDaemon(hosts, tmp, [A(8)], stratum=None, name="c3", probe_src=PROBE, extra=[
         "pool ntske.test nts ca %s port %d %s" % (p("ca.pem"), kp_pool, POLL),
         "tos minclock 1 maxclock 1"])
     c.check("the pool client starts", d.start())
