@@ -26,8 +26,9 @@
 
 #define CLI_MAX_PEERS 64
 #define CLI_MAX_POOL_ADDRS 16
-#define CLI_NTS_RETIRE 2 /* failed NTS-KE handshakes in a row that retire a pool member */
-#define CLI_TIMER_S 0.1  /* poll scheduling granularity */
+#define CLI_POOL_STRUCK 16 /* struck addresses remembered per pool line */
+#define CLI_NTS_RETIRE 2   /* failed NTS-KE handshakes in a row that retire a pool member */
+#define CLI_TIMER_S 0.1    /* poll scheduling granularity */
 #define CLI_DRIFT_INTERVAL_NS (3600LL * 1000000000) /* write the drift file hourly */
 #define CLI_REFRESH_NS                                                                        \
   (64LL * 1000000000) /* re-publish the system state at least this often */
@@ -70,6 +71,14 @@ typedef struct KeJob {
   bool done;
 } KeJob;
 
+/* An address a pool line's retired member had: not taken again before until_ns, even if
+ * the name gives it again; each retirement of the same address doubles the wait. */
+typedef struct {
+  NetAddr addr;
+  int64_t until_ns;
+  int shift; /* the wait, log2 s: tos kodbackoff, then + 1 per retirement, to kodbackoffmax */
+} Struck;
+
 typedef struct {
   CNF_Assoc conf;
   char *host;
@@ -78,6 +87,8 @@ typedef struct {
   NetAddr addrs[CLI_MAX_POOL_ADDRS];
   size_t naddrs;
   int64_t retry_ns; /* re-resolve after this when members are missing */
+  Struck struck[CLI_POOL_STRUCK];
+  size_t nstruck;
 } PoolLine;
 
 /* One name to resolve, handed to a helper thread; the answer comes back under the lock. */
@@ -335,20 +346,60 @@ deactivate(CLI_Client *c, Peer *p)
     NTA_Init(p->nts);
 }
 
-/* A pool member that failed (a DENY/RSTR KoD; NTS-KE that keeps failing) is retired and its
- * address struck from the line's list, so that the member taking its place has another
- * address; the address may come back with the next resolution (lock held). */
+#define REPLACED_REFUSED "replaced: it refused us (DENY/RSTR)"
+#define REPLACED_UNREACHABLE "replaced: unreachable"
+
+/* The struck entry of address a on line pl, or NULL. */
+static Struck *
+find_struck(PoolLine *pl, const NetAddr *a)
+{
+  for (size_t i = 0; i < pl->nstruck; i++)
+    if (ADR_Equal(&pl->struck[i].addr, a))
+      return &pl->struck[i];
+  return NULL;
+}
+
+/* A pool member that failed (a DENY/RSTR KoD, unreachable for ASC_UNREACH polls, NTS-KE that
+ * keeps failing) is retired and its address struck: the member taking its place has another
+ * address, and the struck one is not taken again, whatever the next resolutions give, for
+ * 2^kodbackoff s (17 min), doubled each time the same address is struck again up to
+ * 2^kodbackoffmax: a server that refuses us hears from us as seldom as a configured one
+ * backing off from DENY (docs/client.md). Lock held. */
 static void
-retire_member(CLI_Client *c, Peer *p)
+retire_member(CLI_Client *c, Peer *p, const NTT_Now *now, const char *why)
 {
   PoolLine *pl = &c->pools[p->pool];
   const NetAddr *a = p->nts ? &p->ke_addr : &p->addr;
-  for (size_t i = 0; i < pl->naddrs; i++)
-    if (ADR_Equal(&pl->addrs[i], a)) {
-      pl->addrs[i] = pl->addrs[--pl->naddrs];
-      break;
+  Struck *st = find_struck(pl, a);
+  int first = c->tos.kod_backoff > 0 ? c->tos.kod_backoff : 10;
+  int most = c->tos.kod_backoff_max >= first ? c->tos.kod_backoff_max : first;
+  if (st) {
+    st->shift = st->shift < most ? st->shift + 1 : most;
+  } else {
+    if (pl->nstruck < CLI_POOL_STRUCK) {
+      st = &pl->struck[pl->nstruck++];
+    } else { /* full: the entry that ends first makes room */
+      st = &pl->struck[0];
+      for (size_t i = 1; i < pl->nstruck; i++)
+        if (pl->struck[i].until_ns < st->until_ns)
+          st = &pl->struck[i];
     }
+    st->addr = *a;
+    st->shift = first;
+  }
+  st->until_ns = now->mono_ns + ((int64_t)1 << st->shift) * 1000000000;
+  char name[ADR_STRLEN];
+  LOG_Info("pool member %s %s; the address is not taken again for %lld s",
+           ADR_FormatPort(a, name, sizeof(name)), why, (long long)1 << st->shift);
   deactivate(c, p);
+}
+
+/* Whether a is struck on line pl at now. */
+static bool
+is_struck(PoolLine *pl, const NetAddr *a, const NTT_Now *now)
+{
+  const Struck *st = find_struck(pl, a);
+  return st && now->mono_ns < st->until_ns;
 }
 
 /* A pool member, or a server in service: NTS sources count from their resolution on, as
@@ -439,7 +490,7 @@ manage_pools(CLI_Client *c, const NTT_Now *now)
     for (size_t i = 0; i < c->npeers; i++)
       members += c->peers[i].pool == (int)k && in_service(&c->peers[i]);
     for (size_t i = 0; i < pl->naddrs && members < want; i++) {
-      if (address_in_use(c, &pl->addrs[i]))
+      if (address_in_use(c, &pl->addrs[i]) || is_struck(pl, &pl->addrs[i], now))
         continue;
       Peer *p = NULL;
       for (size_t j = 0; j < c->npeers && !p; j++) /* reuse a retired member's slot */
@@ -503,10 +554,11 @@ collect_ke(CLI_Client *c, Peer *p, const NTT_Now *now)
       LOG_Warnx("NTS-KE with %s (%s) failed (%s): %s; next attempt in %.0f s", p->host, ke,
                 NKC_StatusName(j->st), j->st == NKC_OK ? "no usable cookie" : j->res.why, b);
     if (p->pool >= 0 && !p->a && p->nts->failures >= CLI_NTS_RETIRE) {
-      LOG_Info("pool member %s retired after %u failed NTS-KE handshakes", ke,
+      char why[64];
+      snprintf(why, sizeof(why), "retired after %u failed NTS-KE handshakes",
                p->nts->failures);
       c->nts_retired++;
-      retire_member(c, p);
+      retire_member(c, p, now, why);
     }
   }
   free_ke(j);
@@ -850,9 +902,9 @@ on_reply(void *arg, int fd, uint32_t events)
     }
   }
   if (p && ASC_NeedsReplacement(p->a) && p->pool >= 0) {
-    char name[ADR_STRLEN];
-    LOG_Info("pool member %s replaced", ADR_FormatPort(&p->addr, name, sizeof(name)));
-    retire_member(c, p);
+    ASC_Status st; /* a KoD, or an error (ICMP) read after ASC_UNREACH silent polls */
+    ASC_GetStatus(p->a, &st);
+    retire_member(c, p, &now, st.denied ? REPLACED_REFUSED : REPLACED_UNREACHABLE);
     manage_pools(c, &now);
   }
   pthread_mutex_unlock(&c->lock);
@@ -921,7 +973,7 @@ on_timer(void *arg)
     for (size_t i = 0; i < c->npeers; i++) {
       Peer *p = &c->peers[i];
       if (p->a && p->pool >= 0 && ASC_NeedsReplacement(p->a))
-        retire_member(c, p);
+        retire_member(c, p, &now, REPLACED_UNREACHABLE);
     }
     manage_pools(c, &now);
     if (c->driftfile && c->synced && now.mono_ns >= c->drift_next_ns) {
