@@ -97,16 +97,16 @@ test-package:
 
 # ntpgated's and chronyd's offset estimates side by side through one jitter relay (long; not
 # part of make check): docs/client.md has the table of a run.
-bench-timequality: $(BUILD)/ntpgated
+bench-timequality: deps $(BUILD)/ntpgated
 	bench/timequality.sh
 
 # Serving CPU per answer with and without a Prometheus scraping every second (not in check).
-bench-metrics: all
+bench-metrics: deps all
 	bench/metrics.sh -b $(BUILD)
 
 # NTS CPU per answer against plain NTP, ntpgated and chronyd in one run (not in check):
 # docs/nts.md and docs/performance.md have the figures. In a private network namespace.
-bench-nts: all
+bench-nts: deps all
 	unshare -n sh -c 'ip link set lo up && NTPG_DAEMON=$(abspath $(BUILD))/ntpgated \
 	  NTPG_SRC=$(CURDIR) NTPG_ADDR_SALT=0 python3 bench/ntsbench.py'
 

@@ -68,6 +68,7 @@ typedef struct KeJob {
   NetAddr ke;
   NKC_Status st;
   NKC_Result res;
+  double secs; /* how long the handshake took (for the log) */
   bool done;
 } KeJob;
 
@@ -246,7 +247,11 @@ static void *
 ke_thread(void *arg)
 {
   KeJob *j = arg;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   j->st = NKC_Handshake(j->tls, j->host, &j->ke, j->c->abort_fd, &j->res);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  j->secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
   CLI_Client *c = j->c;
   pthread_mutex_lock(&c->lock);
   j->done = true; /* the loop thread collects it (collect_ke) */
@@ -542,8 +547,8 @@ collect_ke(CLI_Client *c, Peer *p, const NTT_Now *now)
     if (p->a && !(ADR_Equal(&p->addr, &j->res.ntp) && p->addr.port == j->res.ntp.port))
       close_assoc(c, p); /* NTS-KE names another NTP server now */
     p->addr = j->res.ntp;
-    LOG_Info("NTS-KE with %s (%s): %zu cookies, NTP server %s", p->host, ke, j->res.n_cookies,
-             ADR_FormatPort(&p->addr, ntp, sizeof(ntp)));
+    LOG_Info("NTS-KE with %s (%s) in %.1f ms: %zu cookies, NTP server %s", p->host, ke,
+             j->secs * 1e3, j->res.n_cookies, ADR_FormatPort(&p->addr, ntp, sizeof(ntp)));
     if (!p->a && !activate(c, p, now))
       NTA_KeFailed(p->nts, now->mono_ns); /* no socket: try again after the back-off */
   } else {

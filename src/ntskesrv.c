@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -288,6 +289,8 @@ accept_one(NKS_Server *s, int lfd, double now)
     close(fd);
     return;
   }
+  int one = 1; /* what we send never waits for the ACK of what went before (Nagle) */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   slot->ssl = SSL_new(s->tls);
   if (!slot->ssl || SSL_set_fd(slot->ssl, fd) != 1) {
     if (slot->ssl)
