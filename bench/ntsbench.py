@@ -18,7 +18,6 @@ same kind of CA. Prints one line per server and a machine-readable last line."""
 
 import os
 import socket
-import ssl
 import struct
 import sys
 import time
@@ -103,27 +102,9 @@ def ke_phase(name, p, addr, kport, pid):
     ctx = test_nts.tls_ctx(p("ca.pem"))
     bad, c0, t0 = 0, cpu(pid), time.monotonic()
     for i in range(KE_COUNT):
-        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        raw.settimeout(8)
-        if not NAGLE:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            raw.bind((ntpg.source_addr(1 + i % 16), 0))
-            raw.connect((addr, kport))
-            s = ctx.wrap_socket(raw, server_hostname=addr)
-            s.sendall(test_nts.GOOD_REQ)
-            data = b""
-            while True:
-                d = s.recv(4096)
-                if not d:
-                    break
-                data += d
-            s.close()
-            if len([1 for t, _ in test_nts.records(data) if t == 5]) != 8:
-                bad += 1
-        except (ssl.SSLError, OSError):
-            raw.close()
-            bad += 1
+        recs, err = test_nts.ke(addr, kport, None, src=ntpg.source_addr(1 + i % 16), ctx=ctx,
+                                nodelay=not NAGLE)
+        bad += len([1 for t, _ in recs if t == 5]) != 8
     c1, t1 = cpu(pid), time.monotonic()
     n = KE_COUNT - bad
     if bad:

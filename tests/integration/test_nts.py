@@ -72,15 +72,19 @@ def records(data):
     return out
 
 
-def ke(addr, port, ca, request=GOOD_REQ, alpn=True, close_after_send=False, src=None):
-    """One NTS-KE exchange: (records, error) -- error is the TLS failure text, or None."""
+def ke(addr, port, ca, request=GOOD_REQ, alpn=True, close_after_send=False, src=None,
+       ctx=None, nodelay=False):
+    """One NTS-KE exchange: (records, error) -- error is the TLS failure text, or None.
+    ctx: a context made once by tls_ctx (else one from ca and alpn); nodelay: TCP_NODELAY."""
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     raw.settimeout(8)
+    if nodelay:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         if src:
             raw.bind((src, 0))
         raw.connect((addr, port))
-        s = tls_ctx(ca, alpn).wrap_socket(raw, server_hostname=addr)
+        s = (ctx or tls_ctx(ca, alpn)).wrap_socket(raw, server_hostname=addr)
         s.sendall(request)
         if close_after_send:
             s.close()
