@@ -46,10 +46,12 @@ tally(const char *file)
 static void
 make_paths(void)
 {
-  if (dir[strlen(dir) - 1] == 'X' && !mkdtemp(dir)) {
+  static bool made; /* (not "the template still ends in X": a made name may, 1 in 62) */
+  if (!made && !mkdtemp(dir)) {
     perror("mkdtemp");
     exit(2);
   }
+  made = true;
   snprintf(path, sizeof(path), "%s/ntpgated.log", dir);
   snprintf(rotated, sizeof(rotated), "%s/ntpgated.log.1", dir);
 }
